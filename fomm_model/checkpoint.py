@@ -1,0 +1,207 @@
+"""Reading and writing FOMM checkpoints: original ``.pth.tar`` files and safetensors.
+
+Original checkpoints are torch pickles (legacy or zip serialisation). They are only ever
+read with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain
+containers, so a malicious file cannot run code. Safetensors files hold the three state
+dicts under ``kp_detector.``, ``generator.`` and ``discriminator.`` prefixes and the model
+config as JSON in their metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from .config import ConfigError, ModelConfig
+
+NETWORKS = ("kp_detector", "generator", "discriminator")
+FORMAT_NAME = "fomm"
+FORMAT_VERSION = "1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class Checkpoint:
+    """The networks' state dicts of a checkpoint, plus what else it carried."""
+
+    state_dicts: dict[str, dict[str, Tensor]]
+    config: ModelConfig | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_discriminator(self) -> bool:
+        return bool(self.state_dicts.get("discriminator"))
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a ``.pth.tar``/``.pth``/``.pt`` or ``.safetensors`` FOMM checkpoint safely."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if len(head) < 8:
+        raise CheckpointError(f"{path}: file is empty or truncated ({path.stat().st_size} bytes)")
+    if _looks_like_safetensors(head, path.stat().st_size):
+        return _read_safetensors(path)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return _read_torch(path)
+    raise CheckpointError(
+        f"{path}: not a checkpoint (neither a torch .pth/.pth.tar file nor safetensors); "
+        "FOMM checkpoints are the published *.pth.tar files or their safetensors conversion"
+    )
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    header_len = int.from_bytes(head[:8], "little")
+    return 0 < header_len <= size - 8 and head[8:9] == b"{"
+
+
+def _read_torch(path: Path) -> Checkpoint:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()
+        detail = next((line for line in reason if "GLOBAL" in line or "Unsupported" in line), reason[0] if reason else "")
+        raise CheckpointError(
+            f"{path}: refused to load: the file contains Python objects other than tensors "
+            f"({detail.strip()}). FOMM checkpoints hold only tensors; a file like this could run "
+            "code when unpickled, so it is never executed. Use a checkpoint from a trusted source"
+        ) from None
+    except (EOFError, RuntimeError, OSError, ValueError, AttributeError, IndexError, KeyError) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, Mapping):
+        raise CheckpointError(f"{path}: not a FOMM checkpoint (holds a {type(data).__name__}, expected a dict)")
+    if "kp_detector" not in data or "generator" not in data:
+        flat = _split_prefixed(data)
+        if flat is None:
+            keys = ", ".join(list(map(str, data))[:8])
+            raise CheckpointError(
+                f"{path}: not a FOMM checkpoint: expected 'generator' and 'kp_detector' entries, found: {keys}"
+            )
+        return Checkpoint(flat)
+    state_dicts = {}
+    for name in NETWORKS:
+        if name in data and data[name] is not None:
+            state_dicts[name] = _tensor_dict(data[name], f"{path}: entry '{name}'")
+    extra = {k: v for k, v in data.items() if k not in NETWORKS}
+    return Checkpoint(state_dicts, extra=extra)
+
+
+def _tensor_dict(value: Any, where: str) -> dict[str, Tensor]:
+    if not isinstance(value, Mapping):
+        raise CheckpointError(f"{where} is a {type(value).__name__}, expected a state dict")
+    bad = [k for k, v in value.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(f"{where} holds non-tensor values (e.g. {bad[0]!r})")
+    return dict(value)
+
+
+def _split_prefixed(data: Mapping[str, Any]) -> dict[str, dict[str, Tensor]] | None:
+    """Split a flat ``generator.x`` / ``kp_detector.y`` mapping into per-network dicts."""
+    out: dict[str, dict[str, Tensor]] = {}
+    for key, value in data.items():
+        network, _, name = str(key).partition(".")
+        if network not in NETWORKS or not name or not isinstance(value, Tensor):
+            return None
+        out.setdefault(network, {})[name] = value
+    return out if "kp_detector" in out and "generator" in out else None
+
+
+def _read_safetensors(path: Path) -> Checkpoint:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
+    state_dicts = _split_prefixed(tensors)
+    if state_dicts is None:
+        keys = ", ".join(list(tensors)[:6])
+        raise CheckpointError(
+            f"{path}: not a FOMM safetensors file: expected tensors named 'kp_detector.*' and "
+            f"'generator.*', found: {keys}"
+        )
+    config = None
+    if "model_config" in metadata:
+        try:
+            config = ModelConfig.from_json(metadata["model_config"])
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+    extra = {k: v for k, v in metadata.items() if k != "model_config"}
+    return Checkpoint(state_dicts, config=config, extra=extra)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_safetensors(
+    path: str | os.PathLike,
+    state_dicts: Mapping[str, Mapping[str, Tensor]],
+    config: ModelConfig,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Write the networks' state dicts with the config in the header, atomically."""
+    tensors = {
+        f"{network}.{key}": value.detach().cpu().contiguous()
+        for network in NETWORKS
+        for key, value in (state_dicts.get(network) or {}).items()
+    }
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model_config": config.to_json()}
+    header.update(metadata or {})
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+
+
+def write_original(path: str | os.PathLike, state_dicts: Mapping[str, Mapping[str, Tensor]], extra: Mapping[str, Any] | None = None) -> None:
+    """Write the original ``.pth.tar`` layout (``generator``, ``kp_detector``, ...), atomically."""
+    payload: dict[str, Any] = {name: dict(sd) for name, sd in state_dicts.items() if sd}
+    payload.update(extra or {})
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, config: ModelConfig | None = None) -> Path:
+    """Convert between ``.pth.tar`` and ``.safetensors`` (chosen by the target's suffix).
+
+    Tensors are copied bit for bit; optimizer entries are dropped; the config (given,
+    stored, or inferred from the tensors) travels in the safetensors header.
+    """
+    from .config_inference import infer_model_config
+
+    target = Path(target)
+    checkpoint = read_checkpoint(source)
+    sds = checkpoint.state_dicts
+    config = config or checkpoint.config or infer_model_config(sds["kp_detector"], sds["generator"], sds.get("discriminator"))
+    if target.suffix == ".safetensors":
+        write_safetensors(target, sds, config)
+    elif target.name.endswith((".pth.tar", ".pth", ".pt")):
+        write_original(target, sds, {"epoch": int(checkpoint.extra.get("epoch", 0))} if "epoch" in checkpoint.extra else None)
+    else:
+        raise CheckpointError(f"{target}: choose a .safetensors or .pth.tar output name")
+    return target

@@ -1,0 +1,51 @@
+"""The ``fomm`` command line: one subcommand per module, each a thin layer over the library.
+
+A subcommand module defines ``register(subparsers)``, which adds its parser and sets
+``func`` to a callable taking the parsed arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from .. import __version__
+from ..checkpoint import CheckpointError
+from ..config import ConfigError
+
+# Subcommand modules, in the order `fomm --help` lists them.
+COMMANDS = ("checkpoints",)
+
+
+class UserError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fomm",
+        description="First Order Motion Model: animate images, train models, convert checkpoints.",
+    )
+    parser.add_argument("--version", action="version", version=f"fomm {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, CheckpointError, ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"fomm {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"fomm {args.command}: interrupted", file=sys.stderr)
+        return 130

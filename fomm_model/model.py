@@ -1,0 +1,142 @@
+"""The FOMM model object: three networks, their config, and the inference entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig, resolve_config
+from .keypoints import Keypoints, normalize_keypoints
+from .networks import KPDetector, MultiScaleDiscriminator, OcclusionAwareGenerator
+
+
+class FirstOrderModel(nn.Module):
+    """Keypoint detector + generator (+ discriminator when training) of one FOMM model.
+
+    The inference methods run without gradients in whatever mode the model is in;
+    :func:`load_model` and :func:`build_model` return it in eval mode.
+    """
+
+    def __init__(self, config: ModelConfig, align_corners: bool = True):
+        super().__init__()
+        self.config = config
+        self.kp_detector = KPDetector(
+            config.kp_detector, config.num_kp, config.num_channels, config.estimate_jacobian
+        )
+        self.generator = OcclusionAwareGenerator(
+            config.generator, config.num_kp, config.num_channels, align_corners=align_corners
+        )
+        self.discriminator: MultiScaleDiscriminator | None = (
+            None
+            if config.discriminator is None
+            else MultiScaleDiscriminator(config.discriminator, config.num_kp, config.num_channels)
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def align_corners(self) -> bool:
+        """grid_sample convention: True = training-time (torch 1.0), False = original on modern torch."""
+        return self.generator.align_corners
+
+    @align_corners.setter
+    def align_corners(self, value: bool) -> None:
+        self.generator.align_corners = bool(value)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.generator.parameters()).dtype
+
+    # ------------------------------------------------------------------ inference
+    def check_images(self, images: Tensor, name: str = "images") -> None:
+        """Validate an (N, C, H, W) float batch, with messages that say what to change."""
+        if not isinstance(images, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+        if images.ndim != 4 or images.shape[1] != self.config.num_channels:
+            raise ValueError(
+                f"{name} must be (N, {self.config.num_channels}, H, W) float in [0, 1], "
+                f"got shape {tuple(images.shape)}"
+            )
+        if images.shape[0] == 0:
+            raise ValueError(f"{name} is empty: give at least one frame")
+        if not images.is_floating_point():
+            raise ValueError(f"{name} must be floating point in [0, 1], got {images.dtype}; divide uint8 by 255")
+        self.config.check_image_size(*images.shape[-2:])
+
+    @torch.no_grad()
+    def detect_keypoints(self, images: Tensor) -> Keypoints:
+        """(N, C, H, W) images in [0, 1] -> keypoints (values (N, K, 2), jacobians or None)."""
+        self.check_images(images)
+        return self.kp_detector(images.to(self.device, self.dtype))
+
+    @torch.no_grad()
+    def generate(self, source: Tensor, kp_source: Keypoints, kp_driving: Keypoints) -> dict[str, Tensor]:
+        """Render the source moved to the driving keypoints, for a batch of driving frames.
+
+        Returns ``prediction``, ``mask``, ``sparse_deformed``, ``occlusion_map`` (when the
+        model has one), ``deformed`` and ``deformation``. A batch-1 source (and its
+        keypoints) is broadcast to the driving batch.
+        """
+        self.check_images(source, "source")
+        self._check_keypoints(kp_source, "kp_source")
+        self._check_keypoints(kp_driving, "kp_driving")
+        if source.shape[0] not in (1, len(kp_driving)):
+            raise ValueError(
+                f"source has {source.shape[0]} images for {len(kp_driving)} driving frames; give one source or one per frame"
+            )
+        device, dtype = self.device, self.dtype
+        return self.generator(source.to(device, dtype), kp_source.to(device, dtype), kp_driving.to(device, dtype))
+
+    @torch.no_grad()
+    def animate(
+        self,
+        source: Tensor,
+        driving: Tensor,
+        *,
+        relative: bool = True,
+        relative_jacobian: bool = True,
+        adapt_scale: bool = True,
+    ) -> Tensor:
+        """Animate one source image (1, C, H, W) with driving frames (T, C, H, W) -> (T, C, H, W).
+
+        The first driving frame is the reference: in relative mode the source keypoints move
+        by the driving keypoints' displacement since that frame.
+        """
+        self.check_images(source, "source")
+        self.check_images(driving, "driving")
+        if source.shape[0] != 1:
+            raise ValueError(f"animate takes one source image (1, C, H, W), got {source.shape[0]}")
+        kp_source = self.detect_keypoints(source)
+        kp_driving = self.detect_keypoints(driving)
+        kp_motion = normalize_keypoints(
+            kp_source,
+            kp_driving,
+            kp_driving[0],
+            relative=relative,
+            relative_jacobian=relative_jacobian,
+            adapt_scale=adapt_scale,
+        )
+        return self.generate(source, kp_source, kp_motion)["prediction"]
+
+    def _check_keypoints(self, kp: Keypoints, name: str) -> None:
+        if not isinstance(kp, Keypoints):
+            raise TypeError(f"{name} must be Keypoints (from detect_keypoints), got {type(kp).__name__}")
+        if kp.num_kp != self.config.num_kp:
+            raise ValueError(
+                f"{name} has {kp.num_kp} keypoints but this model uses {self.config.num_kp}: "
+                "the keypoints come from a different model"
+            )
+        if (kp.jacobian is None) == self.config.estimate_jacobian:
+            expected = "with" if self.config.estimate_jacobian else "without"
+            raise ValueError(f"{name} must come {expected} jacobians for this model: they come from a different model")
+
+
+def build_model(config: ModelConfig | str | Path, align_corners: bool = True) -> FirstOrderModel:
+    """A randomly initialised model from a preset name, a YAML path or a :class:`ModelConfig`."""
+    model = FirstOrderModel(resolve_config(config), align_corners=align_corners)
+    return model.eval()

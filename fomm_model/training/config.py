@@ -1,0 +1,215 @@
+"""Typed training configuration: the non-model sections of the original YAML schema."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..config import ConfigError, ModelConfig, model_config_from_yaml_data, preset_path, read_yaml, typed_from_mapping, PRESET_NAMES
+
+
+@dataclass(frozen=True)
+class FlipParams:
+    horizontal_flip: bool = False
+    time_flip: bool = False
+
+
+@dataclass(frozen=True)
+class JitterParams:
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+
+
+@dataclass(frozen=True)
+class AugmentationParams:
+    """``dataset_params.augmentation_params``; absent sections are ``None`` (not applied)."""
+
+    flip_param: FlipParams | None = None
+    rotation_param: float | None = None  # degrees
+    resize_param: tuple[float, float] | None = None  # ratio range
+    crop_param: tuple[int, int] | None = None  # size (h, w)
+    jitter_param: JitterParams | None = None
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    root_dir: str = "data"
+    frame_shape: tuple[int, int, int] = (256, 256, 3)
+    id_sampling: bool = False
+    pairs_list: str | None = None
+    augmentation_params: AugmentationParams = field(default_factory=AugmentationParams)
+
+
+@dataclass(frozen=True)
+class TransformParams:
+    """Random warp used by the equivariance losses; without ``sigma_tps``/``points_tps`` it
+    is affine only (as in the original)."""
+
+    sigma_affine: float = 0.05
+    sigma_tps: float | None = None
+    points_tps: int | None = None
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    generator_gan: float = 0.0
+    discriminator_gan: float = 1.0
+    feature_matching: tuple[float, ...] = (10, 10, 10, 10)
+    perceptual: tuple[float, ...] = (10, 10, 10, 10, 10)
+    equivariance_value: float = 10.0
+    equivariance_jacobian: float = 10.0
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    num_epochs: int = 100
+    num_repeats: int = 1
+    epoch_milestones: tuple[int, ...] = ()
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 2e-4
+    lr_kp_detector: float = 2e-4
+    batch_size: int = 8
+    scales: tuple[float, ...] = (1, 0.5, 0.25, 0.125)
+    checkpoint_freq: int = 50
+    transform_params: TransformParams | None = TransformParams(sigma_affine=0.05, sigma_tps=0.005, points_tps=5)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+
+
+@dataclass(frozen=True)
+class ReconstructionParams:
+    num_videos: int = 1000
+    format: str = ".mp4"
+
+
+@dataclass(frozen=True)
+class NormalizationParams:
+    adapt_movement_scale: bool = False
+    use_relative_movement: bool = True
+    use_relative_jacobian: bool = True
+
+
+@dataclass(frozen=True)
+class AnimateParams:
+    num_pairs: int = 50
+    format: str = ".mp4"
+    normalization_params: NormalizationParams = field(default_factory=NormalizationParams)
+
+
+@dataclass(frozen=True)
+class VisualizerParams:
+    kp_size: int = 5
+    draw_border: bool = True
+    colormap: str = "gist_rainbow"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole original-schema config: model plus data, training and evaluation settings."""
+
+    model: ModelConfig
+    dataset: DatasetParams = field(default_factory=DatasetParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    reconstruction: ReconstructionParams = field(default_factory=ReconstructionParams)
+    animate: AnimateParams = field(default_factory=AnimateParams)
+    visualizer: VisualizerParams = field(default_factory=VisualizerParams)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RunConfig":
+        """Read a preset name or a YAML file in the original schema."""
+        source = preset_path(str(path)) if str(path) in PRESET_NAMES else Path(path)
+        data = read_yaml(source)
+        return cls.from_mapping(data, str(path))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "config") -> "RunConfig":
+        try:
+            return cls(
+                model=model_config_from_yaml_data(data, source),
+                dataset=_dataset(data.get("dataset_params") or {}),
+                train=_train(data.get("train_params") or {}),
+                reconstruction=typed_from_mapping(
+                    ReconstructionParams, data.get("reconstruction_params") or {}, "reconstruction_params"
+                ),
+                animate=_animate(data.get("animate_params") or {}),
+                visualizer=typed_from_mapping(VisualizerParams, data.get("visualizer_params") or {}, "visualizer_params"),
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The original YAML schema (what ``fomm train`` copies into a run folder)."""
+        dataset = _plain(dataclasses.asdict(self.dataset))
+        aug = dataset["augmentation_params"]
+        if aug.get("crop_param") is not None:
+            aug["crop_param"] = {"size": aug["crop_param"]}
+        if aug.get("resize_param") is not None:
+            aug["resize_param"] = {"ratio": aug["resize_param"]}
+        if aug.get("rotation_param") is not None:
+            aug["rotation_param"] = {"degrees": aug["rotation_param"]}
+        dataset["augmentation_params"] = {k: v for k, v in aug.items() if v is not None}
+        if dataset["pairs_list"] is None:
+            del dataset["pairs_list"]
+        return {
+            "dataset_params": dataset,
+            "model_params": self.model.to_model_params(),
+            "train_params": _plain(dataclasses.asdict(self.train)),
+            "reconstruction_params": dataclasses.asdict(self.reconstruction),
+            "animate_params": _plain(dataclasses.asdict(self.animate)),
+            "visualizer_params": dataclasses.asdict(self.visualizer),
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dataset(params: Mapping[str, Any]) -> DatasetParams:
+    params = dict(params)
+    aug = dict(params.pop("augmentation_params", None) or {})
+    augmentation = AugmentationParams(
+        flip_param=typed_from_mapping(FlipParams, aug.pop("flip_param"), "flip_param") if aug.get("flip_param") else None,
+        rotation_param=float(aug.pop("rotation_param")["degrees"]) if aug.get("rotation_param") else None,
+        resize_param=tuple(float(v) for v in aug.pop("resize_param")["ratio"]) if aug.get("resize_param") else None,  # type: ignore[arg-type]
+        crop_param=tuple(int(v) for v in aug.pop("crop_param")["size"]) if aug.get("crop_param") else None,  # type: ignore[arg-type]
+        jitter_param=typed_from_mapping(JitterParams, aug.pop("jitter_param"), "jitter_param") if aug.get("jitter_param") else None,
+    )
+    unknown = sorted(k for k, v in aug.items() if v)
+    if unknown:
+        raise ConfigError(f"unknown entries in augmentation_params: {unknown}")
+    if "frame_shape" in params:
+        shape = [int(v) for v in params["frame_shape"]]
+        params["frame_shape"] = tuple(shape + [3] * (3 - len(shape)))
+    return typed_from_mapping(DatasetParams, dict(params, augmentation_params=augmentation), "dataset_params")
+
+
+def _train(params: Mapping[str, Any]) -> TrainParams:
+    params = dict(params)
+    transform = params.pop("transform_params", None)
+    weights = params.pop("loss_weights", None) or {}
+    return typed_from_mapping(
+        TrainParams,
+        dict(
+            params,
+            transform_params=None if transform is None else typed_from_mapping(TransformParams, transform, "transform_params"),
+            loss_weights=typed_from_mapping(LossWeights, weights, "loss_weights"),
+        ),
+        "train_params",
+    )
+
+
+def _animate(params: Mapping[str, Any]) -> AnimateParams:
+    params = dict(params)
+    norm = params.pop("normalization_params", None) or {}
+    return typed_from_mapping(
+        AnimateParams,
+        dict(params, normalization_params=typed_from_mapping(NormalizationParams, norm, "normalization_params")),
+        "animate_params",
+    )

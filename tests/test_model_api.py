@@ -1,0 +1,122 @@
+"""The public model API: shapes, broadcasting, variants and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fomm_model as fm
+
+SMALL = fm.ModelConfig(
+    kp_detector=fm.KeypointDetectorConfig(block_expansion=8, max_features=32, num_blocks=3, scale_factor=0.5),
+    generator=fm.GeneratorConfig(
+        block_expansion=8,
+        max_features=32,
+        num_bottleneck_blocks=2,
+        dense_motion=fm.DenseMotionConfig(block_expansion=8, max_features=32, num_blocks=3, scale_factor=0.5),
+    ),
+    discriminator=None,
+    frame_shape=(64, 96),
+)
+
+
+@pytest.fixture(scope="module")
+def model() -> fm.FirstOrderModel:
+    return fm.build_model(SMALL)
+
+
+def test_non_square_shapes(model: fm.FirstOrderModel) -> None:
+    source, driving = torch.rand(1, 3, 64, 96), torch.rand(5, 3, 64, 96)
+    kp = model.detect_keypoints(driving)
+    assert kp.value.shape == (5, 10, 2) and kp.jacobian.shape == (5, 10, 2, 2)
+    out = model.generate(source, model.detect_keypoints(source), kp)
+    assert out["prediction"].shape == (5, 3, 64, 96)
+    assert out["deformed"].shape == (5, 3, 64, 96)
+    assert out["deformation"].shape == (5, 32, 48, 2)
+    assert out["mask"].shape == (5, 11, 32, 48)
+    assert out["occlusion_map"].shape == (5, 1, 32, 48)
+    assert out["sparse_deformed"].shape == (5, 11, 3, 32, 48)
+    assert torch.allclose(out["mask"].sum(1), torch.ones(5, 32, 48), atol=1e-5)
+
+
+def test_batched_generate_equals_per_frame(model: fm.FirstOrderModel) -> None:
+    source, driving = torch.rand(1, 3, 64, 96), torch.rand(4, 3, 64, 96)
+    kp_source = model.detect_keypoints(source)
+    kp_driving = model.detect_keypoints(driving)
+    batched = model.generate(source, kp_source, kp_driving)["prediction"]
+    single = torch.cat([model.generate(source, kp_source, kp_driving[t])["prediction"] for t in range(4)])
+    assert (batched - single).abs().max() < 1e-5
+
+
+def test_animate_matches_manual_pipeline(model: fm.FirstOrderModel) -> None:
+    source, driving = torch.rand(1, 3, 64, 96), torch.rand(3, 3, 64, 96)
+    frames = model.animate(source, driving, adapt_scale=False)
+    kp_source, kp_driving = model.detect_keypoints(source), model.detect_keypoints(driving)
+    motion = fm.normalize_keypoints(kp_source, kp_driving, kp_driving[0], adapt_scale=False)
+    expected = model.generate(source, kp_source, motion)["prediction"]
+    assert frames.shape == (3, 3, 64, 96)
+    assert (frames - expected).abs().max() < 1e-5
+
+
+def test_identity_motion_on_first_frame(model: fm.FirstOrderModel) -> None:
+    """Relative mode: at the reference frame the motion is the source's own keypoints."""
+    source, driving = torch.rand(1, 3, 64, 96), torch.rand(2, 3, 64, 96)
+    kp_source, kp_driving = model.detect_keypoints(source), model.detect_keypoints(driving)
+    motion = fm.normalize_keypoints(kp_source, kp_driving, kp_driving[0])
+    assert torch.allclose(motion.value[0], kp_source.value[0], atol=1e-6)
+    assert torch.allclose(motion.jacobian[0], kp_source.jacobian[0], atol=1e-5)
+
+
+def test_zero_order_model_ignores_relative_jacobian() -> None:
+    model = fm.build_model(SMALL.replace(estimate_jacobian=False))
+    source, driving = torch.rand(1, 3, 64, 96), torch.rand(2, 3, 64, 96)
+    assert model.detect_keypoints(source).jacobian is None
+    frames = model.animate(source, driving, relative=True, relative_jacobian=True)
+    assert frames.shape == (2, 3, 64, 96)
+
+
+def test_no_occlusion_variant() -> None:
+    generator = fm.GeneratorConfig(**{**SMALL.generator.__dict__, "estimate_occlusion_map": False})
+    model = fm.build_model(SMALL.replace(generator=generator))
+    source = torch.rand(1, 3, 64, 96)
+    out = model.generate(source, model.detect_keypoints(source), model.detect_keypoints(source))
+    assert "occlusion_map" not in out
+
+
+def test_size_errors_name_working_sizes(model: fm.FirstOrderModel) -> None:
+    with pytest.raises(ValueError, match=r"multiples of 16 \(e\.g\. 16, 32"):
+        model.detect_keypoints(torch.rand(1, 3, 60, 96))
+
+
+def test_input_errors(model: fm.FirstOrderModel) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        model.detect_keypoints(torch.rand(0, 3, 64, 96))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        model.detect_keypoints(torch.rand(64, 96, 3))
+    with pytest.raises(ValueError, match="uint8"):
+        model.detect_keypoints(torch.zeros(1, 3, 64, 96, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="one source"):
+        model.animate(torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96))
+
+
+def test_keypoints_from_other_model_are_rejected(model: fm.FirstOrderModel) -> None:
+    other = fm.build_model(SMALL.replace(num_kp=5))
+    source = torch.rand(1, 3, 64, 96)
+    with pytest.raises(ValueError, match="different model"):
+        model.generate(source, other.detect_keypoints(source), other.detect_keypoints(source))
+
+
+def test_align_corners_switch(model: fm.FirstOrderModel) -> None:
+    source, driving = torch.rand(1, 3, 64, 96), torch.rand(1, 3, 64, 96)
+    model.align_corners = False
+    a = model.animate(source, driving)
+    model.align_corners = True
+    b = model.animate(source, driving)
+    assert model.generator.dense_motion_network.align_corners is True
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_default_model_error_is_clear(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setattr("fomm_model.loading.default_model_path", lambda: tmp_path / "absent.safetensors")
+    with pytest.raises(fm.CheckpointError, match="embedded default model"):
+        fm.load_model("default")
