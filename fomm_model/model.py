@@ -93,6 +93,32 @@ class FirstOrderModel(nn.Module):
         return self.generator(source.to(device, dtype), kp_source.to(device, dtype), kp_driving.to(device, dtype))
 
     @torch.no_grad()
+    def dense_motion(self, source: Tensor, kp_source: Keypoints, kp_driving: Keypoints) -> dict[str, Tensor]:
+        """The dense motion step alone: ``deformation`` (N, h, w, 2) backward flow,
+        ``occlusion_map`` (N, 1, h, w) when the model has one, ``mask`` (N, K+1, h, w) and
+        ``sparse_deformed``. Feed the result to :meth:`render`."""
+        self.check_images(source, "source")
+        self._check_keypoints(kp_source, "kp_source")
+        self._check_keypoints(kp_driving, "kp_driving")
+        device, dtype = self.device, self.dtype
+        kp_source = kp_source.to(device, dtype).expand(len(kp_driving))
+        return self.generator.dense_motion_network(source.to(device, dtype), kp_driving.to(device, dtype), kp_source)
+
+    @torch.no_grad()
+    def render(self, source: Tensor, deformation: Tensor, occlusion_map: Tensor | None = None) -> Tensor:
+        """Generate frames from a dense flow: warp the source's features, mask what is
+        occluded, decode. ``generate`` = ``dense_motion`` + ``render``."""
+        self.check_images(source, "source")
+        if deformation.ndim != 4 or deformation.shape[-1] != 2:
+            raise ValueError(f"deformation must be (N, h, w, 2), got {tuple(deformation.shape)}")
+        if self.config.generator.estimate_occlusion_map and occlusion_map is None:
+            raise ValueError("this model was trained with an occlusion map: pass the one from dense_motion")
+        device, dtype = self.device, self.dtype
+        features = self.generator.encode(source.to(device, dtype))
+        occlusion = None if occlusion_map is None else occlusion_map.to(device, dtype)
+        return self.generator.decode(self.generator.warp_features(features, deformation.to(device, dtype), occlusion))
+
+    @torch.no_grad()
     def animate(
         self,
         source: Tensor,

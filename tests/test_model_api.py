@@ -120,3 +120,15 @@ def test_default_model_error_is_clear(monkeypatch: pytest.MonkeyPatch, tmp_path)
     monkeypatch.setattr("fomm_model.loading.default_model_path", lambda: tmp_path / "absent.safetensors")
     with pytest.raises(fm.CheckpointError, match="embedded default model"):
         fm.load_model("default")
+
+
+def test_dense_motion_then_render_equals_generate(model: fm.FirstOrderModel) -> None:
+    source, driving = torch.rand(1, 3, 64, 96), torch.rand(3, 3, 64, 96)
+    kp_source, kp_driving = model.detect_keypoints(source), model.detect_keypoints(driving)
+    motion = model.dense_motion(source, kp_source, kp_driving)
+    frames = model.render(source, motion["deformation"], motion["occlusion_map"])
+    expected = model.generate(source, kp_source, kp_driving)
+    assert torch.equal(motion["deformation"], expected["deformation"])
+    assert (frames - expected["prediction"]).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="occlusion"):
+        model.render(source, motion["deformation"])
