@@ -1,0 +1,115 @@
+"""``fomm train`` and ``fomm reconstruct``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train a model on a folder of videos (also under torchrun for many processes)",
+        description="Self-supervised FOMM training with the original objective and schedule. "
+        "Run it under `torchrun --nproc_per_node N` to train on N processes (GPUs, or CPUs with gloo).",
+    )
+    train.add_argument("--config", help="preset name or YAML in the original schema (default with --resume: the run's config.yaml)")
+    train.add_argument("--data", type=Path, help="dataset folder (overrides dataset_params.root_dir)")
+    train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints, logs and pictures")
+    train.add_argument("--checkpoint", type=Path, help="weights to fine-tune from (e.g. a published .pth.tar)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--max-steps", type=int, help="stop after this many optimisation steps in total")
+    train.add_argument("--vgg", type=Path, help="VGG19 ImageNet weights for the perceptual loss (.pth or .safetensors)")
+    train.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    train.add_argument("--workers", type=int, default=2, help="data loading processes per training process")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--save-every", type=int, default=250, help="steps between resumable checkpoints")
+    train.add_argument("--vis-every", type=int, default=500, help="steps between visualisation images (0: never)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=run_train)
+
+    rec = subparsers.add_parser(
+        "reconstruct",
+        help="mean L1 of reconstructing test videos from their first frame",
+        description="The original reconstruction mode: every test video is regenerated from its first "
+        "frame with the keypoints of each frame (absolute motion); prints the L1 per video and overall, "
+        "and the no-motion baseline for scale.",
+    )
+    rec.add_argument("--checkpoint", required=True, help='checkpoint, or "default"')
+    rec.add_argument("--data", type=Path, required=True, help="dataset folder (its test/ split is used when present)")
+    rec.add_argument("--config", help="config for the dataset layout (default: frame size of the model)")
+    rec.add_argument("--num-videos", type=int, help="evaluate only the first N test videos")
+    rec.add_argument("--out", type=Path, help="write report.json and PNG strips here")
+    rec.add_argument("--device", default="cpu")
+    rec.add_argument("--batch-size", type=int, default=16)
+    rec.set_defaults(func=run_reconstruct)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..training.config import RunConfig
+    from ..training.trainer import Trainer, TrainingOptions
+
+    config = args.config
+    if config is None:
+        if not args.resume:
+            raise UserError("--config is required (a preset such as vox-256 or a YAML file)")
+        config = args.out / "config.yaml"
+    run = RunConfig.from_yaml(config)
+    if args.data is None and not Path(run.dataset.root_dir).exists():
+        raise UserError(f"dataset folder {run.dataset.root_dir} (from the config) does not exist; pass --data DIR")
+    options = TrainingOptions(
+        out_dir=args.out,
+        data_dir=args.data,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        max_steps=args.max_steps,
+        vgg_weights=args.vgg,
+        device=args.device,
+        num_workers=args.workers,
+        seed=args.seed,
+        save_every=args.save_every,
+        vis_every=args.vis_every,
+        progress=not args.no_progress,
+    )
+    trainer = Trainer(run, options)
+    try:
+        result = trainer.train()
+    finally:
+        from ..training import distributed
+
+        distributed.teardown()
+    if trainer.info.is_main:
+        print(f"trained {result.steps} steps; checkpoint {result.checkpoint}; model {result.model}")
+    return 0
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..loading import load_model
+    from ..training.config import DatasetParams, RunConfig
+    from ..training.data import FramesDataset
+    from ..training.reconstruct import evaluate_reconstruction
+
+    model = load_model(args.checkpoint, device=args.device)
+    if args.config:
+        dataset_params = RunConfig.from_yaml(args.config).dataset
+    else:
+        dataset_params = DatasetParams(frame_shape=(*model.config.frame_shape, 3))
+    dataset = FramesDataset(replace(dataset_params, root_dir=str(args.data)), is_train=False)
+    if len(dataset) == 0:
+        raise UserError(f"no test videos found in {args.data}")
+
+    def show(score) -> None:
+        print(f"{score.name}\tL1 {score.l1:.5f}\tno-motion {score.no_motion_l1:.5f}", flush=True)
+
+    report = evaluate_reconstruction(model, dataset, args.num_videos, args.out, args.batch_size, on_video=show)
+    print(
+        f"overall: L1 {report.l1:.5f} over {report.frames} frames of {len(report.videos)} videos; "
+        f"no-motion baseline {report.no_motion_l1:.5f}; ratio {report.ratio:.3f}",
+        file=sys.stdout,
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""Training FOMM on your own videos: data, objective, loop, evaluation."""

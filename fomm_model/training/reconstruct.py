@@ -1,0 +1,116 @@
+"""Reconstruction evaluation (the original ``run.py --mode reconstruction``).
+
+Each test video is reconstructed from its first frame with the keypoints of every frame in
+absolute mode; the score is the mean L1 between predicted and real frames. The no-motion
+baseline (predicting the first frame everywhere) is reported next to it, because a score
+only means something relative to how much the video moves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..checkpoint import atomic_path
+from ..model import FirstOrderModel
+
+
+@dataclass
+class VideoScore:
+    name: str
+    frames: int
+    l1: float
+    no_motion_l1: float
+
+
+@dataclass
+class ReconstructionReport:
+    videos: list[VideoScore] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return sum(v.frames for v in self.videos)
+
+    @property
+    def l1(self) -> float:
+        """Mean over all frames of all videos (the original's figure)."""
+        return sum(v.l1 * v.frames for v in self.videos) / max(self.frames, 1)
+
+    @property
+    def no_motion_l1(self) -> float:
+        return sum(v.no_motion_l1 * v.frames for v in self.videos) / max(self.frames, 1)
+
+    @property
+    def ratio(self) -> float:
+        """Reconstruction L1 relative to the no-motion baseline (lower is better; 1 = no better)."""
+        return self.l1 / self.no_motion_l1 if self.no_motion_l1 > 0 else float("nan")
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "l1": self.l1,
+                "no_motion_l1": self.no_motion_l1,
+                "ratio_to_no_motion": self.ratio,
+                "frames": self.frames,
+                "videos": [asdict(v) for v in self.videos],
+            },
+            indent=2,
+        )
+
+
+@torch.no_grad()
+def reconstruct_video(model: FirstOrderModel, video: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """Reconstruct (T, 3, H, W) frames from frame 0 with absolute keypoints."""
+    source = video[:1]
+    kp_source = model.detect_keypoints(source)
+    outputs = []
+    for start in range(0, video.shape[0], batch_size):
+        chunk = video[start : start + batch_size]
+        kp_driving = model.detect_keypoints(chunk)
+        outputs.append(model.generate(source, kp_source, kp_driving)["prediction"].float().cpu())
+    return torch.cat(outputs)
+
+
+def evaluate_reconstruction(
+    model: FirstOrderModel,
+    videos,
+    num_videos: int | None = None,
+    out_dir: Path | None = None,
+    batch_size: int = 16,
+    on_video: Callable[[VideoScore], None] | None = None,
+) -> ReconstructionReport:
+    """Score ``videos`` (items ``{"video": (3, T, H, W), "name"}``, e.g. a test FramesDataset)."""
+    report = ReconstructionReport()
+    for index in range(len(videos)):
+        if num_videos is not None and index >= num_videos:
+            break
+        item = videos[index]
+        video = item["video"].permute(1, 0, 2, 3).contiguous()  # (T, 3, H, W)
+        prediction = reconstruct_video(model, video, batch_size)
+        per_frame = (prediction - video).abs().mean(dim=(1, 2, 3))
+        still = (video - video[:1]).abs().mean(dim=(1, 2, 3))
+        score = VideoScore(item["name"], video.shape[0], per_frame.mean().item(), still.mean().item())
+        report.videos.append(score)
+        if on_video:
+            on_video(score)
+        if out_dir is not None:
+            _write_strip(Path(out_dir) / "png" / f"{Path(item['name']).stem}.png", prediction)
+    if out_dir is not None:
+        with atomic_path(Path(out_dir) / "report.json") as tmp:
+            tmp.write_text(report.to_json())
+    return report
+
+
+def _write_strip(path: Path, frames: torch.Tensor, max_frames: int = 32) -> None:
+    """The original's PNG strip: predicted frames side by side."""
+    strip = torch.cat(list(frames[:max_frames]), dim=-1)
+    pixels = (strip.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")

@@ -1,0 +1,406 @@
+"""The training loop: the original schedule, resumable at any checkpoint, one or many processes.
+
+A run folder holds ``config.yaml`` (the original schema), ``checkpoint.pth.tar`` (the
+original layout — networks, optimizers, epoch — plus the loop's position), ``log.csv``,
+``train-vis/*.png`` and, at the end, ``model.safetensors`` for inference.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import MultiStepLR
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..checkpoint import atomic_path, read_checkpoint, write_safetensors
+from ..model import FirstOrderModel
+from ..visualize import draw_keypoints, gray_to_rgb, masks_to_color, side_by_side
+from . import distributed
+from .config import RunConfig
+from .data import DatasetRepeater, FramesDataset
+from .objective import DiscriminatorObjective, GeneratorObjective
+from .vgg import Vgg19Features
+
+CHECKPOINT_NAME = "checkpoint.pth.tar"
+MODEL_NAME = "model.safetensors"
+LOG_NAME = "log.csv"
+STATE_KEY = "fomm_training"
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """How to run a training (what to train is the :class:`RunConfig`)."""
+
+    out_dir: Path
+    data_dir: Path | None = None  # overrides dataset_params.root_dir
+    checkpoint: Path | None = None  # weights to fine-tune from
+    resume: bool = False
+    max_steps: int | None = None
+    vgg_weights: Path | None = None
+    device: str | None = None
+    num_workers: int = 2
+    seed: int = 0
+    save_every: int = 250
+    log_every: int = 10
+    vis_every: int = 500
+    progress: bool = True
+
+
+@dataclass
+class TrainingResult:
+    steps: int
+    epochs_completed: int
+    checkpoint: Path
+    model: Path | None
+    last_losses: dict[str, float]
+
+
+class Trainer:
+    """Self-supervised FOMM training (``train.py`` of the original, made resumable)."""
+
+    def __init__(self, run: RunConfig, options: TrainingOptions):
+        self.run = run
+        self.options = options
+        self.out_dir = Path(options.out_dir)
+        self.info = distributed.setup(options.device)
+        self.step = 0
+        self.epoch = 0
+        self.epoch_items = 0  # items this process consumed in the current epoch
+
+        torch.manual_seed(options.seed)  # the same initial weights in every process
+        self.model = FirstOrderModel(run.model)
+        if self.model.discriminator is None:
+            raise ValueError("the config has no discriminator_params; training needs them")
+        if options.checkpoint is not None and not options.resume:
+            self._load_pretrained(Path(options.checkpoint))
+        if self.info.distributed:
+            distributed.convert_sync_batchnorm(self.model)
+        self.model.to(self.info.device).train()
+
+        params = run.train
+        betas = (0.5, 0.999)
+        self.optimizers = {
+            "generator": torch.optim.Adam(self.model.generator.parameters(), lr=params.lr_generator, betas=betas),
+            "kp_detector": torch.optim.Adam(self.model.kp_detector.parameters(), lr=params.lr_kp_detector, betas=betas),
+            "discriminator": torch.optim.Adam(self.model.discriminator.parameters(), lr=params.lr_discriminator, betas=betas),
+        }
+        self.uses_gan = params.loss_weights.generator_gan != 0
+        vgg = self._perceptual_network()
+        generator_objective = GeneratorObjective(
+            self.model.kp_detector, self.model.generator, self.model.discriminator, params, vgg
+        ).to(self.info.device)
+        discriminator_objective = DiscriminatorObjective(
+            self.model.discriminator, params, run.model.num_channels
+        ).to(self.info.device)
+        if self.info.distributed:
+            # The discriminator is trained by its own objective; its gradients from the
+            # generator loss are discarded (as in the original), so the generator's
+            # wrapper must not synchronise them.
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                generator_objective,
+                [f"discriminator.{name}" for name, _ in self.model.discriminator.named_parameters()]
+                + [f"discriminator.{name}" for name, _ in self.model.discriminator.named_buffers()],
+            )
+            ids = [self.info.device.index] if self.info.device.type == "cuda" else None
+            generator_objective = DistributedDataParallel(generator_objective, device_ids=ids, broadcast_buffers=False)
+            discriminator_objective = DistributedDataParallel(discriminator_objective, device_ids=ids, broadcast_buffers=False)
+        self.generator_objective: nn.Module = generator_objective
+        self.discriminator_objective: nn.Module = discriminator_objective
+
+        dataset_params = run.dataset
+        if options.data_dir is not None:
+            from dataclasses import replace
+
+            dataset_params = replace(dataset_params, root_dir=str(options.data_dir))
+        self.dataset = DatasetRepeater(FramesDataset(dataset_params, is_train=True, random_seed=options.seed), params.num_repeats)
+        self.sampler = distributed.ResumableSampler(
+            len(self.dataset), seed=options.seed, rank=self.info.rank, world_size=self.info.world_size
+        )
+        self.steps_per_epoch = self.sampler.per_process() // params.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"batch_size {params.batch_size} is larger than the {self.sampler.per_process()} training items "
+                f"per process (dataset of {len(self.dataset)} items with num_repeats); lower batch_size"
+            )
+        if options.resume:
+            self._resume()
+        self.schedulers = {
+            name: MultiStepLR(optimizer, list(params.epoch_milestones), gamma=0.1, last_epoch=self.epoch - 1)
+            for name, optimizer in self.optimizers.items()
+        }
+        self._seed_rngs()
+
+    # ------------------------------------------------------------------ setup helpers
+    def _perceptual_network(self) -> Vgg19Features | None:
+        if not sum(self.run.train.loss_weights.perceptual):
+            return None
+        if self.options.vgg_weights is None:
+            self._say(
+                "no VGG19 weights given (--vgg): the perceptual loss falls back to an L1 loss on the "
+                "image pyramid's pixels. Training works but results are blurrier; pass torchvision's "
+                "ImageNet vgg19 weights (vgg19-dcbb9e9d.pth) or a safetensors copy for the original loss."
+            )
+            return None
+        return Vgg19Features.from_file(self.options.vgg_weights).to(self.info.device)
+
+    def _load_pretrained(self, path: Path) -> None:
+        """Fine-tune: generator and keypoint detector must fit; the discriminator if it does."""
+        checkpoint = read_checkpoint(path)
+        for name in ("generator", "kp_detector"):
+            try:
+                getattr(self.model, name).load_state_dict(checkpoint.state_dicts[name])
+            except RuntimeError as exc:
+                raise ValueError(f"{path}: its {name} does not fit the config: {str(exc).splitlines()[0]}") from None
+        try:
+            self.model.discriminator.load_state_dict(checkpoint.state_dicts["discriminator"])  # type: ignore[union-attr]
+        except (KeyError, RuntimeError):
+            self._say(f"{path} has no discriminator matching the config: it starts from random weights")
+
+    def _seed_rngs(self) -> None:
+        if self.options.resume and self._restored_rng:
+            return
+        seed = self.options.seed * 1000 + self.info.rank
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+
+    _restored_rng = False
+
+    def _resume(self) -> None:
+        path = self.out_dir / CHECKPOINT_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume in {self.out_dir}")
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        for name in ("generator", "kp_detector", "discriminator"):
+            getattr(self.model, name).load_state_dict(data[name])
+        self.model.to(self.info.device)
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(data[f"optimizer_{name}"])
+        state = data[STATE_KEY]
+        self.step, self.epoch, self.epoch_items = state["step"], state["epoch"], state["epoch_items"]
+        rng = state.get("rng", [])
+        if state.get("world_size") == self.info.world_size and len(rng) == self.info.world_size:
+            torch.set_rng_state(rng[self.info.rank])
+            self._restored_rng = True
+        elif state.get("world_size") != self.info.world_size:
+            self._say(
+                f"resuming with {self.info.world_size} processes instead of {state.get('world_size')}: "
+                "the data order of the current epoch restarts"
+            )
+            self.epoch_items = 0
+        self._say(f"resumed {path} at step {self.step} (epoch {self.epoch})")
+
+    def _say(self, message: str) -> None:
+        if self.info.is_main:
+            print(f"fomm train: {message}", file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ loop
+    def total_steps(self) -> int:
+        planned = self.run.train.num_epochs * self.steps_per_epoch
+        return min(planned, self.options.max_steps) if self.options.max_steps else planned
+
+    def train(self) -> TrainingResult:
+        if self.info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.run.to_mapping(), sort_keys=False))
+            self._trim_log()
+        params = self.run.train
+        total = self.total_steps()
+        progress = tqdm(
+            total=total, initial=self.step, disable=not (self.options.progress and self.info.is_main),
+            unit="step", dynamic_ncols=True, desc="train",
+        )
+        last: dict[str, float] = {}
+        started = time.monotonic()
+        try:
+            while self.epoch < params.num_epochs and self.step < total:
+                self.sampler.set_position(self.epoch, self.epoch_items)
+                loader = DataLoader(
+                    self.dataset, batch_size=params.batch_size, sampler=self.sampler, drop_last=True,
+                    num_workers=self.options.num_workers, worker_init_fn=_seed_worker,
+                    persistent_workers=False, pin_memory=self.info.device.type == "cuda",
+                )
+                for batch in loader:
+                    last = self._train_step(batch)
+                    self.step += 1
+                    self.epoch_items += params.batch_size
+                    progress.update(1)
+                    progress.set_postfix({k: f"{v:.3f}" for k, v in last.items() if k != "total"}, refresh=False)
+                    if self.step % self.options.log_every == 0 or self.step == total:
+                        self._log(last, (time.monotonic() - started))
+                    if self.info.is_main and self.options.vis_every and self.step % self.options.vis_every == 0:
+                        self._visualise(batch)
+                    if self.step % self.options.save_every == 0:
+                        self.save()
+                    if self.step >= total:
+                        break
+                else:
+                    self._end_epoch()
+                    continue
+                break
+        except KeyboardInterrupt:
+            self.save()
+            self._say(f"interrupted at step {self.step}; continue with --resume")
+            raise
+        finally:
+            progress.close()
+        self.save()
+        model_path = self.export() if self.info.is_main else None
+        distributed.barrier()
+        return TrainingResult(self.step, self.epoch, self.out_dir / CHECKPOINT_NAME, model_path, last)
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        self.epoch_items = 0
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+
+    def _train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        device = self.info.device
+        source = batch["source"].to(device, non_blocking=True)
+        driving = batch["driving"].to(device, non_blocking=True)
+        losses, generated = self.generator_objective(source, driving)
+        loss = sum(value.mean() for value in losses.values())
+        loss.backward()
+        self.optimizers["generator"].step()
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        self.optimizers["kp_detector"].step()
+        self.optimizers["kp_detector"].zero_grad(set_to_none=True)
+        if self.uses_gan:
+            self.optimizers["discriminator"].zero_grad(set_to_none=True)
+            disc_losses = self.discriminator_objective(driving, generated["prediction"], generated["kp_driving"])
+            sum(value.mean() for value in disc_losses.values()).backward()
+            self.optimizers["discriminator"].step()
+            self.optimizers["discriminator"].zero_grad(set_to_none=True)
+            losses.update(disc_losses)
+        self._last_generated = generated
+        values = {name: value.mean().item() for name, value in losses.items()}
+        values["total"] = float(loss.item())
+        for name, value in values.items():
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"loss {name} became {value} at step {self.step}; lower the learning rates or check the data"
+                )
+        return values
+
+    # ------------------------------------------------------------------ outputs
+    def save(self) -> Path:
+        """Atomically write the resumable checkpoint (original layout + loop position)."""
+        path = self.out_dir / CHECKPOINT_NAME
+        rng = [torch.get_rng_state()]
+        if self.info.distributed:
+            gathered: list[Any] = [None] * self.info.world_size
+            torch.distributed.all_gather_object(gathered, torch.get_rng_state())
+            rng = gathered
+        if self.info.is_main:
+            payload = {
+                "generator": _unwrapped_state(self.model.generator),
+                "kp_detector": _unwrapped_state(self.model.kp_detector),
+                "discriminator": _unwrapped_state(self.model.discriminator),
+                **{f"optimizer_{name}": opt.state_dict() for name, opt in self.optimizers.items()},
+                "epoch": self.epoch,
+                STATE_KEY: {
+                    "step": self.step,
+                    "epoch": self.epoch,
+                    "epoch_items": self.epoch_items,
+                    "world_size": self.info.world_size,
+                    "rng": rng,
+                },
+            }
+            with atomic_path(path) as tmp:
+                torch.save(payload, tmp)
+        distributed.barrier()
+        return path
+
+    def export(self) -> Path:
+        """The trained networks as safetensors with the config (and trained frame size)."""
+        frame_shape = tuple(self.run.dataset.frame_shape[:2])
+        config = self.run.model.replace(frame_shape=frame_shape)  # type: ignore[arg-type]
+        path = self.out_dir / MODEL_NAME
+        write_safetensors(
+            path,
+            {name: _unwrapped_state(getattr(self.model, name)) for name in ("kp_detector", "generator", "discriminator")},
+            config,
+            {"training_steps": str(self.step)},
+        )
+        return path
+
+    def _log(self, values: dict[str, float], elapsed: float) -> None:
+        values = distributed.mean_across_processes(values)
+        if not self.info.is_main:
+            return
+        path = self.out_dir / LOG_NAME
+        row = {"step": self.step, "epoch": self.epoch, "lr_generator": self.optimizers["generator"].param_groups[0]["lr"],
+               "seconds": round(elapsed, 1), **{k: round(v, 6) for k, v in values.items()}}
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _trim_log(self) -> None:
+        """After a resume, drop log rows written after the checkpoint (they will be redone)."""
+        path = self.out_dir / LOG_NAME
+        if not path.exists():
+            return
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        kept = [row for row in rows if int(row["step"]) <= self.step]
+        if len(kept) != len(rows) and rows:
+            with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(kept)
+
+    def _visualise(self, batch: dict[str, Any]) -> None:
+        generated = self._last_generated
+        image = training_visualisation(batch["source"], batch["driving"], generated)
+        folder = self.out_dir / "train-vis"
+        folder.mkdir(exist_ok=True)
+        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        with atomic_path(folder / f"step-{self.step:08d}.png") as tmp:
+            Image.fromarray(pixels).save(tmp, format="PNG")
+
+
+def training_visualisation(source: Tensor, driving: Tensor, generated: dict[str, Any], rows: int = 4) -> Tensor:
+    """The original training picture: source, transformed, driving (with keypoints),
+    deformed source, prediction, occlusion and the per-keypoint masks, one row per sample."""
+    n = min(rows, source.shape[0])
+    size = tuple(source.shape[-2:])
+    cpu = {k: (v.detach().cpu()[:n] if isinstance(v, Tensor) else v) for k, v in generated.items()}
+    columns = [draw_keypoints(source[:n].cpu(), generated["kp_source"].detach().to("cpu")[:n])]
+    if "transformed_frame" in generated:
+        columns.append(draw_keypoints(cpu["transformed_frame"], generated["transformed_kp"].detach().to("cpu")[:n]))
+    columns += [draw_keypoints(driving[:n].cpu(), generated["kp_driving"].detach().to("cpu")[:n]), cpu["deformed"], cpu["prediction"]]
+    if "occlusion_map" in cpu:
+        columns.append(gray_to_rgb(cpu["occlusion_map"], size))
+    columns.append(masks_to_color(cpu["mask"], size))
+    grid = side_by_side(columns)
+    return torch.cat(list(grid), dim=-2)
+
+
+def _unwrapped_state(module: nn.Module | None) -> dict[str, Tensor]:
+    """A plain state dict with ``nn.BatchNorm2d`` keys (SyncBatchNorm2d shares them)."""
+    assert module is not None
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
