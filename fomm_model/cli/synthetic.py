@@ -8,6 +8,8 @@ from typing import Iterator
 
 from tqdm import tqdm
 
+from . import UserError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -41,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     def progress(jobs: Iterator[tuple[str, int]], total: int) -> Iterator[tuple[str, int]]:
         return iter(tqdm(jobs, total=total, unit="video", desc="make-synthetic", disable=args.quiet))
 
-    out = write_dataset(Path(args.out_dir), spec, progress)
+    try:
+        out = write_dataset(Path(args.out_dir), spec, progress)
+    except FileExistsError as exc:
+        raise UserError(str(exc)) from None
     test = FramesDataset(DatasetParams(root_dir=str(out), frame_shape=(spec.size, spec.size, 3)), is_train=False)
     print(f"wrote {spec.num_train} train and {spec.num_test} test videos ({spec.num_frames} frames, {spec.size}x{spec.size}) to {out}")
     print(f"no-motion L1 of the test split (first frame as the prediction): {no_motion_l1(test):.4f}")

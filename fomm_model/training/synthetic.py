@@ -315,7 +315,7 @@ def _affine(angle: float, scale: float, tx: float, ty: float) -> np.ndarray:
     return np.array([[c, -s, tx], [s, c, ty], [0, 0, 1]], np.float64)
 
 
-def _part_transforms(puppet: Puppet, t: float) -> list[tuple[np.ndarray, tuple[float, float]]]:
+def part_transforms(puppet: Puppet, t: float) -> list[tuple[np.ndarray, tuple[float, float]]]:
     """Per part: the local-to-frame 3x3 transform and its (u, v) stretch at time t."""
     torso = puppet.view @ _affine(puppet.base_angle + puppet.turn(t), 1 + puppet.zoom(t), puppet.shift[0](t), puppet.shift[1](t))
     out: list[tuple[np.ndarray, tuple[float, float]]] = []
@@ -343,7 +343,7 @@ def fit_to_frame(puppet: Puppet, times: np.ndarray, size: int, margin: float = 0
     puppet.view = np.eye(3)
     corners = []
     for t in times:
-        for part, (matrix, stretch) in zip(puppet.parts, _part_transforms(puppet, float(t))):
+        for part, (matrix, stretch) in zip(puppet.parts, part_transforms(puppet, float(t))):
             corners.append((matrix @ _local_box(part, stretch, part.bend(float(t))))[:2])
     points = np.concatenate(corners, axis=1)
     low, high = points.min(axis=1), points.max(axis=1)
@@ -355,7 +355,7 @@ def fit_to_frame(puppet: Puppet, times: np.ndarray, size: int, margin: float = 0
 def render_frame(puppet: Puppet, t: float, size: int) -> np.ndarray:
     """One (size, size, 3) float32 frame: background, then the parts back to front."""
     frame = puppet.background.copy()
-    transforms = _part_transforms(puppet, t)
+    transforms = part_transforms(puppet, t)
     for index in puppet.draw_order:
         part = puppet.parts[index]
         matrix, (stretch_u, stretch_v) = transforms[index]
