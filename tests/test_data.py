@@ -368,3 +368,18 @@ def test_random_pairs_are_seeded_and_distinct(test_videos):
     assert len(first) == 6 and len(set(first.pairs)) == 6
     assert all(0 <= d < 4 and 0 <= s < 4 for d, s in first.pairs)
     assert len(PairedDataset(test_videos, number_of_pairs=100).pairs) == 16  # all 4 x 4 pairs at most
+
+
+def test_a_training_video_that_fails_mid_way_is_reported_and_replaced(tmp_path, caplog):
+    write_folder(tmp_path / "train" / "a", make_frames(2))
+    write_folder(tmp_path / "train" / "b", make_frames(2))
+    (tmp_path / "train" / "a" / "0001.png").write_bytes(b"truncated")  # the probe only checks the first frame
+    write_folder(tmp_path / "test" / "t", make_frames(2))
+    train = FramesDataset(params(tmp_path), is_train=True)
+    assert train.names == ["a", "b"]
+    names = []
+    with caplog.at_level(logging.WARNING, logger="fomm_model.training.data"):
+        for draw in range(20):
+            names.append(train.item(0, draw)["name"])
+    assert set(names) == {"a", "b"}  # draws of frame 0 only still work; the others fall over to b
+    assert "0001.png" in caplog.text and "uses the next video" in caplog.text

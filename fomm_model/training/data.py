@@ -300,7 +300,7 @@ class FramesDataset(Dataset):
             paths = [root / name for name in (train if is_train else test)]
         self.root = folder
         self.videos = probe_videos(paths, self.frame_shape, f"{folder} ({split} videos)")
-        self.augmentation = Augmentation(params.augmentation_params) if is_train else None
+        self.augmentation = Augmentation(params.augmentation_params)  # used by training items only
         if is_train and params.id_sampling:
             by_id: dict[str, list[VideoInfo]] = {}
             for info in self.videos:
@@ -333,22 +333,32 @@ class FramesDataset(Dataset):
             video = read_video(info.path, self.frame_shape)
             return {"video": torch.from_numpy(np.ascontiguousarray(video.transpose(3, 0, 1, 2))), "name": info.name}
         rng = np.random.default_rng([self.random_seed, self.epoch, draw])
-        candidates = self._by_id[self.ids[index]]
-        info = candidates[int(rng.integers(len(candidates)))] if len(candidates) > 1 else candidates[0]
-        if info.frames:
-            chosen = np.sort(rng.integers(len(info.frames), size=2))
-            clip = [resize_frames(read_image(info.frames[i])[None], self.frame_shape)[0] for i in chosen]
+        for attempt in range(len(self.ids)):  # a video that fails mid-way is reported and the next one used
+            candidates = self._by_id[self.ids[(index + attempt) % len(self.ids)]]
+            info = candidates[int(rng.integers(len(candidates)))] if len(candidates) > 1 else candidates[0]
+            try:
+                clip = self._two_frames(info, rng)
+                break
+            except VideoReadError as exc:
+                log.warning("%s; this training item uses the next video instead", exc)
         else:
-            video = read_video(info.path, self.frame_shape)
-            chosen = np.sort(rng.integers(len(video), size=2))
-            clip = [video[i] for i in chosen]
-        assert self.augmentation is not None
+            raise VideoReadError(f"{self.root}: none of the training videos can be read any more")
         source, driving = self.augmentation(clip, rng)
         return {
             "source": torch.from_numpy(np.ascontiguousarray(source.transpose(2, 0, 1))),
             "driving": torch.from_numpy(np.ascontiguousarray(driving.transpose(2, 0, 1))),
             "name": info.name,
         }
+
+    def _two_frames(self, info: VideoInfo, rng: np.random.Generator) -> list[np.ndarray]:
+        """Two frames drawn uniformly with replacement, in time order; for folders only those
+        two frames are read."""
+        if info.frames:
+            chosen = np.sort(rng.integers(len(info.frames), size=2))
+            return [resize_frames(read_image(info.frames[i])[None], self.frame_shape)[0] for i in chosen]
+        video = read_video(info.path, self.frame_shape)
+        chosen = np.sort(rng.integers(len(video), size=2))
+        return [video[i] for i in chosen]
 
 
 class DatasetRepeater(Dataset):
