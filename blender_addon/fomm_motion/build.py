@@ -1,0 +1,387 @@
+"""Building the animated plane in the scene from loaded motion data.
+
+``import_motion`` creates, inside a new collection: a grid plane textured with the source
+image (or the generated frames as an image sequence) and one of
+- an armature rig: a control bone per keypoint keyed on every frame, a child bone per control
+  for the shear part of the local affine motion, a static background bone, and vertex groups
+  from the motion file's blend weights (linear blend skinning through an Armature modifier);
+- a Mesh Cache modifier playing the model's exact dense flow from a .pc2 file;
+- nothing (a still plane, e.g. for the generated frames, which already move).
+``SceneGuard`` makes a failed import leave the file exactly as it was.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from .motion_data import FrameSequence, MotionData
+from .rig_math import BonePose, GridMesh, PlaneFrame, bone_pose, flow_positions, grid_mesh, vertex_weights, write_pc2
+
+DEFORM_MODES = ("RIG", "FLOW_CACHE", "NONE")
+TEXTURE_MODES = ("SOURCE", "FRAMES")
+MOTION_MODES = ("FILE", "ABSOLUTE")
+BACKGROUND_BONE = "BG"
+
+
+def control_bone(k: int) -> str:
+    return f"KP_{k:02d}"
+
+
+def shear_bone(k: int) -> str:
+    return f"KP_{k:02d}.shear"
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    deform: str = "RIG"  # one of DEFORM_MODES
+    texture: str = "SOURCE"  # one of TEXTURE_MODES
+    motion: str = "FILE"  # the file's (normalised) motion, or the raw driving keypoints
+    height: float = 2.0  # plane height in scene units
+    subdivisions: int = 64  # quads along the plane's longer side
+    upright: bool = True  # stand in the XZ plane facing -Y (front view); else lie in XY
+    emission: bool = True  # unlit (shows the image's colours exactly) or Principled BSDF
+    frame_start: int = 1
+    set_scene: bool = True  # set the scene's fps and frame range to the motion's
+
+
+class ImportFailed(Exception):
+    """The motion file is valid but cannot be imported as asked (unreadable image, ...)."""
+
+
+class SceneGuard:
+    """On an exception, remove every data-block created inside the block, restore the scene's
+    frame settings and delete files written, so the .blend is exactly as before."""
+
+    def __init__(self, scene: bpy.types.Scene):
+        self.scene = scene
+        self.files: list[Path] = []
+
+    def __enter__(self) -> "SceneGuard":
+        self.before = {uid for _, uid in _all_ids()}
+        render = self.scene.render
+        self.settings = (render.fps, render.fps_base, self.scene.frame_start, self.scene.frame_end, self.scene.frame_current)
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if kind is None:
+            return False
+        created = [datablock for datablock, uid in _all_ids() if uid not in self.before]
+        if created:
+            bpy.data.batch_remove(created)
+        render = self.scene.render
+        render.fps, render.fps_base, self.scene.frame_start, self.scene.frame_end, current = self.settings
+        self.scene.frame_set(current)
+        for path in self.files:
+            path.unlink(missing_ok=True)
+        return False
+
+
+def _all_ids():
+    for prop in bpy.types.BlendData.bl_rna.properties:
+        if prop.type != "COLLECTION" or not issubclass(getattr(bpy.types, prop.fixed_type.identifier, type(None)), bpy.types.ID):
+            continue
+        for datablock in getattr(bpy.data, prop.identifier):
+            yield datablock, datablock.session_uid
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    collection: bpy.types.Collection
+    plane: bpy.types.Object
+    rig: bpy.types.Object | None
+
+
+def import_motion(context: bpy.types.Context, data: MotionData, settings: ImportSettings) -> ImportResult:
+    """Build the plane (and rig or cache) for ``data``; on any error nothing is left behind."""
+    _check_settings(data, settings)
+    scene = context.scene
+    with SceneGuard(scene) as guard:
+        frame = PlaneFrame.for_image(data.width, data.height, data.align_corners, settings.height)
+        collection = bpy.data.collections.new(f"FOMM {data.name}")
+        scene.collection.children.link(collection)
+        image = _load_texture(data, settings)
+        mesh = _plane_mesh(f"FOMM {data.name}", grid_mesh(frame, settings.subdivisions))
+        material = _material(f"FOMM {data.name}", image, settings.emission)
+        if settings.texture == "FRAMES":
+            _play_sequence(material, data.frames, settings.frame_start)
+        mesh.materials.append(material)
+        plane = bpy.data.objects.new(f"FOMM {data.name}", mesh)
+        collection.objects.link(plane)
+        rig = None
+        if settings.deform == "RIG":
+            rig = _build_rig(context, collection, plane, frame, data, settings)
+        elif settings.deform == "FLOW_CACHE":
+            _bake_flow_cache(plane, frame, data, settings, guard)
+        root = rig or plane
+        root.location = tuple(scene.cursor.location)
+        root.rotation_euler = (math.pi / 2, 0.0, 0.0) if settings.upright else (0.0, 0.0, 0.0)
+        if settings.set_scene:
+            _set_scene_timing(scene, data.fps, settings.frame_start, data.num_frames)
+        for selected in context.selected_objects:
+            selected.select_set(False)
+        root.select_set(True)
+        context.view_layer.objects.active = root
+        scene.frame_set(scene.frame_current)
+    return ImportResult(collection, plane, rig)
+
+
+def _check_settings(data: MotionData, settings: ImportSettings) -> None:
+    if settings.deform == "FLOW_CACHE" and data.flow is None:
+        raise ImportFailed(f"{data.path.name} has no dense flow to bake: write it with `fomm motion --flow`")
+    if settings.texture == "FRAMES" and data.frames is None:
+        raise ImportFailed(f"{data.path.name} has no generated frames: write it with `fomm motion --frames`")
+    if settings.height <= 0 or settings.subdivisions < 1:
+        raise ImportFailed("the plane needs a positive height and at least one subdivision")
+
+
+# ------------------------------------------------------------------------------ plane
+def _plane_mesh(name: str, grid: GridMesh) -> bpy.types.Mesh:
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(grid.positions))
+    mesh.vertices.foreach_set("co", grid.positions.astype(np.float32).ravel())
+    corners = grid.quads.ravel().astype(np.int32)
+    mesh.loops.add(len(corners))
+    mesh.loops.foreach_set("vertex_index", corners)
+    mesh.polygons.add(len(grid.quads))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, len(corners), 4, dtype=np.int32))
+    uv_layer = mesh.uv_layers.new(name="UVMap")
+    uv_layer.data.foreach_set("uv", grid.uvs[corners].astype(np.float32).ravel())
+    mesh.update(calc_edges=True)
+    mesh.validate()
+    return mesh
+
+
+def _load_texture(data: MotionData, settings: ImportSettings) -> bpy.types.Image:
+    if settings.texture == "FRAMES":
+        assert data.frames is not None
+        image = _load_image(data.frames.first, data)
+        image.source = "SEQUENCE"
+        return image
+    if data.image_path is not None:
+        return _load_image(data.image_path, data)
+    assert data.image_png is not None
+    fd, scratch = tempfile.mkstemp(suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data.image_png)
+        image = _load_image(Path(scratch), data)
+        image.pack()
+    finally:
+        os.unlink(scratch)
+    image.name = f"{data.name}.source.png"
+    image.filepath_raw = f"//{data.name}.source.png"  # where "Unpack" would put it
+    return image
+
+
+def _load_image(path: Path, data: MotionData) -> bpy.types.Image:
+    image = bpy.data.images.load(str(path), check_existing=False)
+    width, height = image.size  # reading the size loads the pixels
+    if width == 0 or height == 0:
+        raise ImportFailed(f"{path.name} cannot be read as an image")
+    if abs(width / height - data.width / data.height) > 0.01 * data.width / data.height:
+        raise ImportFailed(
+            f"{path.name} is {width}x{height} but the motion is for {data.width}x{data.height} frames: "
+            "the image does not belong to this motion file"
+        )
+    return image
+
+
+def _material(name: str, image: bpy.types.Image, emission: bool) -> bpy.types.Material:
+    """Image texture -> Emission (or Principled) shader, alpha mixed with transparency."""
+    material = bpy.data.materials.new(name)
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True  # always on (and deprecated) from 5.0
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    texture.interpolation = "Linear"
+    texture.extension = "EXTEND"
+    texture.location = (-500, 0)
+    if emission:
+        shader = nodes.new("ShaderNodeEmission")
+        links.new(texture.outputs["Color"], shader.inputs["Color"])
+    else:
+        shader = nodes.new("ShaderNodeBsdfPrincipled")
+        links.new(texture.outputs["Color"], shader.inputs["Base Color"])
+    shader.location = (-200, -100)
+    transparent = nodes.new("ShaderNodeBsdfTransparent")
+    transparent.location = (-200, 100)
+    mix = nodes.new("ShaderNodeMixShader")
+    mix.location = (50, 0)
+    links.new(texture.outputs["Alpha"], mix.inputs["Fac"])
+    links.new(transparent.outputs[0], mix.inputs[1])
+    links.new(shader.outputs[0], mix.inputs[2])
+    output = nodes.new("ShaderNodeOutputMaterial")
+    output.location = (250, 0)
+    links.new(mix.outputs[0], output.inputs["Surface"])
+    nodes.active = texture  # what Workbench's texture colour mode shows
+    return material
+
+
+def _play_sequence(material: bpy.types.Material, frames: FrameSequence, frame_start: int) -> None:
+    """Show generated frame 1 at scene frame ``frame_start``, the next on the next, and so on."""
+    user = material.node_tree.nodes.active.image_user
+    user.frame_duration = frames.count
+    user.frame_start = frame_start
+    user.frame_offset = frames.first_number - 1
+    user.use_auto_refresh = True
+    user.use_cyclic = False
+
+
+# ------------------------------------------------------------------------------ rig
+def _build_rig(context, collection, plane, frame: PlaneFrame, data: MotionData, settings: ImportSettings) -> bpy.types.Object:
+    armature = bpy.data.armatures.new(f"FOMM {data.name} Rig")
+    armature.display_type = "OCTAHEDRAL"
+    rig = bpy.data.objects.new(f"FOMM {data.name} Rig", armature)
+    rig.show_in_front = True
+    collection.objects.link(rig)
+    _add_bones(context, rig, frame.to_local(data.source_points), 0.04 * settings.height, data.num_kp)
+
+    plane.parent = rig
+    rest = np.empty(len(plane.data.vertices) * 3, np.float32)
+    plane.data.vertices.foreach_get("co", rest)
+    weights = vertex_weights(data.masks, frame.to_normalised(rest.reshape(-1, 3)))
+    _assign_weights(plane, weights, [BACKGROUND_BONE] + [shear_bone(k) for k in range(data.num_kp)])
+    modifier = plane.modifiers.new("FOMM Rig", "ARMATURE")
+    modifier.object = rig
+    modifier.use_vertex_groups = True
+    modifier.use_bone_envelopes = False
+
+    track = data.motion if settings.motion == "FILE" else data.driving
+    pose = bone_pose(frame, data.source_points, data.source_jacobians, track.points, track.jacobians)
+    _key_pose(rig, pose, settings.frame_start)
+    return rig
+
+
+def _add_bones(context, rig: bpy.types.Object, heads: np.ndarray, length: float, num_kp: int) -> None:
+    """Bones along +Y with roll 0, so pose channels act along the plane's own axes."""
+    view_layer = context.view_layer
+    previous_active = view_layer.objects.active
+    view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    try:
+        bones = rig.data.edit_bones
+        background = bones.new(BACKGROUND_BONE)
+        background.head, background.tail = (0.0, 0.0, 0.0), (0.0, 2 * length, 0.0)
+        for k, (x, y) in enumerate(heads):
+            control = bones.new(control_bone(k))
+            control.head, control.tail, control.roll = (x, y, 0.0), (x, y + length, 0.0), 0.0
+            control.use_deform = False
+            shear = bones.new(shear_bone(k))
+            shear.head, shear.tail, shear.roll = (x, y, 0.0), (x, y + 0.5 * length, 0.0), 0.0
+            shear.parent = control
+            shear.inherit_scale = "FULL"  # parent's non-uniform scale, then this rotation: shear
+    finally:
+        bpy.ops.object.mode_set(mode="OBJECT")
+        view_layer.objects.active = previous_active
+    for k in range(num_kp):
+        rig.data.bones[shear_bone(k)].hide = True
+        control = rig.pose.bones[control_bone(k)]
+        control.lock_location[2] = True
+        control.lock_rotation[0] = control.lock_rotation[1] = True
+        control.lock_scale[2] = True
+    for bone in rig.pose.bones:
+        bone.rotation_mode = "XYZ"
+
+
+def _assign_weights(plane: bpy.types.Object, weights: np.ndarray, names: list[str]) -> None:
+    for column, name in enumerate(names):
+        group = plane.vertex_groups.new(name=name)
+        values = weights[:, column]
+        for index in np.flatnonzero(values):
+            group.add([int(index)], float(values[index]), "REPLACE")
+    plane.data.update()
+
+
+def _key_pose(rig: bpy.types.Object, pose: BonePose, frame_start: int) -> None:
+    frames = frame_start + np.arange(pose.location.shape[0], dtype=np.float64)
+    channels = _Channels(rig, f"FOMM {rig.name}")
+    for k in range(pose.location.shape[1]):
+        control, shear = f'pose.bones["{control_bone(k)}"]', f'pose.bones["{shear_bone(k)}"]'
+        group = control_bone(k)
+        channels.add(f"{control}.location", 0, frames, pose.location[:, k, 0], group)
+        channels.add(f"{control}.location", 1, frames, pose.location[:, k, 1], group)
+        channels.add(f"{control}.rotation_euler", 2, frames, pose.theta[:, k], group)
+        channels.add(f"{control}.scale", 0, frames, pose.scale[:, k, 0], group)
+        channels.add(f"{control}.scale", 1, frames, pose.scale[:, k, 1], group)
+        channels.add(f"{shear}.rotation_euler", 2, frames, pose.phi[:, k], group)
+
+
+class _Channels:
+    """F-curves of a new action on ``owner``, across Blender's action APIs: layered actions
+    with slots (4.4+; ``Action.fcurves`` is gone in 5.0) and the older flat actions."""
+
+    def __init__(self, owner: bpy.types.ID, name: str):
+        action = bpy.data.actions.new(name)
+        animation = owner.animation_data or owner.animation_data_create()
+        animation.action = action
+        self.groups: dict[str, object] = {}
+        if not hasattr(action, "slots"):  # 4.2, 4.3
+            self.bag = action
+            return
+        slot = animation.action_slot or action.slots.new(id_type=owner.id_type, name=owner.name)
+        animation.action_slot = slot
+        from bpy_extras import anim_utils
+
+        if hasattr(anim_utils, "action_ensure_channelbag_for_slot"):  # 5.0+
+            self.bag = anim_utils.action_ensure_channelbag_for_slot(action, slot)
+        else:  # 4.4, 4.5
+            layer = action.layers[0] if action.layers else action.layers.new("Layer")
+            strip = layer.strips[0] if layer.strips else layer.strips.new(type="KEYFRAME")
+            self.bag = strip.channelbag(slot, ensure=True)
+
+    def add(self, data_path: str, index: int, frames: np.ndarray, values: np.ndarray, group: str) -> None:
+        curve = self.bag.fcurves.new(data_path, index=index)
+        if group not in self.groups:
+            self.groups[group] = self.bag.groups.new(group)
+        curve.group = self.groups[group]
+        points = curve.keyframe_points
+        points.add(len(frames))
+        points.foreach_set("co", np.column_stack([frames, values]).astype(np.float32).ravel())
+        points.foreach_set("interpolation", np.full(len(frames), _LINEAR, np.int32))
+        curve.update()
+
+
+_LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+
+
+# ------------------------------------------------------------------------------ caches
+def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, settings: ImportSettings, guard: SceneGuard) -> None:
+    assert data.flow is not None
+    rest = np.empty(len(plane.data.vertices) * 3, np.float32)
+    plane.data.vertices.foreach_get("co", rest)
+    coordinates = flow_positions(frame, data.flow, rest.reshape(-1, 3).astype(np.float64))
+    path = data.path.with_name(f"{data.name}.pc2")
+    scratch = path.with_name(f".{path.name}.partial")
+    guard.files.append(scratch)
+    try:
+        write_pc2(scratch, coordinates)
+    except OSError as exc:
+        raise ImportFailed(f"cannot write the mesh cache {path}: {exc.strerror}; put the motion file in a writable folder") from None
+    os.replace(scratch, path)
+    guard.files.append(path)
+    modifier = plane.modifiers.new("FOMM Flow", "MESH_CACHE")
+    modifier.cache_format = "PC2"
+    modifier.filepath = bpy.path.relpath(str(path)) if bpy.data.filepath else str(path)
+    modifier.time_mode = "FRAME"
+    modifier.play_mode = "SCENE"
+    modifier.frame_start = settings.frame_start  # scene frame of the first sample
+    modifier.frame_scale = 1.0
+    modifier.interpolation = "LINEAR"
+    modifier.deform_mode = "OVERWRITE"
+
+
+def _set_scene_timing(scene: bpy.types.Scene, fps: float, frame_start: int, count: int) -> None:
+    whole = max(1, round(fps))
+    scene.render.fps = whole
+    scene.render.fps_base = whole / fps
+    scene.frame_start = frame_start
+    scene.frame_end = frame_start + count - 1

@@ -1,0 +1,275 @@
+"""Blender UI: the importer, the "Run FOMM" operator, the sidebar panel and the preferences.
+
+No ``from __future__ import annotations`` here: Blender reads the property annotations as
+objects.
+"""
+
+import tempfile
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+from .build import ImportFailed, ImportSettings, import_motion
+from .motion_data import load_motion
+from .motion_format import MotionFormatError
+from .runner import FommJob, RunRequest
+
+DEFORM_ITEMS = (
+    ("RIG", "Rig", "Armature with one control per keypoint, keyed on every frame, weights from the model"),
+    ("FLOW_CACHE", "Flow cache", "Bake the model's exact dense flow into a .pc2 mesh cache (needs a file written with --flow)"),
+    ("NONE", "None", "A still plane (use it with the generated frames, which already move)"),
+)
+TEXTURE_ITEMS = (
+    ("SOURCE", "Source image", "The source picture"),
+    ("FRAMES", "Generated frames", "The frames the model generated, as an image sequence (needs --frames)"),
+)
+MOTION_ITEMS = (
+    ("FILE", "As computed", "The motion as the file was computed (relative to the reference frame unless written with --absolute)"),
+    ("ABSOLUTE", "Absolute", "The driving keypoints as detected, not adapted to the source"),
+)
+
+
+class FommPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    python: StringProperty(
+        name="Python",
+        description="Python interpreter that has the fomm package (torch) installed, used by Run FOMM",
+        subtype="FILE_PATH",
+    )
+
+    def draw(self, context):
+        self.layout.prop(self, "python")
+
+
+def preferences(context) -> FommPreferences:
+    return context.preferences.addons[__package__].preferences
+
+
+class ImportOptions:
+    """Import options shared by the importer and Run FOMM."""
+
+    deform: EnumProperty(name="Deform", items=DEFORM_ITEMS, default="RIG")
+    texture: EnumProperty(name="Texture", items=TEXTURE_ITEMS, default="SOURCE")
+    motion: EnumProperty(name="Motion", items=MOTION_ITEMS, default="FILE")
+    height: FloatProperty(name="Height", description="Plane height in scene units", default=2.0, min=1e-3, subtype="DISTANCE")
+    subdivisions: IntProperty(name="Subdivisions", description="Grid quads along the longer side", default=64, min=1, max=512)
+    upright: BoolProperty(name="Upright", description="Stand the plane up facing -Y (front view); off: lie flat facing +Z", default=True)
+    emission: BoolProperty(name="Unlit", description="Show the image's colours exactly (Emission) instead of a lit Principled BSDF", default=True)
+    frame_start: IntProperty(name="Start Frame", description="Scene frame of the first motion frame", default=1)
+    set_scene: BoolProperty(name="Set Scene Timing", description="Set the scene's frame rate and frame range to the motion's", default=True)
+
+    def settings(self) -> ImportSettings:
+        return ImportSettings(
+            deform=self.deform, texture=self.texture, motion=self.motion, height=self.height,
+            subdivisions=self.subdivisions, upright=self.upright, emission=self.emission,
+            frame_start=self.frame_start, set_scene=self.set_scene,
+        )
+
+    def draw_options(self, layout) -> None:
+        for name in ("deform", "texture", "motion", "height", "subdivisions", "upright", "emission", "frame_start", "set_scene"):
+            layout.prop(self, name)
+
+
+class IMPORT_SCENE_OT_fomm_motion(bpy.types.Operator, ImportHelper, ImportOptions):
+    """Import a FOMM motion file: an image plane animated by the model's keypoints"""
+
+    bl_idname = "import_scene.fomm_motion"
+    bl_label = "Import FOMM Motion"
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
+
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        if context.mode != "OBJECT":
+            cls.poll_message_set("Switch to Object Mode to import")
+            return False
+        return True
+
+    def execute(self, context):
+        try:
+            result = import_motion(context, load_motion(self.filepath), self.settings())
+        except (MotionFormatError, ImportFailed) as exc:
+            self.report({"ERROR"}, f"FOMM import failed: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Imported {result.collection.name}")
+        return {"FINISHED"}
+
+    def draw(self, context):
+        self.draw_options(self.layout)
+
+
+class FommRunSettings(bpy.types.PropertyGroup, ImportOptions):
+    """What Run FOMM feeds `fomm motion` with (kept on the scene for the sidebar panel)."""
+
+    source: StringProperty(name="Source Image", subtype="FILE_PATH")
+    driving: StringProperty(name="Driving Video", subtype="FILE_PATH")
+    checkpoint: StringProperty(name="Checkpoint", description='Checkpoint file, or "default" for the model shipped with fomm', default="default")
+    output: StringProperty(
+        name="Motion File", subtype="FILE_PATH",
+        description="Where to write the motion file (default: next to the .blend, or the temporary folder)",
+    )
+    absolute: BoolProperty(name="Absolute Motion", description="Use the driving keypoints as they are, not relative to the first frame", default=False)
+    max_frames: IntProperty(name="Max Frames", description="Use at most this many driving frames (0: all)", default=0, min=0)
+
+    def request(self, python: str) -> RunRequest:
+        return RunRequest(
+            python=bpy.path.abspath(python),
+            source=bpy.path.abspath(self.source),
+            driving=bpy.path.abspath(self.driving),
+            output=self.output_path(),
+            checkpoint=self.checkpoint if self.checkpoint == "default" else bpy.path.abspath(self.checkpoint),
+            absolute=self.absolute,
+            flow=self.deform == "FLOW_CACHE",
+            frames=self.texture == "FRAMES",
+            max_frames=self.max_frames,
+        )
+
+    def output_path(self) -> str:
+        if self.output:
+            return bpy.path.abspath(self.output)
+        name = f"{Path(self.source).stem or 'motion'}.fomm.json"
+        folder = Path(bpy.data.filepath).parent if bpy.data.filepath else Path(tempfile.gettempdir()) / "fomm"
+        return str(folder / name)
+
+
+_jobs: dict[str, FommJob] = {}  # the running job, for the panel and the cancel button
+
+
+class FOMM_OT_run(bpy.types.Operator):
+    """Run FOMM on the source image and driving video in the background, then import the motion"""
+
+    bl_idname = "fomm_motion.run"
+    bl_label = "Run FOMM"
+
+    @classmethod
+    def poll(cls, context):
+        if "job" in _jobs:
+            cls.poll_message_set("FOMM is already running")
+            return False
+        return context.mode == "OBJECT"
+
+    def execute(self, context):
+        """Without a UI (background mode) run to the end; else hand over to the modal loop."""
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        if not bpy.app.background:
+            return self._go_modal(context)
+        job.wait()
+        return self._finish(context)
+
+    def invoke(self, context, event):
+        return self.execute(context)
+
+    def modal(self, context, event):
+        job = _jobs["job"]
+        if event.type == "ESC" or job.cancelled:
+            job.cancel()
+            return self._finish(context)
+        if event.type == "TIMER":
+            if not job.running:
+                return self._finish(context)
+            context.window_manager.progress_update(int(job.fraction * 100))
+            context.workspace.status_text_set(f"FOMM: {job.stage} {job.fraction:.0%} (Esc to cancel)")
+            for area in context.screen.areas:
+                if area.type == "VIEW_3D":
+                    area.tag_redraw()
+        return {"PASS_THROUGH"}
+
+    def _start(self, context) -> FommJob | None:
+        settings = context.scene.fomm_run
+        try:
+            _jobs["job"] = job = FommJob(settings.request(preferences(context).python))
+        except (ValueError, OSError) as exc:
+            self.report({"ERROR"}, f"Run FOMM: {exc}")
+            return None
+        return job
+
+    def _go_modal(self, context):
+        window_manager = context.window_manager
+        self._timer = window_manager.event_timer_add(0.2, window=context.window)
+        window_manager.progress_begin(0, 100)
+        window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _finish(self, context):
+        job = _jobs.pop("job")
+        if not bpy.app.background:
+            context.window_manager.event_timer_remove(self._timer)
+            context.window_manager.progress_end()
+            context.workspace.status_text_set(None)
+        if not job.succeeded:
+            self.report({"WARNING"} if job.cancelled else {"ERROR"}, f"Run FOMM: {job.error()}")
+            return {"CANCELLED"}
+        settings = context.scene.fomm_run
+        options = {name: getattr(settings, name) for name in ImportOptions.__annotations__}
+        return bpy.ops.import_scene.fomm_motion(filepath=job.request.output, **options)
+
+
+class FOMM_OT_cancel(bpy.types.Operator):
+    """Stop the running FOMM job"""
+
+    bl_idname = "fomm_motion.cancel"
+    bl_label = "Cancel FOMM"
+
+    @classmethod
+    def poll(cls, context):
+        return "job" in _jobs
+
+    def execute(self, context):
+        _jobs["job"].cancel()
+        return {"FINISHED"}
+
+
+class VIEW3D_PT_fomm_motion(bpy.types.Panel):
+    bl_label = "FOMM Motion"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "FOMM"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.operator(IMPORT_SCENE_OT_fomm_motion.bl_idname, text="Import Motion File...", icon="IMPORT")
+        settings = context.scene.fomm_run
+        box = layout.box()
+        box.label(text="Run FOMM", icon="PLAY")
+        for name in ("source", "driving", "checkpoint", "output", "absolute", "max_frames"):
+            box.prop(settings, name)
+        settings.draw_options(box)
+        job = _jobs.get("job")
+        if job is None:
+            box.operator(FOMM_OT_run.bl_idname)
+            if not preferences(context).python:
+                box.label(text="Set the Python in the add-on preferences", icon="ERROR")
+        else:
+            box.progress(factor=job.fraction, text=f"{job.stage} {job.fraction:.0%}")
+            box.operator(FOMM_OT_cancel.bl_idname, icon="CANCEL")
+
+
+def menu_import(self, context):
+    self.layout.operator(IMPORT_SCENE_OT_fomm_motion.bl_idname, text="FOMM Motion (.json)")
+
+
+CLASSES = (FommPreferences, IMPORT_SCENE_OT_fomm_motion, FommRunSettings, FOMM_OT_run, FOMM_OT_cancel, VIEW3D_PT_fomm_motion)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.fomm_run = PointerProperty(type=FommRunSettings)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+
+
+def unregister() -> None:
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    del bpy.types.Scene.fomm_run
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+    for job in list(_jobs.values()):
+        job.cancel()
+    _jobs.clear()

@@ -1,0 +1,135 @@
+"""Running ``fomm motion`` in an external Python without blocking Blender (no bpy here).
+
+Blender's own Python has no torch, so the add-on starts the project's command line in the
+Python the user names in the preferences, reads its ``--progress lines`` output on a
+background thread, and lets the UI poll the job from a timer.
+"""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+# Share of the whole run each stage of `fomm motion` takes, in order.
+_STAGES = ("keypoints", "motion")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    python: str
+    source: str
+    driving: str
+    output: str
+    checkpoint: str = "default"
+    absolute: bool = False
+    flow: bool = False
+    frames: bool = False
+    max_frames: int = 0  # 0: every frame
+
+    def command(self) -> list[str]:
+        command = [
+            self.python, "-m", "fomm_model", "motion", self.source, self.driving,
+            "-o", self.output, "--checkpoint", self.checkpoint, "--progress", "lines",
+        ]
+        if self.absolute:
+            command.append("--absolute")
+        if self.flow:
+            command.append("--flow")
+        if self.frames:
+            command.append("--frames")
+        if self.max_frames:
+            command += ["--max-frames", str(self.max_frames)]
+        return command
+
+    def problems(self) -> list[str]:
+        """What keeps this request from running, in words for the user."""
+        found = []
+        if not self.python:
+            found.append("set the Python that has the fomm package in Preferences > Add-ons > FOMM Motion")
+        elif not Path(self.python).is_file():
+            found.append(f"the Python {self.python} set in the add-on preferences does not exist")
+        if not self.source or not Path(self.source).is_file():
+            found.append(f"source image {self.source or '(not set)'} not found")
+        if not self.driving or not Path(self.driving).is_file():
+            found.append(f"driving video {self.driving or '(not set)'} not found")
+        if not self.output:
+            found.append("choose where to write the motion file")
+        return found
+
+
+class FommJob:
+    """One ``fomm motion`` process: progress, messages, cancel."""
+
+    def __init__(self, request: RunRequest):
+        problems = request.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        Path(request.output).parent.mkdir(parents=True, exist_ok=True)
+        self.request = request
+        self.fraction = 0.0
+        self.stage = "starting"
+        self.cancelled = False
+        self._errors: collections.deque[str] = collections.deque(maxlen=40)
+        self._process = subprocess.Popen(
+            request.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            text=True, bufsize=1,
+        )
+        self._readers = [
+            threading.Thread(target=self._read_progress, daemon=True),
+            threading.Thread(target=self._read_errors, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.running and self._process.returncode == 0 and not self.cancelled
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._process.wait(timeout)
+        for reader in self._readers:
+            reader.join(5)
+        return code
+
+    def cancel(self) -> None:
+        if not self.running:
+            return
+        self.cancelled = True
+        self._process.terminate()
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def error(self) -> str:
+        """The command's own error message (its last stderr line), or its exit status."""
+        if self.cancelled:
+            return "cancelled"
+        lines = [line for line in self._errors if line.strip()]
+        for line in reversed(lines):
+            if "error:" in line:
+                return line.strip()
+        return lines[-1].strip() if lines else f"fomm motion exited with status {self._process.returncode}"
+
+    def _read_progress(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            parts = line.split()
+            if len(parts) == 4 and parts[0] == "progress" and parts[1] in _STAGES:
+                stage, done, total = parts[1], int(parts[2]), parts[3]
+                within = done / int(total) if total.isdigit() and int(total) > 0 else 0.0
+                self.stage = stage
+                self.fraction = (_STAGES.index(stage) + min(within, 1.0)) / len(_STAGES)
+
+    def _read_errors(self) -> None:
+        assert self._process.stderr is not None
+        for line in self._process.stderr:
+            self._errors.append(line)

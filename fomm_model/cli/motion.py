@@ -1,0 +1,177 @@
+"""``fomm motion``: write the motion file that the Blender add-on imports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from ..framing import FIT_MODES
+from ..loading import load_model
+from ..motion_file import compute_motion, write_motion
+from . import UserError
+
+PROGRESS_STYLES = ("bar", "lines", "none")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "motion",
+        help="compute a motion file (keypoints, blend weights, optional flow and frames) for Blender",
+        description="Run a FOMM model on a source image and a driving video and write the motion "
+        "as a versioned JSON file: the source image, per-frame keypoints and Jacobians (raw and "
+        "normalised), the model's blend weights over the source, and optionally the dense flow and "
+        "the generated frames. Import it in Blender with File > Import > FOMM Motion.",
+    )
+    parser.add_argument("source", type=Path, help="source image (PNG, JPEG, ...)")
+    parser.add_argument("driving", type=Path, help="driving video (any format OpenCV reads)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="motion file to write (.json)")
+    parser.add_argument("--checkpoint", default="default", help='checkpoint path, or "default" for the embedded model (default)')
+    parser.add_argument("--config", help="preset name or YAML config (default: stored in or inferred from the checkpoint)")
+    parser.add_argument("--absolute", action="store_true", help="use the driving keypoints as they are instead of relative motion")
+    parser.add_argument("--no-relative-jacobian", dest="relative_jacobian", action="store_false", help="in relative mode, keep the driving Jacobians as they are")
+    parser.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false", help="in relative mode, do not scale the motion to the source's keypoint spread")
+    parser.add_argument("--reference", default="first", type=_reference, help='driving frame the relative motion starts from: "first" (default) or a 0-based index')
+    parser.add_argument("--framing", choices=FIT_MODES, default="pad", help="how images are fitted to the model's frame size (default: pad)")
+    parser.add_argument("--size", type=_size, help="frame size HxW the model runs at (default: the size it was trained at)")
+    parser.add_argument("--fps", type=float, help="frame rate to record (default: the video's)")
+    parser.add_argument("--max-frames", type=int, help="use at most this many driving frames")
+    parser.add_argument("--flow", action="store_true", help="also store the exact dense flow of every frame (for the mesh-cache bake)")
+    parser.add_argument("--frames", action="store_true", help="also generate the animated frames into <output>_frames/")
+    parser.add_argument("--embed-image", action="store_true", help="store the source image inside the motion file instead of next to it")
+    parser.add_argument("--texture-size", type=int, default=2048, help="longest side of the stored source texture (default 2048)")
+    parser.add_argument("--batch-size", type=int, default=8, help="frames per network call (default 8)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--progress", choices=PROGRESS_STYLES, default="bar", help='"lines" prints "progress STAGE DONE TOTAL" lines for other programs')
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be at least 1")
+    source = _read_image(args.source)
+    video = _VideoReader(args.driving, args.max_frames)
+    model = load_model(args.checkpoint, config=args.config, device=args.device)
+    with _Progress(args.progress, video.frame_count) as progress:
+        motion = compute_motion(
+            model,
+            source,
+            video.batches(args.batch_size),
+            relative=not args.absolute,
+            relative_jacobian=args.relative_jacobian,
+            adapt_scale=args.adapt_scale,
+            reference=args.reference,
+            fps=args.fps or video.fps,
+            framing=args.framing,
+            frame_size=args.size,
+            flow=args.flow,
+            frames=args.frames,
+            batch_size=args.batch_size,
+            texture_size=args.texture_size,
+            progress=progress,
+        )
+    path = write_motion(args.output, motion, embed_image=args.embed_image)
+    print(f"wrote {path} ({motion.num_frames} frames, {motion.num_kp} keypoints)")
+    return 0
+
+
+class _Progress:
+    """tqdm bars for people, or one parseable line per update for the Blender add-on."""
+
+    def __init__(self, style: str, expected_frames: int | None):
+        self.style = style
+        self.expected = expected_frames
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        total = total if total is not None else self.expected
+        if self.style == "lines":
+            print(f"progress {stage} {done} {total if total is not None else '?'}", flush=True)
+        elif self.style == "bar":
+            bar = self.bars.get(stage) or self.bars.setdefault(stage, tqdm(total=total, desc=stage, unit="frame", file=sys.stderr))
+            bar.update(done - bar.n)
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+class _VideoReader:
+    """Driving frames streamed from a video file with OpenCV, as (N, 3, H, W) float batches."""
+
+    def __init__(self, path: Path, max_frames: int | None):
+        if not path.is_file():
+            raise UserError(f"driving video {path} not found")
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise UserError(f"cannot open {path} as a video: use a video file OpenCV can read (mp4, avi, mov, ...)")
+        self.path = path
+        self.fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = min(count, max_frames) if count > 0 and max_frames else (count or max_frames or None)
+        self.max_frames = max_frames
+        capture.release()
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        capture = cv2.VideoCapture(str(self.path))
+        read = 0
+        batch: list[np.ndarray] = []
+        try:
+            while self.max_frames is None or read < self.max_frames:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                read += 1
+                if len(batch) == batch_size:
+                    yield _to_tensor(np.stack(batch))
+                    batch = []
+            if batch:
+                yield _to_tensor(np.stack(batch))
+        finally:
+            capture.release()
+        if read == 0:
+            raise UserError(f"no frames could be read from {self.path}")
+
+
+def _read_image(path: Path) -> torch.Tensor:
+    if not path.is_file():
+        raise UserError(f"source image {path} not found")
+    try:
+        with Image.open(path) as image:
+            pixels = np.array(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"cannot read source image {path}: {exc}") from None
+    return _to_tensor(pixels[None])
+
+
+def _to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
+
+
+def _reference(text: str) -> str | int:
+    if text == "first":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected "first" or a frame index, got {text!r}') from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 256x256, got {text!r}") from None
+    return height, width

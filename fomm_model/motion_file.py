@@ -1,0 +1,566 @@
+"""The motion file: FOMM's keypoint motion for one source image, for programs without torch.
+
+``compute_motion`` runs a model over a source image and a driving video and returns a
+:class:`Motion`; ``write_motion`` is the one writer of the versioned JSON format (schema in
+``schemas/motion.schema.json``), ``read_motion`` its reader. Both validate. The Blender add-on
+reads the same files with copies of ``schemas/motion_format.py`` and the schema.
+
+Blend weights. A mesh that follows FOMM has to move each source point p *forwards* with a
+blend of the keypoints' local affine motions, p -> sum_k w_k(p) (kp_d + A_k (p - kp_s)),
+A_k = J_d J_s^-1, plus a static background. FOMM learned such weights: the dense motion
+network's softmax masks. But the masks are predicted per driving frame, on driving-frame
+positions, and they are only informative while something moves: evaluated "at rest" (the
+source driven by its own keypoints) the heat-map differences the network reads are all zero
+and every one of its K+1 inputs is the same picture, so the masks say nothing about which
+region follows which keypoint. The file therefore stores the masks of every driving frame,
+each pulled back to the source frame along its own motion (channel k of frame t is sampled at
+kp_d + A_k (p - kp_s), where source point p is in that frame under keypoint k's motion; the
+background channel at p itself), averaged over the frames and renormalised to sum to one.
+Rigged with linear blend skinning these weights give FOMM's motion where one mask dominates,
+and a smooth blend in between.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from PIL import Image
+from torch import Tensor
+
+from . import __version__
+from .checkpoint import atomic_path
+from .framing import FIT_MODES, fit, resize
+from .geometry import make_coordinate_grid
+from .keypoints import Keypoints, movement_scale, normalize_keypoints
+from .model import FirstOrderModel
+from .schemas.motion_format import FORMAT_NAME, FORMAT_VERSION, MotionFormatError, parse, validate
+
+__all__ = [
+    "DenseFlow",
+    "FrameFiles",
+    "KeypointTrack",
+    "Motion",
+    "MotionFormatError",
+    "MotionOptions",
+    "compute_motion",
+    "read_motion",
+    "write_motion",
+]
+
+WEIGHTS_METHOD = "dense-motion masks of every frame, pulled back to the source along each keypoint's motion, averaged"
+Reference = Literal["first"] | int
+ProgressCallback = Callable[[str, int, int | None], None]
+_DECIMALS = 6  # float32 keeps ~7 significant digits; coordinates are in [-1, 1]
+
+
+@dataclass(frozen=True)
+class MotionOptions:
+    """How driving keypoints became the motion (see :func:`fomm_model.normalize_keypoints`)."""
+
+    relative: bool = True
+    relative_jacobian: bool = True
+    adapt_scale: bool = True
+    reference_frame: int = 0
+    movement_scale: float = 1.0
+    framing: str = "pad"
+
+
+@dataclass
+class KeypointTrack:
+    """Keypoints of T frames as numpy: ``value`` (T, K, 2), ``jacobian`` (T, K, 2, 2) or None."""
+
+    value: np.ndarray
+    jacobian: np.ndarray | None = None
+
+    @classmethod
+    def from_keypoints(cls, kp: Keypoints) -> "KeypointTrack":
+        value = kp.value.detach().float().cpu().numpy()
+        jacobian = None if kp.jacobian is None else kp.jacobian.detach().float().cpu().numpy()
+        return cls(value, jacobian)
+
+    def to_keypoints(self) -> Keypoints:
+        jacobian = None if self.jacobian is None else torch.from_numpy(self.jacobian)
+        return Keypoints(torch.from_numpy(self.value), jacobian)
+
+
+@dataclass
+class DenseFlow:
+    """Forward map per frame: ``positions`` (T, h, w, 2) = where each source grid point is."""
+
+    positions: np.ndarray
+    max_residual: float
+
+
+@dataclass
+class FrameFiles:
+    """Generated frames on disk: ``directory`` holds ``files`` in frame order."""
+
+    directory: Path
+    files: tuple[str, ...]
+
+
+@dataclass
+class Motion:
+    """Everything a motion file holds, as numpy arrays (see the schema for the conventions).
+
+    ``image_size`` is the (height, width) the model saw; ``source_image`` (h, w, 3 or 4) uint8
+    is the texture, same aspect, possibly larger. ``masks`` (K+1, gh, gw) are the blend
+    weights, background first. ``frames`` (T, H, W, 3) uint8 holds generated frames not yet
+    written; ``frame_files`` points at written ones.
+    """
+
+    image_size: tuple[int, int]
+    fps: float
+    source_image: np.ndarray
+    source: KeypointTrack
+    driving: KeypointTrack
+    motion: KeypointTrack
+    masks: np.ndarray
+    options: MotionOptions = field(default_factory=MotionOptions)
+    align_corners: bool = True
+    weights_method: str = WEIGHTS_METHOD
+    flow: DenseFlow | None = None
+    frames: np.ndarray | None = None
+    frame_files: FrameFiles | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.motion.value.shape[0]
+
+    @property
+    def num_kp(self) -> int:
+        return self.motion.value.shape[1]
+
+
+# ------------------------------------------------------------------------------ compute
+@torch.no_grad()
+def compute_motion(
+    model: FirstOrderModel,
+    source: Tensor,
+    driving: Tensor | Iterable[Tensor],
+    *,
+    relative: bool = True,
+    relative_jacobian: bool = True,
+    adapt_scale: bool = True,
+    reference: Reference = "first",
+    fps: float = 25.0,
+    framing: str = "pad",
+    frame_size: tuple[int, int] | None = None,
+    flow: bool = False,
+    frames: bool = False,
+    batch_size: int = 8,
+    texture_size: int = 2048,
+    progress: ProgressCallback | None = None,
+) -> Motion:
+    """Run ``model`` on a source image and driving frames and collect the motion.
+
+    ``source``: (1, 3, H, W) or (3, H, W) float in [0, 1], any size. ``driving``: (T, 3, H, W)
+    float in [0, 1], or an iterable of such batches (a video streamed in chunks). Both are
+    fitted to ``frame_size`` (default: the size the model was trained at) with ``framing``.
+    ``reference``: the driving frame relative motion is measured from (``"first"`` or an
+    index). ``flow`` adds the dense forward flow per frame, ``frames`` the generated frames.
+    The texture keeps up to ``texture_size`` pixels on its long side. ``progress(stage, done,
+    total)`` is called after each batch (``total`` None while the frame count is unknown).
+    """
+    if framing not in FIT_MODES:
+        raise ValueError(f"unknown framing {framing!r}; choose one of {', '.join(FIT_MODES)}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    size = tuple(frame_size or model.config.frame_shape)
+    model.config.check_image_size(*size)
+    report = progress or (lambda stage, done, total: None)
+
+    texture, model_source = _fit_source(_as_batch(source, "source"), size, framing, texture_size)
+    kp_source = model.detect_keypoints(model_source)
+    kp_driving = _detect_driving(model, driving, size, framing, batch_size, report)
+    total = len(kp_driving)
+    reference_frame = _reference_index(reference, total)
+    kp_initial = kp_driving[reference_frame]
+    scale = movement_scale(kp_source, kp_initial) if relative and adapt_scale else 1.0
+    kp_motion = normalize_keypoints(
+        kp_source, kp_driving, kp_initial,
+        relative=relative, relative_jacobian=relative_jacobian, adapt_scale=adapt_scale,
+    )
+
+    weight_sum: Tensor | None = None
+    positions, residuals, generated = [], [], []
+    for start in range(0, total, batch_size):
+        batch = kp_motion[start : start + batch_size]
+        dense = model.dense_motion(model_source, kp_source, batch)
+        pulled = pull_back_masks(dense["mask"], kp_source.to(model.device), batch.to(model.device)).sum(0)
+        weight_sum = pulled if weight_sum is None else weight_sum + pulled
+        if flow:
+            forward, residual = invert_backward_flow(dense["deformation"])
+            positions.append(forward.float().cpu().numpy())
+            residuals.append(float(residual.max()))
+        if frames:
+            rendered = model.render(model_source, dense["deformation"], dense.get("occlusion_map"))
+            generated.append(_to_uint8(rendered))
+        report("motion", min(start + batch_size, total), total)
+    assert weight_sum is not None  # total >= 1
+    masks = weight_sum / weight_sum.sum(0, keepdim=True).clamp_min(1e-12)
+
+    return Motion(
+        image_size=(int(size[0]), int(size[1])),
+        fps=float(fps),
+        source_image=texture,
+        source=KeypointTrack.from_keypoints(kp_source),
+        driving=KeypointTrack.from_keypoints(kp_driving),
+        motion=KeypointTrack.from_keypoints(kp_motion),
+        masks=masks.float().cpu().numpy(),
+        options=MotionOptions(relative, relative_jacobian, adapt_scale, reference_frame, float(scale), framing),
+        align_corners=model.align_corners,
+        flow=DenseFlow(np.concatenate(positions), max(residuals)) if flow else None,
+        frames=np.concatenate(generated) if frames else None,
+    )
+
+
+def pull_back_masks(masks: Tensor, kp_source: Keypoints, kp_motion: Keypoints) -> Tensor:
+    """Dense-motion masks (B, K+1, h, w) on driving positions -> the same on source positions.
+
+    Channel k+1 at source point p is read where p lands under keypoint k's own motion,
+    kp_d + J_d J_s^-1 (p - kp_s); the background channel (no motion) at p itself. Points whose
+    image leaves the frame read the border.
+    """
+    batch, _, height, width = masks.shape
+    grid = make_coordinate_grid(height, width, masks.dtype, masks.device)
+    offsets = grid - rearrange(kp_source.value, "1 k c -> k 1 1 c")  # (K, h, w, 2)
+    if kp_motion.jacobian is not None:
+        affine = torch.matmul(kp_motion.jacobian, torch.inverse(kp_source.jacobian))  # (B, K, 2, 2)
+        landed = torch.einsum("bkij,khwj->bkhwi", affine, offsets)
+    else:
+        landed = offsets.expand(batch, -1, -1, -1, -1)
+    landed = landed + rearrange(kp_motion.value, "b k c -> b k 1 1 c")
+    sampled = F.grid_sample(
+        rearrange(masks[:, 1:], "b k h w -> (b k) 1 h w"),
+        rearrange(landed, "b k h w c -> (b k) h w c"),
+        mode="bilinear", padding_mode="border", align_corners=True,
+    )
+    return torch.cat([masks[:, :1], rearrange(sampled, "(b k) 1 h w -> b k h w", b=batch)], dim=1)
+
+
+def invert_backward_flow(deformation: Tensor, iterations: int = 25) -> tuple[Tensor, Tensor]:
+    """Invert FOMM's backward sampling grid D (B, h, w, 2) on its own grid points.
+
+    For each grid point p, solve D(z) = p by Newton's method on the bilinear interpolant of D
+    (its Jacobian from central differences), starting at p - (D(p) - p). Returns the forward
+    positions z (B, h, w, 2) and the residual |D(z) - p| (B, h, w); the residual stays large
+    where p is not in D's image (source regions the driving frame does not show).
+    """
+    batch, height, width, _ = deformation.shape
+    grid = make_coordinate_grid(height, width, deformation.dtype, deformation.device).expand(batch, -1, -1, -1)
+    field_ = rearrange(deformation, "b h w c -> b c h w")
+    d_dx = torch.gradient(field_, spacing=2 / (width - 1), dim=3)[0]
+    d_dy = torch.gradient(field_, spacing=2 / (height - 1), dim=2)[0]
+    jacobian_maps = torch.cat([d_dx, d_dy], dim=1)  # channels: dDx/dx, dDy/dx, dDx/dy, dDy/dy
+
+    def sample(maps: Tensor, points: Tensor) -> Tensor:
+        values = F.grid_sample(maps, points, mode="bilinear", padding_mode="border", align_corners=True)
+        return rearrange(values, "b c h w -> b h w c")
+
+    z = 2 * grid - deformation
+    for _ in range(iterations):
+        residual = sample(field_, z) - grid
+        j = sample(jacobian_maps, z)
+        a, c, b, d = j.unbind(-1)  # J = [[dDx/dx, dDx/dy], [dDy/dx, dDy/dy]] = [[a, b], [c, d]]
+        det = a * d - b * c
+        rx, ry = residual.unbind(-1)
+        safe = det.abs() > 1e-4
+        det = torch.where(safe, det, torch.ones_like(det))
+        newton = torch.stack([(d * rx - b * ry) / det, (a * ry - c * rx) / det], dim=-1)
+        step = torch.where(safe.unsqueeze(-1), newton, residual)
+        z = z - step.clamp(-0.25, 0.25)
+    residual = (sample(field_, z) - grid).norm(dim=-1)
+    return z, residual
+
+
+def _fit_source(source: Tensor, size: tuple[int, int], framing: str, texture_size: int) -> tuple[np.ndarray, Tensor]:
+    """Fit the source for the model, and a texture of the same framing at k times that size.
+
+    The model input is the texture shrunk by the integer factor k, so texture pixels line up
+    exactly with the model's. Padding (``pad`` framing) is transparent in the texture.
+    """
+    if source.shape[0] != 1:
+        raise ValueError(f"give one source image, got {source.shape[0]}")
+    height, width = source.shape[-2:]
+    ratio = [height / size[0], width / size[1]]
+    factor = {"pad": np.ceil(max(ratio)), "crop": np.floor(min(ratio)), "stretch": np.round(max(ratio))}[framing]
+    factor = int(max(1, min(factor, texture_size // max(size))))
+    texture, framing_info = fit(source.float().clamp(0, 1), (size[0] * factor, size[1] * factor), framing)  # type: ignore[arg-type]
+    model_source = resize(texture, size)
+    pixels = _to_uint8(texture)[0]
+    if framing == "pad":
+        top, left = framing_info.offset
+        content_h, content_w = framing_info.scaled_size
+        alpha = np.zeros(pixels.shape[:2] + (1,), np.uint8)
+        alpha[top : top + content_h, left : left + content_w] = 255
+        pixels = np.concatenate([pixels, alpha], axis=-1)
+    return pixels, model_source
+
+
+def _detect_driving(
+    model: FirstOrderModel,
+    driving: Tensor | Iterable[Tensor],
+    size: tuple[int, int],
+    framing: str,
+    batch_size: int,
+    report: ProgressCallback,
+) -> Keypoints:
+    batches: Iterable[Tensor] = driving.split(batch_size) if isinstance(driving, Tensor) else driving
+    total = len(driving) if isinstance(driving, Tensor) else None
+    found: list[Keypoints] = []
+    done = 0
+    for batch in batches:
+        batch = _as_batch(batch, "driving")
+        fitted, _ = fit(batch.float().clamp(0, 1), size, framing)  # type: ignore[arg-type]
+        found.append(model.detect_keypoints(fitted))
+        done += len(batch)
+        report("keypoints", done, total)
+    if not found:
+        raise ValueError("the driving video has no frames")
+    return Keypoints.cat(found)
+
+
+def _reference_index(reference: Reference, total: int) -> int:
+    if reference == "first":
+        return 0
+    if isinstance(reference, int) and not isinstance(reference, bool):
+        if not 0 <= reference < total:
+            raise ValueError(f"reference frame {reference} is outside the driving video's {total} frames")
+        return reference
+    raise ValueError(f'reference must be "first" or a frame index, got {reference!r}')
+
+
+def _as_batch(images: Tensor, name: str) -> Tensor:
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+    batch = images.unsqueeze(0) if images.ndim == 3 else images
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise ValueError(f"{name} must be (N, 3, H, W) or (3, H, W) float in [0, 1], got {tuple(images.shape)}")
+    return batch
+
+
+def _to_uint8(images: Tensor) -> np.ndarray:
+    """(N, C, H, W) float in [0, 1] -> (N, H, W, C) uint8."""
+    return (rearrange(images.float().clamp(0, 1), "n c h w -> n h w c") * 255).round().byte().cpu().numpy()
+
+
+# ------------------------------------------------------------------------------ write
+def write_motion(path: str | os.PathLike, motion: Motion, *, embed_image: bool = False) -> Path:
+    """Write ``motion`` as a motion file, atomically; returns the path.
+
+    The source texture goes next to the file as ``<name>.source.png`` (or into the file with
+    ``embed_image``); generated frames in ``motion.frames`` go to ``<name>_frames/``. Every
+    file is written to a temporary name and renamed into place, the JSON last, so a failed
+    write leaves no half-written file behind.
+    """
+    path = Path(path)
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    image_name = f"{stem}.source.png"
+    png = _encode_png(motion.source_image)
+    image_entry = {"png_base64": base64.b64encode(png).decode("ascii")} if embed_image else {"path": image_name}
+
+    frame_files = motion.frame_files
+    if motion.frames is not None:
+        frame_files = FrameFiles(path.parent / f"{stem}_frames", tuple(f"frame_{t + 1:05d}.png" for t in range(len(motion.frames))))
+    document = _to_document(motion, image_entry, frame_files, path.parent)
+    try:
+        validate(document)
+    except MotionFormatError as exc:
+        raise MotionFormatError(f"refusing to write an invalid motion file {path}: {exc}") from None
+
+    if not embed_image:
+        with atomic_path(path.parent / image_name) as tmp:
+            tmp.write_bytes(png)
+    if motion.frames is not None:
+        assert frame_files is not None
+        _write_frames(frame_files, motion.frames)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(document, separators=(",", ":"), allow_nan=False), encoding="utf-8")
+    return path
+
+
+def _to_document(motion: Motion, image_entry: dict[str, str], frame_files: FrameFiles | None, folder: Path) -> dict[str, Any]:
+    has_jacobians = motion.source.jacobian is not None
+    opts = motion.options
+    document: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "producer": f"fomm_model {__version__}",
+        "image": {"width": motion.image_size[1], "height": motion.image_size[0], "align_corners": bool(motion.align_corners)},
+        "fps": float(motion.fps),
+        "num_frames": motion.num_frames,
+        "num_kp": motion.num_kp,
+        "has_jacobians": has_jacobians,
+        "options": {
+            "relative": bool(opts.relative),
+            "relative_jacobian": bool(opts.relative_jacobian),
+            "adapt_scale": bool(opts.adapt_scale),
+            "reference_frame": int(opts.reference_frame),
+            "movement_scale": float(opts.movement_scale),
+            "framing": opts.framing,
+        },
+        "source": {
+            "image": image_entry,
+            "keypoints": _numbers(motion.source.value[0]),
+            "jacobians": None if motion.source.jacobian is None else _numbers(motion.source.jacobian[0]),
+        },
+        "driving": _track(motion.driving),
+        "motion": _track(motion.motion),
+        "weights": {
+            "method": motion.weights_method,
+            "grid": {"width": int(motion.masks.shape[2]), "height": int(motion.masks.shape[1])},
+            "masks": _numbers(np.clip(motion.masks, 0, 1)),
+        },
+    }
+    if motion.flow is not None:
+        document["flow"] = {
+            "grid": {"width": int(motion.flow.positions.shape[2]), "height": int(motion.flow.positions.shape[1])},
+            "positions": _numbers(motion.flow.positions),
+            "max_residual": round(float(motion.flow.max_residual), _DECIMALS),
+        }
+    if frame_files is not None:
+        document["frames"] = {"directory": _relative_to(frame_files.directory, folder), "files": list(frame_files.files)}
+    return document
+
+
+def _track(track: KeypointTrack) -> dict[str, Any]:
+    return {
+        "keypoints": _numbers(track.value),
+        "jacobians": None if track.jacobian is None else _numbers(track.jacobian),
+    }
+
+
+def _numbers(array: np.ndarray) -> list[Any]:
+    return np.round(np.asarray(array, dtype=np.float64), _DECIMALS).tolist()
+
+
+def _relative_to(target: Path, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(target.resolve(), folder.resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return str(target.resolve())
+
+
+def _encode_png(pixels: np.ndarray) -> bytes:
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        raise ValueError(f"source_image must be (h, w, 3 or 4) uint8, got {pixels.dtype} {pixels.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_frames(frame_files: FrameFiles, frames: np.ndarray) -> None:
+    """Write the frames into a fresh folder, then swap it in for any previous one."""
+    target = frame_files.directory
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        for name, frame in zip(frame_files.files, frames):
+            Image.fromarray(frame).save(staging / name, format="PNG")
+        previous = None
+        if target.exists():
+            previous = target.with_name(f".{target.name}.old-{os.getpid()}")
+            target.rename(previous)
+        staging.rename(target)
+        if previous is not None:
+            shutil.rmtree(previous)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------------------ read
+def read_motion(path: str | os.PathLike) -> Motion:
+    """Read and validate a motion file; raises :class:`MotionFormatError` naming the problem."""
+    path = Path(path)
+    try:
+        document = parse(path.read_bytes())
+    except MotionFormatError as exc:
+        raise MotionFormatError(f"{path}: {exc}") from None
+    image = document["image"]
+    size = (image["height"], image["width"])
+    source = document["source"]
+    source_image = _read_source_image(source["image"], path, size)
+    options = MotionOptions(**document["options"])
+    flow = None
+    if "flow" in document:
+        flow = DenseFlow(_array(document["flow"]["positions"]), float(document["flow"]["max_residual"]))
+    frame_files = None
+    if "frames" in document:
+        frame_files = FrameFiles(path.parent / document["frames"]["directory"], tuple(document["frames"]["files"]))
+        missing = [name for name in frame_files.files if not (frame_files.directory / name).is_file()]
+        if missing:
+            raise MotionFormatError(
+                f"{path}: {len(missing)} generated frame(s) missing from {frame_files.directory} (first: {missing[0]}); "
+                "keep the frames folder next to the motion file"
+            )
+    jacobians = source["jacobians"]
+    return Motion(
+        image_size=size,
+        fps=float(document["fps"]),
+        source_image=source_image,
+        source=KeypointTrack(_array([source["keypoints"]]), None if jacobians is None else _array([jacobians])),
+        driving=_read_track(document["driving"]),
+        motion=_read_track(document["motion"]),
+        masks=_array(document["weights"]["masks"]),
+        options=options,
+        align_corners=image["align_corners"],
+        weights_method=document["weights"]["method"],
+        flow=flow,
+        frame_files=frame_files,
+    )
+
+
+def _read_track(entry: dict[str, Any]) -> KeypointTrack:
+    return KeypointTrack(_array(entry["keypoints"]), None if entry["jacobians"] is None else _array(entry["jacobians"]))
+
+
+def _array(values: Sequence[Any]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def _read_source_image(entry: dict[str, str], path: Path, size: tuple[int, int]) -> np.ndarray:
+    if "png_base64" in entry:
+        try:
+            data = base64.b64decode(entry["png_base64"], validate=True)
+        except ValueError:
+            raise MotionFormatError(f"{path}: the embedded source image is not valid base64") from None
+        where = "the embedded source image"
+    else:
+        image_path = path.parent / entry["path"]
+        if not image_path.is_file():
+            raise MotionFormatError(
+                f"{path}: source image {image_path} not found; keep it next to the motion file "
+                "or write the file with the image embedded (fomm motion --embed-image)"
+            )
+        data = image_path.read_bytes()
+        where = f"source image {image_path}"
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            picture.load()
+            pixels = np.asarray(picture.convert("RGBA" if "A" in picture.getbands() else "RGB"))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MotionFormatError(f"{path}: {where} cannot be read as an image ({exc})") from None
+    _check_aspect(pixels.shape[:2], size, f"{path}: {where}")
+    return pixels
+
+
+def _check_aspect(texture: tuple[int, int], size: tuple[int, int], what: str) -> None:
+    if abs(texture[1] / texture[0] - size[1] / size[0]) > 0.01 * size[1] / size[0]:
+        raise MotionFormatError(
+            f"{what} is {texture[1]}x{texture[0]} but the motion is for {size[1]}x{size[0]} frames: "
+            "the image does not belong to this motion file"
+        )
