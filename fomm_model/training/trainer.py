@@ -229,9 +229,10 @@ class Trainer:
         try:
             while self.epoch < params.num_epochs and self.step < total:
                 self.sampler.set_position(self.epoch, self.epoch_items)
+                self.dataset.set_epoch(self.epoch)  # item randomness depends on (seed, epoch, index)
                 loader = DataLoader(
                     self.dataset, batch_size=params.batch_size, sampler=self.sampler, drop_last=True,
-                    num_workers=self.options.num_workers, worker_init_fn=_seed_worker,
+                    num_workers=self.options.num_workers,
                     persistent_workers=False, pin_memory=self.info.device.type == "cuda",
                 )
                 for batch in loader:
@@ -398,9 +399,3 @@ def _unwrapped_state(module: nn.Module | None) -> dict[str, Tensor]:
     """A plain state dict with ``nn.BatchNorm2d`` keys (SyncBatchNorm2d shares them)."""
     assert module is not None
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
-
-
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
