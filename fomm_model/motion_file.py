@@ -384,12 +384,22 @@ def write_motion(path: str | os.PathLike, motion: Motion, *, embed_image: bool =
     if not embed_image:
         with atomic_path(path.parent / image_name) as tmp:
             tmp.write_bytes(png)
+            _usual_permissions(tmp)
     if motion.frames is not None:
         assert frame_files is not None
         _write_frames(frame_files, motion.frames)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(document, separators=(",", ":"), allow_nan=False), encoding="utf-8")
+        _usual_permissions(tmp)
     return path
+
+
+def _usual_permissions(path: Path) -> None:
+    """Temporary files and folders are private (0600/0700); give the result the permissions a
+    plain open() or mkdir() would have, so the motion can be shared like any other file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _to_document(motion: Motion, image_entry: dict[str, str], frame_files: FrameFiles | None, folder: Path) -> dict[str, Any]:
@@ -470,6 +480,7 @@ def _write_frames(frame_files: FrameFiles, frames: np.ndarray) -> None:
     try:
         for name, frame in zip(frame_files.files, frames):
             Image.fromarray(frame).save(staging / name, format="PNG")
+        _usual_permissions(staging)
         previous = None
         if target.exists():
             previous = target.with_name(f".{target.name}.old-{os.getpid()}")

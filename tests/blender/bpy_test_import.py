@@ -1,0 +1,181 @@
+"""Importing a motion file with known geometry (3 keypoints: slide, turn, shear) in Blender."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from helpers import (
+    evaluated_vertices,
+    expected_vertices,
+    group_weights,
+    import_motion,
+    load,
+    pixel_positions,
+    plane_object,
+    plane_scale,
+    render,
+    render_setup,
+    rest_vertices,
+    snapshot,
+    weight_names,
+)
+
+
+@pytest.fixture
+def synthetic(manifest) -> tuple[Path, dict]:
+    path = Path(manifest["synthetic"])
+    return path, load(path)
+
+
+def test_builds_textured_plane_rig_and_scene_timing(scene, synthetic) -> None:
+    path, doc = synthetic
+    assert import_motion(path) == {"FINISHED"}
+    plane, rig = plane_object(path), bpy.data.objects[f"FOMM {path.stem} Rig"]
+    assert plane.parent == rig and rig.type == "ARMATURE"
+    assert bpy.data.collections[f"FOMM {path.stem}"] in scene.collection.children.values()
+    rest = rest_vertices(plane)
+    assert np.allclose(rest.min(0)[:2], (-1, -1)) and np.allclose(rest.max(0)[:2], (1, 1))  # 64x64 -> 2 x 2 units
+    image = plane.active_material.node_tree.nodes.active.image
+    assert tuple(image.size) == (256, 256)
+    assert (scene.render.fps / scene.render.fps_base, scene.frame_start, scene.frame_end) == (10.0, 1, 6)
+    controls = [bone.name for bone in rig.data.bones if not bone.use_deform]
+    assert controls == ["KP_00", "KP_01", "KP_02"]
+    assert math.isclose(rig.rotation_euler.x, math.pi / 2, abs_tol=1e-6)  # upright by default: the XZ plane, facing -Y
+
+
+def test_rig_reproduces_the_motion_at_every_frame(scene, synthetic) -> None:
+    path, doc = synthetic
+    import_motion(path, subdivisions=40)
+    plane = plane_object(path)
+    rest = rest_vertices(plane)
+    weights = group_weights(plane, weight_names(doc["num_kp"]))
+    assert np.allclose(weights.sum(1), 1, atol=1e-6)
+    for frame in range(doc["num_frames"]):
+        scene.frame_set(frame + 1)
+        error = np.abs(evaluated_vertices(plane) - expected_vertices(doc, rest, weights, frame)).max()
+        assert error < 2e-5, f"frame {frame + 1}: the rig is {error} units off the motion"
+
+
+def test_vertex_weights_are_the_files_masks(scene, synthetic) -> None:
+    """With 20 subdivisions of a 64x64 plane (no corner alignment) the vertices sit on the
+    21x21 weight grid, so their weights are the file's values there."""
+    path, doc = synthetic
+    import_motion(path, subdivisions=20)
+    plane = plane_object(path)
+    weights = group_weights(plane, weight_names(doc["num_kp"]))
+    masks = np.asarray(doc["weights"]["masks"])[:, ::-1]  # grid rows run top-down, vertex rows bottom-up
+    expected = masks.reshape(len(masks), -1).T
+    assert np.abs(weights - expected).max() < 3e-3  # weights under 1e-3 are dropped
+
+
+def test_shear_and_rotation_are_exact(scene, synthetic) -> None:
+    """Points owned by one keypoint move by its full local affine map, shear included."""
+    path, doc = synthetic
+    import_motion(path, subdivisions=40, upright=False)
+    plane = plane_object(path)
+    rest = rest_vertices(plane)
+    weights = group_weights(plane, weight_names(doc["num_kp"]))
+    scene.frame_set(doc["num_frames"])
+    moved = evaluated_vertices(plane)
+    scale = plane_scale(doc)
+    for k in (1, 2):
+        owned = weights[:, k + 1] > 0.999
+        assert owned.sum() >= 10
+        # least-squares affine of the owned vertices' motion, in normalised coordinates
+        before = rest[owned, :2] @ np.linalg.inv(scale).T
+        after = moved[owned, :2] @ np.linalg.inv(scale).T
+        design = np.column_stack([before, np.ones(len(before))])
+        fitted = np.linalg.lstsq(design, after, rcond=None)[0][:2].T
+        expected = np.asarray(doc["motion"]["jacobians"][-1][k]) @ np.linalg.inv(doc["source"]["jacobians"][k])
+        assert np.abs(fitted - expected).max() < 1e-4
+    shear = np.asarray(doc["motion"]["jacobians"][-1][2])
+    assert abs(shear[0, 1]) > 0.3  # the file really shears there
+
+
+def test_plane_moves_where_keypoints_move_and_stays_still_far_away(scene, synthetic, tmp_path) -> None:
+    path, doc = synthetic
+    import_motion(path, upright=False)
+    render_setup(extent=2.2)
+    first = render(tmp_path / "first.png", 1)
+    last = render(tmp_path / "last.png", doc["num_frames"])
+    change = np.abs(last[..., :3] - first[..., :3]).max(-1)
+    scale = plane_scale(doc)
+    pixels = pixel_positions(2.2) @ np.linalg.inv(scale).T  # normalised position of each pixel
+    kp_s = np.asarray(doc["source"]["keypoints"])
+    distance = np.linalg.norm(pixels[:, :, None] - kp_s[None, None], axis=-1)  # (h, w, K)
+    for k in range(3):
+        near = distance[..., k] < 0.2
+        assert (change[near] > 0.1).mean() > 0.05, f"nothing moved around keypoint {k}"
+    far = (distance.min(-1) > 0.55) & (np.abs(pixels) < 0.95).all(-1)
+    assert far.sum() > 1000
+    # 8-bit output: a vertex off by float rounding may flip a few pixels by one level
+    assert change[far].max() <= 1.5 / 255 and (change[far] > 0).mean() < 0.01, "the plane moved far from every keypoint"
+
+
+def test_moving_a_control_deforms_the_plane_live(scene, synthetic) -> None:
+    path, doc = synthetic
+    import_motion(path, subdivisions=40)
+    plane, rig = plane_object(path), bpy.data.objects[f"FOMM {path.stem} Rig"]
+    scene.frame_set(3)
+    before = evaluated_vertices(plane)
+    rig.pose.bones["KP_00"].location.x += 0.3
+    after = evaluated_vertices(plane)
+    weights = group_weights(plane, weight_names(doc["num_kp"]))
+    shift = after - before
+    owned = weights[:, 1] > 0.999
+    assert np.allclose(shift[owned], (0.3, 0, 0), atol=1e-5)
+    assert np.abs(shift[weights[:, 0] > 0.999]).max() < 1e-6
+
+
+def test_absolute_motion_follows_the_driving_keypoints(scene, synthetic) -> None:
+    path, doc = synthetic
+    import_motion(path, motion="ABSOLUTE", subdivisions=40)
+    plane, rig = plane_object(path), bpy.data.objects[f"FOMM {path.stem} Rig"]
+    rest = rest_vertices(plane)
+    weights = group_weights(plane, weight_names(doc["num_kp"]))
+    scene.frame_set(4)
+    expected = expected_vertices(doc, rest, weights, 3, track="driving")
+    assert np.abs(evaluated_vertices(plane) - expected).max() < 2e-5
+    head = np.asarray(rig.pose.bones["KP_01"].head)[:2]
+    assert np.allclose(head, np.asarray(doc["driving"]["keypoints"][3][1]) @ plane_scale(doc).T, atol=1e-5)
+
+
+def test_flow_cache_plays_the_exact_flow(scene, synthetic) -> None:
+    path, doc = synthetic
+    import_motion(path, deform="FLOW_CACHE", subdivisions=20)
+    plane = plane_object(path)
+    modifier = plane.modifiers["FOMM Flow"]
+    assert modifier.type == "MESH_CACHE" and Path(bpy.path.abspath(modifier.filepath)) == path.with_suffix(".pc2")
+    positions = np.asarray(doc["flow"]["positions"])[:, ::-1].reshape(doc["num_frames"], -1, 2)
+    for frame in (1, 4, 6):
+        scene.frame_set(frame)
+        assert np.abs(evaluated_vertices(plane)[:, :2] - positions[frame - 1] @ plane_scale(doc).T).max() < 1e-5
+
+
+def test_generated_frames_play_as_an_image_sequence(scene, synthetic, tmp_path) -> None:
+    path, doc = synthetic
+    import_motion(path, deform="NONE", texture="FRAMES", upright=False)
+    render_setup(extent=2.2)
+    for frame in (1, 3, 6):
+        centre = render(tmp_path / f"f{frame}.png", frame)[54:74, 54:74, :3].mean((0, 1))
+        expected = np.array([40 * (frame - 1), 255 - 40 * (frame - 1), 128]) / 255
+        assert np.abs(centre - expected).max() < 0.02, f"frame {frame} shows {centre}"
+
+
+def test_import_is_one_undo_step(scene, synthetic) -> None:
+    path, _ = synthetic
+    bpy.ops.ed.undo_push(message="before import")
+    before = snapshot()
+    # ('EXEC_DEFAULT', True): run as from the UI, which pushes the operator's undo step
+    assert bpy.ops.import_scene.fomm_motion("EXEC_DEFAULT", True, filepath=str(path)) == {"FINISHED"}
+    after = snapshot()
+    assert after != before
+    bpy.ops.ed.undo()
+    assert snapshot() == before
+    bpy.ops.ed.redo()
+    assert snapshot() == after
