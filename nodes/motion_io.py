@@ -1,0 +1,160 @@
+"""Save and load the motion file the Blender add-on imports (``fomm_model.motion_file``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from comfy_api.latest import io
+from torch import Tensor
+
+from fomm_model.framing import fit
+from fomm_model.motion_file import MotionFormatError, compute_motion, read_motion, write_motion
+
+from .options import MODEL_TOOLTIP, REFERENCE_FIRST, REFERENCE_INDEX, batch_size_input, fit_input, motion_inputs
+from .runtime import FrameProgress, first_image, image_batch, to_comfy_image, use_model
+from .types import FommModel, FommMotion, KeypointSet, LoadedModel, MotionData
+
+MOTION_SUFFIX = ".json"
+_STAGES = ("keypoints", "motion")  # compute_motion's progress stages, in order
+
+
+class SaveMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FOMM_SaveMotion",
+            display_name="FOMM Save Motion (Blender)",
+            category="FOMM/motion file",
+            description="Run the model on a source image and driving frames and write a motion file to the output "
+            "folder: the source texture, keypoints and Jacobians per frame, blend weights, optionally the dense "
+            "flow and the generated frames. Import it in Blender with File > Import > FOMM Motion.",
+            is_output_node=True,
+            inputs=[
+                FommModel.Input("model", tooltip=MODEL_TOOLTIP),
+                io.Image.Input("source", tooltip="The still image to animate (first image of the batch)."),
+                io.Image.Input("driving", tooltip="The driving video's frames."),
+                io.Float.Input(
+                    "fps", default=25.0, min=0.01, max=1000.0, step=0.01,
+                    tooltip="Frame rate recorded in the file (connect the video loader's fps).",
+                ),
+                fit_input(),
+                *motion_inputs((REFERENCE_FIRST, REFERENCE_INDEX)),
+                io.Boolean.Input("include_flow", default=False, tooltip="Also store the dense flow of every frame (larger file; for Blender's mesh-cache bake)."),
+                io.Boolean.Input("include_frames", default=False, tooltip="Also render the animated frames into a folder next to the file."),
+                io.String.Input("filename_prefix", default="fomm/motion", tooltip="File name in the output folder; a counter is added."),
+                batch_size_input(),
+            ],
+            outputs=[io.String.Output(display_name="path", tooltip="Full path of the written motion file.")],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        model: LoadedModel,
+        source: Tensor,
+        driving: Tensor,
+        fps: float,
+        fit: str,
+        relative: bool,
+        relative_jacobian: bool,
+        adapt_scale: bool,
+        reference: str,
+        reference_index: int,
+        include_flow: bool,
+        include_frames: bool,
+        filename_prefix: str,
+        batch_size: int,
+    ) -> io.NodeOutput:
+        import folder_paths
+
+        source_batch = first_image(source, "source")
+        image_batch(driving[:1], "driving")
+        if reference == REFERENCE_INDEX and not 0 <= reference_index < driving.shape[0]:
+            raise ValueError(f"reference_index {reference_index} is outside the driving video's {driving.shape[0]} frames")
+        fomm = use_model(model)
+        total = driving.shape[0]
+        progress = FrameProgress(len(_STAGES) * total)
+
+        def report(stage: str, done: int, _total: int | None) -> None:
+            progress.update(_STAGES.index(stage) * total + done)
+
+        motion = compute_motion(
+            fomm, source_batch, (image_batch(driving[s : s + batch_size], "driving") for s in range(0, total, batch_size)),
+            relative=relative, relative_jacobian=relative_jacobian, adapt_scale=adapt_scale,
+            reference="first" if reference == REFERENCE_FIRST else reference_index,
+            fps=fps, framing=fit, flow=include_flow, frames=include_frames, batch_size=batch_size, progress=report,
+        )
+        output_dir = folder_paths.get_output_directory()
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
+        filename = f"{name}_{counter:05}_{MOTION_SUFFIX}"
+        path = write_motion(Path(folder) / filename, motion)
+        ui = {"motion_files": [{"filename": filename, "subfolder": subfolder, "type": "output"}]}
+        return io.NodeOutput(str(path), ui=ui)
+
+
+class LoadMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FOMM_LoadMotion",
+            display_name="FOMM Load Motion",
+            category="FOMM/motion file",
+            description="Read a motion file (from the input or output folder) back into FOMM Dense Motion and "
+            "FOMM Generate: its motion, its source image and its frame rate.",
+            inputs=[
+                io.Combo.Input(
+                    "motion_file",
+                    options=motion_files(),
+                    tooltip="Motion files (.json) in ComfyUI's input and output folders.",
+                ),
+            ],
+            outputs=[
+                FommMotion.Output(display_name="motion", tooltip="For FOMM Dense Motion."),
+                io.Image.Output(display_name="source", tooltip="The source image stored in the file, framed as the model saw it."),
+                io.Float.Output(display_name="fps", tooltip="The frame rate recorded in the file."),
+            ],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, motion_file: str) -> str:
+        path = motion_path(motion_file)
+        return f"{motion_file}|{path.stat().st_mtime_ns}" if path.is_file() else motion_file
+
+    @classmethod
+    def execute(cls, motion_file: str) -> io.NodeOutput:
+        path = motion_path(motion_file)
+        if not path.is_file():
+            raise ValueError(f"motion file {motion_file!r} not found; save one with FOMM Save Motion or put it in the input folder")
+        try:
+            motion = read_motion(path)
+        except (MotionFormatError, OSError) as exc:
+            raise ValueError(f"cannot read motion file {motion_file}: {exc}") from None
+        texture = torch.from_numpy(np.ascontiguousarray(motion.source_image[..., :3])).permute(2, 0, 1)[None].float() / 255
+        _, framing = fit(texture, motion.image_size, motion.options.framing)  # type: ignore[arg-type]
+        source = KeypointSet(motion.source.to_keypoints(), framing, None)
+        moved = KeypointSet(motion.motion.to_keypoints(), framing, None)
+        data = MotionData(source=source, driving=moved, reference_frame=motion.options.reference_frame)
+        return io.NodeOutput(data, to_comfy_image(texture), float(motion.fps))
+
+
+def motion_files() -> list[str]:
+    """``*.json`` files under the input folder, and under the output folder as ``name [output]``."""
+    import folder_paths
+
+    found = []
+    for root, annotation in ((folder_paths.get_input_directory(), ""), (folder_paths.get_output_directory(), " [output]")):
+        for folder, _, files in os.walk(root):
+            for file in files:
+                if file.endswith(MOTION_SUFFIX):
+                    relative = Path(os.path.relpath(os.path.join(folder, file), root)).as_posix()
+                    found.append(relative + annotation)
+    return sorted(found) or ["(no motion file found)"]
+
+
+def motion_path(motion_file: str) -> Path:
+    import folder_paths
+
+    return Path(folder_paths.get_annotated_filepath(motion_file))

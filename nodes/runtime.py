@@ -1,0 +1,166 @@
+"""ComfyUI's services as the nodes use them: model residency, progress, cancellation, and the
+conversion between ComfyUI's IMAGE/MASK tensors and the library's (N, C, H, W) batches.
+
+Only a few stable entry points of ComfyUI are touched (``comfy.model_management``,
+``comfy.utils.ProgressBar``); they are imported where used, so importing this pack never
+initialises a device.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from fomm_model import FirstOrderModel
+from fomm_model.framing import Framing, fit, resize
+
+from .types import LoadedModel
+
+log = logging.getLogger("comfyui-fomm")
+
+
+def use_model(model: LoadedModel) -> FirstOrderModel:
+    """Have ComfyUI put the model on its device (evicting others if memory is short).
+
+    ``force_full_load``: FOMM's networks are plain torch modules, which ComfyUI's partial
+    (low-VRAM) loading cannot split; they are small enough to always load whole.
+    """
+    import comfy.model_management
+
+    comfy.model_management.load_models_gpu([model.patcher], force_full_load=True)
+    return model.fomm
+
+
+def output_device() -> torch.device:
+    """Where IMAGE/MASK outputs live (CPU unless ComfyUI runs with --gpu-only)."""
+    import comfy.model_management
+
+    return comfy.model_management.intermediate_device()
+
+
+class FrameProgress:
+    """The node's progress bar, advanced per frame; each update also honours Cancel.
+
+    ComfyUI's cancel only sets a flag: work stops where a node polls it, so the nodes poll it
+    before every chunk of frames and at every progress report.
+    """
+
+    def __init__(self, total: int):
+        import comfy.utils
+
+        self.total = total
+        self.bar = comfy.utils.ProgressBar(total)
+
+    def check_cancelled(self) -> None:
+        import comfy.model_management
+
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+    def update(self, done: int, total: int | None = None) -> None:
+        self.check_cancelled()
+        if total is not None:
+            self.total = total
+        self.bar.update_absolute(done, self.total)
+
+
+def chunks(total: int, batch_size: int, progress: FrameProgress) -> Iterator[slice]:
+    """Slices of at most ``batch_size`` frames; progress advances after each is consumed."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    for start in range(0, total, batch_size):
+        progress.check_cancelled()
+        stop = min(start + batch_size, total)
+        yield slice(start, stop)
+        progress.update(stop)
+
+
+# ------------------------------------------------------------------------------ images
+def image_batch(image: Tensor, name: str) -> Tensor:
+    """ComfyUI IMAGE [B, H, W, C] -> (B, 3, H, W) float32 in [0, 1] on the CPU.
+
+    RGBA drops its alpha (FOMM sees colour only); grayscale (C = 1, or 2 with alpha) is
+    repeated to RGB; an fp16 IMAGE (``--fp16-intermediates``) becomes float32.
+    """
+    if not isinstance(image, Tensor) or image.ndim != 4:
+        shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"{name} must be an IMAGE batch [frames, height, width, channels], got {shape}")
+    if image.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch: connect at least one image or video frame")
+    channels = image.shape[-1]
+    if channels in (3, 4):
+        rgb = image[..., :3]
+    elif channels in (1, 2):
+        rgb = image[..., :1].expand(-1, -1, -1, 3)
+    else:
+        raise ValueError(f"{name} has {channels} channels per pixel; expected RGB (3), RGBA (4) or grayscale (1)")
+    return rearrange(rgb.detach().to("cpu", torch.float32), "b h w c -> b c h w").clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class FittedFrames:
+    """An IMAGE batch fitted to the model chunk by chunk, as it is read: the whole video is
+    never held twice. Iterable more than once (a reference-frame search reads it twice)."""
+
+    images: Tensor
+    size: tuple[int, int]
+    mode: str
+    chunk: int
+    name: str = "driving"
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for start in range(0, len(self), self.chunk):
+            frames = image_batch(self.images[start : start + self.chunk], self.name)
+            yield fit(frames, self.size, self.mode)[0]  # type: ignore[arg-type]
+
+
+def first_image(image: Tensor, name: str) -> Tensor:
+    """The first image of an IMAGE batch as (1, 3, H, W): a still source, as in FOMM."""
+    return image_batch(image[:1], name)
+
+
+def to_comfy_image(frames: Tensor) -> Tensor:
+    """(N, 3, H, W) -> ComfyUI IMAGE [N, H, W, 3] float32 on the output device."""
+    return rearrange(frames.detach().float().clamp(0, 1), "n c h w -> n h w c").to(output_device()).contiguous()
+
+
+def to_comfy_mask(maps: Tensor) -> Tensor:
+    """(N, 1, H, W) -> ComfyUI MASK [N, H, W] float32 on the output device."""
+    return maps.detach().float().clamp(0, 1)[:, 0].to(output_device()).contiguous()
+
+
+def fit_like(images: Tensor, framing: Framing, name: str) -> Tensor:
+    """Fit images to the model exactly as an earlier step fitted the same picture.
+
+    The sizes must agree: keypoints or flows computed for one image do not describe another.
+    """
+    size = tuple(images.shape[-2:])
+    if size != tuple(framing.input_size):
+        (h, w), (eh, ew) = size, framing.input_size
+        raise ValueError(
+            f"{name} is {w}x{h} pixels but the keypoints/flow it is used with were computed on a {ew}x{eh} "
+            "image: connect the same source image to every step"
+        )
+    fitted, _ = fit(images, framing.target_size, framing.mode)  # type: ignore[arg-type]
+    return fitted
+
+
+def maps_to_input(maps: Tensor, framing: Framing) -> Tensor:
+    """Maps at the dense-motion resolution (N, C, h, w) -> the input image's size and aspect."""
+    return framing.restore(resize(maps.float(), framing.target_size)).clamp(0, 1)
+
+
+def check_same_model(model: LoadedModel, produced_by: str | None, what: str) -> None:
+    """Refuse data made by another model: keypoints of one model mean nothing to another."""
+    if produced_by is not None and produced_by != model.key:
+        raise ValueError(
+            f"the {what} were computed with a different FOMM model than the one connected here "
+            f"({model.name}); connect the same FOMM Load Model node to every step"
+        )

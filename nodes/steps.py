@@ -1,0 +1,232 @@
+"""The steps of FOMM as separate nodes: keypoints -> motion -> dense flow -> frames.
+
+Wired in order they give exactly what FOMM Animate gives in one node (the same library calls),
+with every intermediate available to preview, edit or reuse.
+"""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+from einops import rearrange
+from torch import Tensor
+
+from fomm_model import Keypoints, normalize_keypoints
+from fomm_model.framing import fit as fit_frames
+from fomm_model.framing import resize
+
+from .options import MODEL_TOOLTIP, batch_size_input, fit_input, motion_inputs, reference_frame
+from .runtime import (
+    FrameProgress,
+    check_same_model,
+    chunks,
+    first_image,
+    fit_like,
+    image_batch,
+    maps_to_input,
+    to_comfy_image,
+    to_comfy_mask,
+    use_model,
+)
+from .types import FlowData, FommFlow, FommKeypoints, FommModel, FommMotion, KeypointSet, LoadedModel, MotionData
+
+
+class DetectKeypoints(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FOMM_DetectKeypoints",
+            display_name="FOMM Detect Keypoints",
+            category="FOMM/steps",
+            description="Find the model's keypoints (positions and local affine motion, the 'Jacobians') in every "
+            "image of a batch: one image for the source, all frames for a driving video.",
+            inputs=[
+                FommModel.Input("model", tooltip=MODEL_TOOLTIP),
+                io.Image.Input("images", tooltip="An image or a batch of video frames, any size."),
+                fit_input(),
+                batch_size_input(),
+            ],
+            outputs=[FommKeypoints.Output(display_name="keypoints", tooltip="Keypoints of every frame.")],
+        )
+
+    @classmethod
+    def execute(cls, model: LoadedModel, images: Tensor, fit: str, batch_size: int) -> io.NodeOutput:
+        image_batch(images[:1], "images")  # validates the batch before any work
+        fomm = use_model(model)
+        progress = FrameProgress(images.shape[0])
+        found: list[Keypoints] = []
+        framing = None
+        for part in chunks(images.shape[0], batch_size, progress):
+            fitted, framing = fit_frames(image_batch(images[part], "images"), model.frame_size, fit)
+            found.append(fomm.detect_keypoints(fitted).to("cpu", torch.float32))
+        assert framing is not None
+        return io.NodeOutput(KeypointSet(Keypoints.cat(found), framing, model.key))
+
+
+class EstimateMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FOMM_EstimateMotion",
+            display_name="FOMM Estimate Motion",
+            category="FOMM/steps",
+            description="Transfer the driving video's keypoint motion onto the source's keypoints, one pose per "
+            "driving frame.",
+            inputs=[
+                FommKeypoints.Input("source_keypoints", tooltip="Keypoints of the source image (its first frame is used)."),
+                FommKeypoints.Input("driving_keypoints", tooltip="Keypoints of the driving frames."),
+                *motion_inputs(),
+            ],
+            outputs=[
+                FommMotion.Output(display_name="motion", tooltip="Source keypoints plus where they move in each frame."),
+                FommKeypoints.Output(
+                    display_name="moved_keypoints",
+                    tooltip="The moved source keypoints per frame, to draw on the source image.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        source_keypoints: KeypointSet,
+        driving_keypoints: KeypointSet,
+        relative: bool,
+        relative_jacobian: bool,
+        adapt_scale: bool,
+        reference: str,
+        reference_index: int,
+    ) -> io.NodeOutput:
+        if None not in (source_keypoints.model_key, driving_keypoints.model_key) and (
+            source_keypoints.model_key != driving_keypoints.model_key
+        ):
+            raise ValueError(
+                "the source and driving keypoints were detected by different FOMM models: "
+                "connect the same FOMM Load Model node to both FOMM Detect Keypoints nodes"
+            )
+        kp_source = source_keypoints.keypoints[0]
+        kp_driving = driving_keypoints.keypoints
+        if kp_source.num_kp != kp_driving.num_kp:
+            raise ValueError(
+                f"the source has {kp_source.num_kp} keypoints and the driving frames {kp_driving.num_kp}: "
+                "they were detected by different models"
+            )
+        # absolute motion has no reference frame (as in fomm_model.pipeline)
+        ref = reference_frame(reference, reference_index, kp_source, kp_driving) if relative else 0
+        moved = normalize_keypoints(
+            kp_source, kp_driving, kp_driving[ref],
+            relative=relative, relative_jacobian=relative_jacobian, adapt_scale=adapt_scale,
+        )
+        source = KeypointSet(kp_source, source_keypoints.framing, source_keypoints.model_key)
+        moved_set = KeypointSet(moved, source_keypoints.framing, source_keypoints.model_key)
+        return io.NodeOutput(MotionData(source=source, driving=moved_set, reference_frame=ref), moved_set)
+
+
+class DenseMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FOMM_DenseMotion",
+            display_name="FOMM Dense Motion",
+            category="FOMM/steps",
+            description="Turn the keypoint motion into a dense flow over the whole source image, which parts of "
+            "the source stay visible (occlusion), and which keypoint moves each pixel (masks).",
+            inputs=[
+                FommModel.Input("model", tooltip=MODEL_TOOLTIP),
+                io.Image.Input("source", tooltip="The source image the source keypoints were detected on."),
+                FommMotion.Input("motion", tooltip="From FOMM Estimate Motion or FOMM Load Motion."),
+                batch_size_input(),
+            ],
+            outputs=[
+                FommFlow.Output(display_name="flow", tooltip="Dense backward flow per frame, for FOMM Generate."),
+                io.Mask.Output(
+                    display_name="occlusion",
+                    tooltip="Per frame, at the source's size: 1 where the source stays visible, 0 where the "
+                    "generator has to invent content (all 1 for models without an occlusion map).",
+                ),
+                io.Mask.Output(
+                    display_name="keypoint_masks",
+                    tooltip="At the model's frame size, K+1 masks per frame (frame-major: frame t, region k is "
+                    "t*(K+1)+k): region 0 is the still background, region k follows keypoint k.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model: LoadedModel, source: Tensor, motion: MotionData, batch_size: int) -> io.NodeOutput:
+        check_same_model(model, motion.source.model_key, "motion keypoints")
+        framing = motion.source.framing
+        fitted = fit_like(first_image(source, "source"), framing, "the source image")
+        fomm = use_model(model)
+        kp_source = motion.source.keypoints
+        kp_driving = motion.driving.keypoints
+        progress = FrameProgress(len(kp_driving))
+        parts: list[dict[str, Tensor]] = []
+        for part in chunks(len(kp_driving), batch_size, progress):
+            out = fomm.dense_motion(fitted, kp_source, kp_driving[part])
+            parts.append({k: v.to("cpu", torch.float32) for k, v in out.items() if k != "sparse_deformed"})
+        deformation = torch.cat([p["deformation"] for p in parts])
+        masks = torch.cat([p["mask"] for p in parts])
+        occlusion = torch.cat([p["occlusion_map"] for p in parts]) if "occlusion_map" in parts[0] else None
+        flow = FlowData(deformation, occlusion, masks, framing, model.key)
+        visible = (
+            maps_to_input(occlusion, framing)
+            if occlusion is not None
+            else torch.ones(len(flow), 1, *framing.input_size)
+        )
+        region_masks = rearrange(resize(masks, framing.target_size).clamp(0, 1), "n k h w -> (n k) 1 h w")
+        return io.NodeOutput(flow, to_comfy_mask(visible), to_comfy_mask(region_masks))
+
+
+class Generate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FOMM_Generate",
+            display_name="FOMM Generate",
+            category="FOMM/steps",
+            description="Render the animated frames: warp the source image's features along the flow, hide what "
+            "is occluded, decode. Frames come back at the source's size and aspect.",
+            inputs=[
+                FommModel.Input("model", tooltip=MODEL_TOOLTIP),
+                io.Image.Input("source", tooltip="The source image the flow was computed for."),
+                FommFlow.Input("flow", tooltip="From FOMM Dense Motion."),
+                io.Mask.Input(
+                    "occlusion",
+                    optional=True,
+                    tooltip="Optional replacement occlusion (1 = source visible), at the source's size, one per "
+                    "frame or one for all. Unconnected: the flow's own occlusion is used.",
+                ),
+                batch_size_input(),
+            ],
+            outputs=[io.Image.Output(display_name="frames", tooltip="The animated frames, one per driving frame.")],
+        )
+
+    @classmethod
+    def execute(
+        cls, model: LoadedModel, source: Tensor, flow: FlowData, batch_size: int, occlusion: Tensor | None = None
+    ) -> io.NodeOutput:
+        check_same_model(model, flow.model_key, "flow")
+        fitted = fit_like(first_image(source, "source"), flow.framing, "the source image")
+        visibility = flow.occlusion if occlusion is None else _occlusion_for_flow(occlusion, flow)
+        fomm = use_model(model)
+        progress = FrameProgress(len(flow))
+        frames = []
+        for part in chunks(len(flow), batch_size, progress):
+            maps = None if visibility is None else visibility[part] if len(visibility) > 1 else visibility
+            rendered = fomm.render(fitted, flow.deformation[part], maps)
+            frames.append(to_comfy_image(flow.framing.restore(rendered.float().cpu())))
+        return io.NodeOutput(torch.cat(frames))
+
+
+def _occlusion_for_flow(occlusion: Tensor, flow: FlowData) -> Tensor:
+    """A user's occlusion MASK at the source's size -> the flow's resolution and framing."""
+    if occlusion.ndim == 2:
+        occlusion = occlusion[None]
+    if occlusion.ndim != 3 or occlusion.shape[0] not in (1, len(flow)):
+        raise ValueError(
+            f"occlusion must be one mask or one per frame ({len(flow)}), got a batch of shape {tuple(occlusion.shape)}"
+        )
+    maps = occlusion.detach().to("cpu", torch.float32)[:, None]
+    fitted = fit_like(maps, flow.framing, "the occlusion mask")
+    return resize(fitted, tuple(flow.deformation.shape[1:3])).clamp(0, 1)

@@ -1,0 +1,90 @@
+"""Pictures of the intermediates: keypoints on frames, the flow, occlusion and keypoint regions.
+
+The drawing is ``fomm_model.visualize``'s; these nodes only bring the pictures back to the
+input image's size and aspect (through the same framing the data was computed with), so they
+line up with the frames they describe.
+"""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+from torch import Tensor
+
+from fomm_model.visualize import draw_keypoints, flow_to_color, gray_to_rgb, masks_to_color
+
+from .runtime import FrameProgress, chunks, fit_like, image_batch, to_comfy_image
+from .types import FlowData, FommFlow, FommKeypoints, KeypointSet
+
+
+class DrawKeypoints(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FOMM_DrawKeypoints",
+            display_name="FOMM Draw Keypoints",
+            category="FOMM/preview",
+            description="Draw keypoints as coloured dots (one colour per keypoint) on the images they belong to.",
+            inputs=[
+                io.Image.Input(
+                    "images",
+                    tooltip="The images the keypoints were detected on (or the source image, for moved keypoints). "
+                    "One image is repeated for every keypoint frame.",
+                ),
+                FommKeypoints.Input("keypoints", tooltip="From FOMM Detect Keypoints, or moved_keypoints from FOMM Estimate Motion."),
+            ],
+            outputs=[io.Image.Output(display_name="images", tooltip="The images with the keypoints drawn on.")],
+        )
+
+    @classmethod
+    def execute(cls, images: Tensor, keypoints: KeypointSet) -> io.NodeOutput:
+        count = max(images.shape[0], len(keypoints.keypoints))
+        if images.shape[0] not in (1, count) or len(keypoints.keypoints) not in (1, count):
+            raise ValueError(
+                f"{images.shape[0]} images and {len(keypoints.keypoints)} keypoint frames do not pair up: "
+                "give as many images as keypoint frames, or one of either"
+            )
+        progress = FrameProgress(count)
+        out = []
+        for part in chunks(count, 16, progress):
+            frames = image_batch(images[part] if images.shape[0] > 1 else images, "images")
+            kp = keypoints.keypoints[part] if len(keypoints.keypoints) > 1 else keypoints.keypoints
+            n = part.stop - part.start
+            fitted = fit_like(frames, keypoints.framing, "the image").expand(n, -1, -1, -1)
+            out.append(to_comfy_image(keypoints.framing.restore(draw_keypoints(fitted, kp.expand(n)))))
+        return io.NodeOutput(torch.cat(out))
+
+
+class VisualizeFlow(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FOMM_VisualizeFlow",
+            display_name="FOMM Visualize Flow",
+            category="FOMM/preview",
+            description="Pictures of a dense motion, at the source's size: the flow in colour (hue = direction, "
+            "saturation = distance), the occlusion map in grey (white = source visible) and the keypoint regions "
+            "(grey = still background, otherwise the colour of the keypoint that moves the pixel).",
+            inputs=[FommFlow.Input("flow", tooltip="From FOMM Dense Motion.")],
+            outputs=[
+                io.Image.Output(display_name="flow", tooltip="Flow colours: hue = direction, saturation = distance."),
+                io.Image.Output(display_name="occlusion", tooltip="White = source visible, black = to be invented."),
+                io.Image.Output(display_name="regions", tooltip="Grey = still background, colours = the keypoint moving each pixel."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, flow: FlowData) -> io.NodeOutput:
+        size = flow.framing.target_size
+        progress = FrameProgress(len(flow))
+        colours, greys, regions = [], [], []
+        for part in chunks(len(flow), 16, progress):
+            colours.append(cls._restore(flow, flow_to_color(flow.deformation[part], size)))
+            occlusion = flow.occlusion[part] if flow.occlusion is not None else torch.ones_like(flow.masks[part, :1])
+            greys.append(cls._restore(flow, gray_to_rgb(occlusion, size)))
+            regions.append(cls._restore(flow, masks_to_color(flow.masks[part], size)))
+        return io.NodeOutput(torch.cat(colours), torch.cat(greys), torch.cat(regions))
+
+    @staticmethod
+    def _restore(flow: FlowData, pictures: Tensor) -> Tensor:
+        return to_comfy_image(flow.framing.restore(pictures.float().cpu()))

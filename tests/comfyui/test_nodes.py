@@ -1,0 +1,219 @@
+"""Unit tests of the node classes, called directly against the real ComfyUI modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from fomm_model.keypoints import find_best_frame
+
+from .conftest import TEST_MODEL_NAME
+
+
+@pytest.fixture(scope="module")
+def n(pack: ModuleType) -> ModuleType:
+    """The pack's ``nodes`` package."""
+    return pack.nodes
+
+
+@pytest.fixture(scope="module")
+def model(n: ModuleType):
+    return n.LoadModel.execute(TEST_MODEL_NAME, "auto", "fp32").args[0]
+
+
+def comfy_images(frames: int, height: int, width: int, channels: int = 3, seed: int = 0) -> torch.Tensor:
+    """Smooth random pictures as a ComfyUI IMAGE [B, H, W, C]."""
+    generator = torch.Generator().manual_seed(seed)
+    small = torch.rand(frames, channels, 6, 6, generator=generator)
+    return torch.nn.functional.interpolate(small, size=(height, width), mode="bicubic").clamp(0, 1).permute(0, 2, 3, 1)
+
+
+def moving_video(frames: int, height: int, width: int) -> torch.Tensor:
+    """A picture sliding right a few pixels per frame (real motion for the detector)."""
+    base = comfy_images(1, height, width + 4 * frames, seed=1)
+    return torch.cat([base[:, :, 4 * t : 4 * t + width] for t in range(frames)])
+
+
+def run_steps(n: ModuleType, model, source, driving, **motion) -> dict:
+    kp_source = n.DetectKeypoints.execute(model, source, "pad", 8).args[0]
+    kp_driving = n.DetectKeypoints.execute(model, driving, "pad", 3).args[0]
+    options = dict(relative=True, relative_jacobian=True, adapt_scale=True, reference="first", reference_index=0)
+    options.update(motion)
+    motion_data, moved = n.EstimateMotion.execute(kp_source, kp_driving, **options).args
+    flow, occlusion, masks = n.DenseMotion.execute(model, source, motion_data, 3).args
+    frames = n.Generate.execute(model, source, flow, 3).args[0]
+    return dict(kp_source=kp_source, kp_driving=kp_driving, motion=motion_data, moved=moved, flow=flow,
+                occlusion=occlusion, masks=masks, frames=frames)
+
+
+def test_every_node_is_prefixed_and_documented(n: ModuleType) -> None:
+    ids = set()
+    for node in n.NODES:
+        schema = node.define_schema()
+        assert schema.node_id.startswith("FOMM_") and schema.display_name.startswith("FOMM ")
+        assert len(schema.description) > 40, schema.node_id
+        for socket in [*schema.inputs, *schema.outputs]:
+            assert socket.tooltip, f"{schema.node_id}.{socket.id or socket.display_name} has no tooltip"
+            io_type = socket.get_io_type()
+            assert io_type in ("IMAGE", "MASK", "INT", "FLOAT", "BOOLEAN", "STRING", "COMBO") or io_type.startswith("FOMM_")
+        ids.add(schema.node_id)
+    assert len(ids) == len(n.NODES) == 10
+
+
+def test_model_dropdown_and_loading(n: ModuleType, model) -> None:
+    assert TEST_MODEL_NAME in n.loader.model_choices()
+    assert model.frame_size == (128, 128) and model.fomm.discriminator is None
+    assert model.patcher.load_device == torch.device("cpu")
+    again = n.LoadModel.execute(TEST_MODEL_NAME, "cpu", "bf16").args[0]
+    assert again.key == model.key and again.precision == "bf16"
+
+
+def test_missing_model_says_where_to_put_one(n: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import folder_paths
+
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "fomm", ([str(tmp_path / "empty")], {".safetensors"}))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    assert n.loader.model_choices() in ([n.loader.NO_MODEL], ["default"])
+    with pytest.raises(ValueError, match=r"put a checkpoint .* in .*empty"):
+        n.LoadModel.execute(n.loader.NO_MODEL, "auto", "fp32")
+
+
+def test_unreadable_checkpoint_is_named(n: ModuleType, comfy_dirs: Path) -> None:
+    broken = comfy_dirs / "models" / "fomm" / "broken.pth.tar"
+    broken.write_bytes(b"PK\x03\x04 this is not a checkpoint at all")
+    try:
+        with pytest.raises(ValueError, match=r"cannot use broken.pth.tar as a FOMM model: .*corrupt"):
+            n.LoadModel.execute("broken.pth.tar", "auto", "fp32")
+    finally:
+        broken.unlink()
+
+
+def test_steps_give_the_animate_frames_at_the_input_size(n: ModuleType, model) -> None:
+    source = comfy_images(1, 90, 150, seed=3)  # not the model's size nor aspect
+    driving = moving_video(5, 64, 96)
+    steps = run_steps(n, model, source, driving)
+    animate = n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, 3).args[0]
+    assert steps["frames"].shape == animate.shape == (5, 90, 150, 3)
+    torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
+    assert steps["occlusion"].shape == (5, 90, 150)
+    assert steps["masks"].shape == (5 * 11, 128, 128)
+    torch.testing.assert_close(steps["masks"].reshape(5, 11, 128, 128).sum(1), torch.ones(5, 128, 128), atol=1e-4, rtol=0)
+    assert len(steps["moved"].keypoints) == 5 and steps["motion"].reference_frame == 0
+
+
+@pytest.mark.parametrize("reference", ["index", "closest to source"])
+def test_reference_frame_choices_match_animate(n: ModuleType, model, reference: str) -> None:
+    source = comfy_images(1, 128, 128, seed=4)
+    driving = moving_video(4, 128, 128)
+    steps = run_steps(n, model, source, driving, reference=reference, reference_index=2)
+    expected = 2 if reference == "index" else find_best_frame(steps["kp_source"].keypoints, steps["kp_driving"].keypoints)
+    assert steps["motion"].reference_frame == expected
+    animate = n.Animate.execute(model, source, driving, "pad", True, True, True, reference, 2, 8).args[0]
+    torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
+
+
+def test_rgba_and_grayscale_images_are_accepted(n: ModuleType, model) -> None:
+    rgb = comfy_images(1, 128, 128)
+    rgba = torch.cat([rgb, torch.rand(1, 128, 128, 1)], dim=-1)
+    gray = rgb.mean(-1, keepdim=True)
+    driving = moving_video(2, 128, 128)
+    base = n.Animate.execute(model, rgb, driving, "crop", True, True, True, "first", 0, 8).args[0]
+    with_alpha = n.Animate.execute(model, rgba, driving, "crop", True, True, True, "first", 0, 8).args[0]
+    torch.testing.assert_close(base, with_alpha)
+    grey = n.Animate.execute(model, gray, driving, "crop", True, True, True, "first", 0, 8).args[0]
+    assert grey.shape == base.shape == (2, 128, 128, 3)
+    assert n.runtime.image_batch(gray, "x").shape == (1, 3, 128, 128)
+
+
+def test_bad_inputs_get_clear_messages(n: ModuleType, model) -> None:
+    source = comfy_images(1, 128, 128)
+    driving = moving_video(3, 128, 128)
+    with pytest.raises(ValueError, match="empty batch"):
+        n.Animate.execute(model, source, driving[:0], "pad", True, True, True, "first", 0, 8)
+    with pytest.raises(ValueError, match="reference_index 7 is outside the driving video's 3 frames"):
+        n.Animate.execute(model, source, driving, "pad", True, True, True, "index", 7, 8)
+    steps = run_steps(n, model, source, driving)
+    with pytest.raises(ValueError, match=r"is 100x128 pixels but .* 128x128 image"):
+        n.DenseMotion.execute(model, comfy_images(1, 128, 100), steps["motion"], 8)
+    other = n.types.LoadedModel(model.patcher, "other.pth.tar", "another-file", "fp32")
+    with pytest.raises(ValueError, match="computed with a different FOMM model"):
+        n.Generate.execute(other, source, steps["flow"], 8)
+    foreign = n.types.KeypointSet(steps["kp_driving"].keypoints, steps["kp_driving"].framing, "another-file")
+    with pytest.raises(ValueError, match="detected by different FOMM models"):
+        n.EstimateMotion.execute(steps["kp_source"], foreign, True, True, True, "first", 0)
+    with pytest.raises(ValueError, match="channels per pixel"):
+        n.runtime.image_batch(torch.rand(1, 8, 8, 5), "source")
+
+
+def test_user_occlusion_replaces_the_flow_occlusion(n: ModuleType, model) -> None:
+    source = comfy_images(1, 128, 128)
+    steps = run_steps(n, model, source, moving_video(2, 128, 128))
+    own = n.Generate.execute(model, source, steps["flow"], 8, occlusion=None).args[0]
+    same = n.Generate.execute(model, source, steps["flow"], 8, occlusion=steps["occlusion"]).args[0]
+    blind = n.Generate.execute(model, source, steps["flow"], 8, occlusion=torch.zeros(1, 128, 128)).args[0]
+    # the same mask, sent to the source size and back, changes the frames far less than a blank one
+    assert 0 < (same - own).abs().mean() < 0.25 * (blind - own).abs().mean()
+    with pytest.raises(ValueError, match="one mask or one per frame"):
+        n.Generate.execute(model, source, steps["flow"], 8, occlusion=torch.zeros(3, 128, 128))
+
+
+def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
+    source = comfy_images(1, 96, 160)
+    driving = moving_video(3, 96, 160)
+    steps = run_steps(n, model, source, driving)
+    drawn = n.DrawKeypoints.execute(driving, steps["kp_driving"]).args[0]
+    assert drawn.shape == driving.shape and (drawn - driving).abs().amax() > 0.3
+    on_source = n.DrawKeypoints.execute(source, steps["moved"]).args[0]
+    assert on_source.shape == (3, 96, 160, 3)
+    flow, occlusion, regions = n.VisualizeFlow.execute(steps["flow"]).args
+    assert flow.shape == occlusion.shape == regions.shape == (3, 96, 160, 3)
+    with pytest.raises(ValueError, match="do not pair up"):
+        n.DrawKeypoints.execute(driving[:2], steps["kp_driving"])
+
+
+def test_progress_advances_per_frame_and_cancel_stops(n: ModuleType, model, monkeypatch: pytest.MonkeyPatch) -> None:
+    import comfy.model_management
+    import comfy.utils
+
+    updates: list[tuple[int, int]] = []
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None: updates.append((value, total)))
+    source = comfy_images(1, 128, 128)
+    driving = moving_video(5, 128, 128)
+    n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, 2)
+    values = [value for value, _ in updates]
+    assert values == sorted(values) and set(values) == {0, 1, 2, 3, 4, 5} and {t for _, t in updates} == {5}
+
+    calls = 0
+
+    def cancel_after_first(value, total, preview, node_id=None):
+        nonlocal calls
+        calls += 1
+        if value >= 1:
+            comfy.model_management.interrupt_current_processing()
+
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", cancel_after_first)
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, 2)
+    assert not comfy.model_management.processing_interrupted()  # the flag was consumed
+    assert calls <= 3  # stopped within the first batch of two frames
+
+
+def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path) -> None:
+    source = comfy_images(1, 128, 160)
+    driving = moving_video(4, 128, 128)
+    path_out = n.SaveMotion.execute(model, source, driving, 12.0, "pad", True, True, True, "first", 0, False, False, "unit/motion", 8)
+    path = Path(path_out.args[0])
+    assert path.is_file() and path.parent == comfy_dirs / "output" / "unit"
+    assert path_out.ui["motion_files"][0]["subfolder"] == "unit"
+    name = f"unit/{path.name} [output]"
+    assert name in n.motion_io.motion_files()
+    motion, texture, fps = n.LoadMotion.execute(name).args
+    assert fps == 12.0 and len(motion.driving.keypoints) == 4
+    flow = n.DenseMotion.execute(model, texture, motion, 8).args[0]
+    frames = n.Generate.execute(model, texture, flow, 8).args[0]
+    assert frames.shape[0] == 4 and frames.shape[1:3] == texture.shape[1:3]
+    with pytest.raises(ValueError, match="not found"):
+        n.LoadMotion.execute("nothing-here.json")
