@@ -289,8 +289,9 @@ def invert_backward_flow(deformation: Tensor, iterations: int = 25) -> tuple[Ten
 def _fit_source(source: Tensor, size: tuple[int, int], framing: str, texture_size: int) -> tuple[np.ndarray, Tensor]:
     """Fit the source for the model, and a texture of the same framing at k times that size.
 
-    The model input is the texture shrunk by the integer factor k, so texture pixels line up
-    exactly with the model's. Padding (``pad`` framing) is transparent in the texture.
+    The model input is the (8-bit) texture shrunk by the integer factor k, so the texture's
+    pixels line up exactly with the model's and re-running the model on the stored texture
+    gives the same keypoints. Padding (``pad`` framing) is transparent in the texture.
     """
     if source.shape[0] != 1:
         raise ValueError(f"give one source image, got {source.shape[0]}")
@@ -299,8 +300,8 @@ def _fit_source(source: Tensor, size: tuple[int, int], framing: str, texture_siz
     factor = {"pad": np.ceil(max(ratio)), "crop": np.floor(min(ratio)), "stretch": np.round(max(ratio))}[framing]
     factor = int(max(1, min(factor, texture_size // max(size))))
     texture, framing_info = fit(source.float().clamp(0, 1), (size[0] * factor, size[1] * factor), framing)  # type: ignore[arg-type]
-    model_source = resize(texture, size)
     pixels = _to_uint8(texture)[0]
+    model_source = resize(torch.from_numpy(pixels).permute(2, 0, 1)[None].float().div(255).to(source.device), size)
     if framing == "pad":
         top, left = framing_info.offset
         content_h, content_w = framing_info.scaled_size
