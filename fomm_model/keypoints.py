@@ -151,3 +151,38 @@ def normalize_keypoints(
             torch.matmul(jacobian, torch.inverse(kp_driving_initial.jacobian)), kp_source.jacobian
         )
     return Keypoints(value, jacobian)
+
+
+def find_best_frame(kp_source: Keypoints, kp_driving: Keypoints) -> int:
+    """Index of the driving frame whose pose is closest to the source's.
+
+    Each keypoint set is made independent of position and size (centred on its mean and
+    divided by the square root of its convex-hull area); the frame with the smallest sum
+    of squared differences to the source wins, the first one on ties. This is the
+    original demo's best-frame search with FOMM's own keypoints instead of a face
+    landmark detector, so it works for any object category. Frames whose keypoints are
+    collinear (no hull) cannot be compared and are never chosen.
+    """
+    if len(kp_driving) == 0:
+        raise ValueError("no driving keypoints to search")
+    source = _pose_shape(kp_source.value[0].detach().double().cpu().numpy())
+    if source is None:
+        raise ValueError("the source keypoints are collinear, so no pose can be matched; use a reference frame index")
+    values = kp_driving.value.detach().double().cpu().numpy()
+    distances = np.full(len(values), np.inf)
+    for index, points in enumerate(values):
+        shape = _pose_shape(points)
+        if shape is not None:
+            distances[index] = float(((shape - source) ** 2).sum())
+    if not np.isfinite(distances).any():
+        warnings.warn("every driving frame has collinear keypoints; using the first frame as reference")
+        return 0
+    return int(np.argmin(distances))
+
+
+def _pose_shape(points: np.ndarray) -> np.ndarray | None:
+    """(K, 2) keypoints centred and scaled to unit hull area, or None when collinear."""
+    area = convex_hull_area(points)
+    if area <= 0:
+        return None
+    return (points - points.mean(axis=0)) / math.sqrt(area)

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig, resolve_config
-from .keypoints import Keypoints, normalize_keypoints
+from .geometry import warp
+from .keypoints import Keypoints
 from .networks import KPDetector, MultiScaleDiscriminator, OcclusionAwareGenerator
+from .pipeline import Reference, animate_frames
+from .precision import Precision, autocast, check_precision
+
+
+@dataclass(frozen=True)
+class EncodedSource:
+    """Everything about a source image that does not depend on the driving frame.
+
+    Computed once per animation by :meth:`FirstOrderModel.encode_source` and reused for
+    every batch of driving frames (the per-frame loop of the original re-encodes the
+    source for every frame: about a fifth of the generator's work).
+    """
+
+    image: Tensor  # (N, C, H, W) on the model's device and dtype
+    keypoints: Keypoints
+    features: Tensor  # generator encoder output (N, F, H/2^n, W/2^n)
+    downscaled: Tensor  # dense motion network input (N, C, h, w)
+
+    def __len__(self) -> int:
+        return self.image.shape[0]
 
 
 class FirstOrderModel(nn.Module):
@@ -89,8 +111,62 @@ class FirstOrderModel(nn.Module):
             raise ValueError(
                 f"source has {source.shape[0]} images for {len(kp_driving)} driving frames; give one source or one per frame"
             )
+        return self.generate_encoded(self.encode_source(source, kp_source), kp_driving, with_deformed=True)
+
+    @torch.no_grad()
+    def encode_source(self, source: Tensor, kp_source: Keypoints | None = None) -> EncodedSource:
+        """Run the source-only work once: keypoints (unless given), encoder features and
+        the dense motion network's downscaled copy. Feed the result to :meth:`generate_encoded`."""
+        self.check_images(source, "source")
+        image = source.to(self.device, self.dtype)
+        if kp_source is None:
+            kp_source = self.kp_detector(image)
+        else:
+            self._check_keypoints(kp_source, "kp_source")
+            kp_source = kp_source.to(self.device, self.dtype)
+        return EncodedSource(
+            image=image,
+            keypoints=kp_source,
+            features=self.generator.encode(image),
+            downscaled=self.generator.dense_motion_network.downscale(image),
+        )
+
+    @torch.no_grad()
+    def generate_encoded(
+        self,
+        encoded: EncodedSource,
+        kp_driving: Keypoints,
+        *,
+        precision: Precision = "fp32",
+        with_deformed: bool = False,
+    ) -> dict[str, Tensor]:
+        """:meth:`generate` for a pre-encoded source: the fast path of every animation.
+
+        ``precision`` "bf16"/"fp16" runs the decoder's convolutions in that format (see
+        :mod:`fomm_model.precision`); the motion is always computed in float32. The
+        full-resolution warped source ``deformed`` is only made with ``with_deformed``.
+        """
+        self._check_keypoints(kp_driving, "kp_driving")
+        check_precision(precision)
+        if len(encoded) not in (1, len(kp_driving)):
+            raise ValueError(
+                f"source has {len(encoded)} images for {len(kp_driving)} driving frames; give one source or one per frame"
+            )
         device, dtype = self.device, self.dtype
-        return self.generator(source.to(device, dtype), kp_source.to(device, dtype), kp_driving.to(device, dtype))
+        kp_driving = kp_driving.to(device, dtype)
+        generator = self.generator
+        out = generator.dense_motion_network(
+            encoded.image, kp_driving, encoded.keypoints.expand(len(kp_driving)), downscaled_source=encoded.downscaled
+        )
+        features = generator.warp_features(encoded.features, out["deformation"], out.get("occlusion_map"))
+        with autocast(device, precision):
+            prediction = generator.decode(features.contiguous(memory_format=_conv_layout(device)))
+        out["prediction"] = prediction.to(dtype).contiguous()
+        if with_deformed:
+            batch = len(kp_driving)
+            image = encoded.image if len(encoded) == batch else encoded.image.expand(batch, -1, -1, -1)
+            out["deformed"] = warp(image, out["deformation"], self.align_corners)
+        return out
 
     @torch.no_grad()
     def dense_motion(self, source: Tensor, kp_source: Keypoints, kp_driving: Keypoints) -> dict[str, Tensor]:
@@ -118,7 +194,6 @@ class FirstOrderModel(nn.Module):
         occlusion = None if occlusion_map is None else occlusion_map.to(device, dtype)
         return self.generator.decode(self.generator.warp_features(features, deformation.to(device, dtype), occlusion))
 
-    @torch.no_grad()
     def animate(
         self,
         source: Tensor,
@@ -127,27 +202,37 @@ class FirstOrderModel(nn.Module):
         relative: bool = True,
         relative_jacobian: bool = True,
         adapt_scale: bool = True,
+        reference: Reference = "first",
+        batch_size: int = 8,
+        precision: Precision = "fp32",
     ) -> Tensor:
         """Animate one source image (1, C, H, W) with driving frames (T, C, H, W) -> (T, C, H, W).
 
-        The first driving frame is the reference: in relative mode the source keypoints move
-        by the driving keypoints' displacement since that frame.
+        The reference driving frame (the first, a given index, or ``"best"``: the one whose
+        pose matches the source's best) is where the motion starts: in relative mode the
+        source keypoints move by the driving keypoints' displacement since that frame. The
+        source is encoded once and the frames run in batches of ``batch_size``; see
+        :func:`fomm_model.pipeline.animate_frames` for the streaming version.
         """
         self.check_images(source, "source")
         self.check_images(driving, "driving")
         if source.shape[0] != 1:
             raise ValueError(f"animate takes one source image (1, C, H, W), got {source.shape[0]}")
-        kp_source = self.detect_keypoints(source)
-        kp_driving = self.detect_keypoints(driving)
-        kp_motion = normalize_keypoints(
-            kp_source,
-            kp_driving,
-            kp_driving[0],
+        frames = animate_frames(
+            self,
+            source,
+            driving,
             relative=relative,
             relative_jacobian=relative_jacobian,
             adapt_scale=adapt_scale,
+            reference=reference,
+            batch_size=batch_size,
+            precision=precision,
         )
-        return self.generate(source, kp_source, kp_motion)["prediction"]
+        out = torch.empty(driving.shape[0], self.config.num_channels, *source.shape[-2:], device=self.device, dtype=self.dtype)
+        for index, frame in enumerate(frames):
+            out[index] = frame
+        return out
 
     def _check_keypoints(self, kp: Keypoints, name: str) -> None:
         if not isinstance(kp, Keypoints):
@@ -166,3 +251,8 @@ def build_model(config: ModelConfig | str | Path, align_corners: bool = True) ->
     """A randomly initialised model from a preset name, a YAML path or a :class:`ModelConfig`."""
     model = FirstOrderModel(resolve_config(config), align_corners=align_corners)
     return model.eval()
+
+
+def _conv_layout(device: torch.device) -> torch.memory_format:
+    """Memory layout for the convolution stacks: channels-last where oneDNN/cuDNN run it faster."""
+    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format

@@ -1,0 +1,283 @@
+"""Streaming animation: one source image, any number of driving frames, constant memory.
+
+The source is encoded once (keypoints, generator features, the dense motion network's
+downscaled copy); driving frames are read from a tensor or any iterable, grouped into
+batches, and each batch goes through the keypoint detector and the generator under
+``torch.inference_mode``. Frames come out in order as soon as their batch is done, so
+memory does not grow with the number of frames. This is the one animation loop of the
+toolkit: ``model.animate``, the ``fomm animate`` command and the ComfyUI nodes all use it.
+
+Reference frame (where the relative motion starts): ``"first"``, a frame index, or
+``"best"`` (:func:`fomm_model.keypoints.find_best_frame`). The original demo animates
+forwards and backwards from a later reference frame; every frame's motion there is
+measured against the reference frame alone, so producing the frames in their natural
+order gives the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Literal, Union
+
+import torch
+from torch import Tensor
+
+from .keypoints import Keypoints, find_best_frame, normalize_keypoints
+from .precision import Precision, check_precision, warn_if_slow
+
+if TYPE_CHECKING:
+    from .model import EncodedSource, FirstOrderModel
+
+Reference = Union[Literal["first", "best"], int]
+ProgressCallback = Callable[[int, Union[int, None]], None]
+Driving = Union[Tensor, Iterable[Tensor]]
+NO_FRAMES = "the driving video has no frames"
+
+
+@dataclass(frozen=True)
+class MotionOptions:
+    """How driving motion is transferred to the source (the original demo's flags)."""
+
+    relative: bool = True
+    relative_jacobian: bool = True
+    adapt_scale: bool = True
+    reference: Reference = "first"
+
+
+@dataclass(frozen=True)
+class AnimatedBatch:
+    """One batch of generated frames with the intermediates that produced them.
+
+    ``outputs`` holds the generator's ``prediction`` (n, C, H, W), ``deformation``
+    (n, h, w, 2), ``mask``, ``sparse_deformed``, ``occlusion_map`` (when the model has
+    one) and ``deformed`` (when asked for). All tensors are ordinary (not inference)
+    tensors on the model's device.
+    """
+
+    start: int  # index of the batch's first frame in the driving sequence
+    reference: int  # index of the reference driving frame (0 in absolute mode)
+    driving: Tensor  # (n, C, H, W) the driving frames
+    kp_driving: Keypoints
+    kp_motion: Keypoints  # the keypoints the source was moved to
+    outputs: dict[str, Tensor]
+
+    @property
+    def prediction(self) -> Tensor:
+        return self.outputs["prediction"]
+
+    def __len__(self) -> int:
+        return self.driving.shape[0]
+
+
+def animate_frames(
+    model: FirstOrderModel,
+    source: Tensor,
+    driving: Driving,
+    *,
+    relative: bool = True,
+    relative_jacobian: bool = True,
+    adapt_scale: bool = True,
+    reference: Reference = "first",
+    batch_size: int = 8,
+    precision: Precision = "fp32",
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[Tensor]:
+    """Animate ``source`` with ``driving``; yields the frames one by one, in order, as (C, H, W).
+
+    ``source``: (C, H, W) or (1, C, H, W) float in [0, 1]. ``driving``: a (T, C, H, W)
+    tensor, or any iterable of (C, H, W) frames or (n, C, H, W) chunks (a list, a video
+    reader...). ``reference="best"`` or an index other than 0 reads ``driving`` twice, so
+    it must then be a tensor or re-iterable (not a one-shot iterator). ``precision``:
+    "fp32", or "bf16"/"fp16" for the decoder (see :mod:`fomm_model.precision`).
+
+    ``on_progress(done, total)`` is called before each batch starts (a cancellation
+    point: raise from it to stop) and once per finished frame; ``total`` is None when the
+    length of ``driving`` is unknown. Frames are float32 on the model's device.
+    """
+    total = frame_count(driving)
+    report = on_progress or _ignore_progress
+    stream = _stream(
+        model,
+        source,
+        driving,
+        MotionOptions(relative, relative_jacobian, adapt_scale, reference),
+        batch_size=batch_size,
+        precision=precision,
+        with_deformed=False,
+        on_batch_start=lambda done: report(done, total),
+    )
+    for batch in stream:
+        for index, frame in enumerate(batch.prediction):
+            report(batch.start + index + 1, total)
+            yield frame
+
+
+def animate_batches(
+    model: FirstOrderModel,
+    source: Tensor,
+    driving: Driving,
+    motion: MotionOptions = MotionOptions(),
+    *,
+    batch_size: int = 8,
+    precision: Precision = "fp32",
+    on_progress: ProgressCallback | None = None,
+    with_deformed: bool = False,
+) -> Iterator[AnimatedBatch]:
+    """:func:`animate_frames` one batch at a time, with keypoints and motion intermediates
+    (for full-resolution output and visualisation). ``on_progress`` is called before each
+    batch and for each of its frames before the batch is yielded."""
+    total = frame_count(driving)
+    report = on_progress or _ignore_progress
+    for batch in _stream(
+        model,
+        source,
+        driving,
+        motion,
+        batch_size=batch_size,
+        precision=precision,
+        with_deformed=with_deformed,
+        on_batch_start=lambda done: report(done, total),
+    ):
+        for index in range(len(batch)):
+            report(batch.start + index + 1, total)
+        yield batch
+
+
+def _stream(
+    model: FirstOrderModel,
+    source: Tensor,
+    driving: Driving,
+    motion: MotionOptions,
+    *,
+    batch_size: int,
+    precision: Precision,
+    with_deformed: bool,
+    on_batch_start: Callable[[int], None],
+) -> Iterator[AnimatedBatch]:
+    check_precision(precision)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if source.ndim == 3:
+        source = source.unsqueeze(0)
+    model.check_images(source, "source")
+    if source.shape[0] != 1:
+        raise ValueError(f"animate one source image at a time (1, C, H, W), got {source.shape[0]}")
+    warn_if_slow(model.device, precision)
+
+    with torch.inference_mode():
+        encoded = model.encode_source(source)
+    reference, kp_reference, kp_all = _resolve_reference(model, encoded.keypoints, driving, motion, batch_size)
+
+    done = 0
+    for frames in batches(driving, batch_size):
+        on_batch_start(done)
+        with torch.inference_mode():
+            frames = frames.to(model.device, model.dtype)
+            model.check_images(frames, "driving")
+            kp_driving = (
+                model.kp_detector(frames) if kp_all is None else kp_all[done : done + len(frames)].to(model.device)
+            )
+            if kp_reference is None:  # reference "first": the first batch holds it
+                kp_reference = kp_driving[0]
+            kp_motion = normalize_keypoints(
+                encoded.keypoints,
+                kp_driving,
+                kp_reference,
+                relative=motion.relative,
+                relative_jacobian=motion.relative_jacobian,
+                adapt_scale=motion.adapt_scale,
+            )
+            outputs = model.generate_encoded(encoded, kp_motion, precision=precision, with_deformed=with_deformed)
+        yield AnimatedBatch(
+            start=done,
+            reference=reference,
+            driving=_ordinary(frames),
+            kp_driving=Keypoints(*(_ordinary(t) for t in (kp_driving.value, kp_driving.jacobian))),
+            kp_motion=Keypoints(*(_ordinary(t) for t in (kp_motion.value, kp_motion.jacobian))),
+            outputs={key: _ordinary(value) for key, value in outputs.items()},
+        )
+        done += len(frames)
+    if done == 0:
+        raise ValueError(NO_FRAMES)
+
+
+def batches(driving: Driving, batch_size: int) -> Iterator[Tensor]:
+    """Regroup a (T, C, H, W) tensor or an iterable of frames/chunks into (n <= batch_size, C, H, W)."""
+    if isinstance(driving, Tensor):
+        if driving.ndim != 4:
+            raise ValueError(f"driving frames must be (T, C, H, W), got shape {tuple(driving.shape)}")
+        if len(driving):
+            yield from driving.split(batch_size)
+        return
+    pending: list[Tensor] = []
+    count = 0
+    for item in driving:
+        if not isinstance(item, Tensor) or item.ndim not in (3, 4):
+            shape = tuple(item.shape) if isinstance(item, Tensor) else type(item).__name__
+            raise ValueError(f"driving frames must be (C, H, W) or (n, C, H, W) tensors, got {shape}")
+        chunk = item.unsqueeze(0) if item.ndim == 3 else item
+        pending.append(chunk)
+        count += chunk.shape[0]
+        while count >= batch_size:
+            merged = torch.cat(pending)
+            yield merged[:batch_size]
+            rest = merged[batch_size:]
+            pending, count = ([rest] if len(rest) else []), len(rest)
+    if count:
+        yield torch.cat(pending)
+
+
+def frame_count(driving: Driving) -> int | None:
+    """Number of driving frames when it can be known without reading them, else None."""
+    if isinstance(driving, Tensor):
+        return driving.shape[0] if driving.ndim == 4 else None
+    if isinstance(driving, Sequence) and all(isinstance(item, Tensor) for item in driving):
+        return sum(1 if item.ndim == 3 else item.shape[0] for item in driving)
+    try:
+        return len(driving)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _resolve_reference(
+    model: FirstOrderModel, kp_source: Keypoints, driving: Driving, motion: MotionOptions, batch_size: int
+) -> tuple[int, Keypoints | None, Keypoints | None]:
+    """(reference index, its keypoints or None when the first batch gives them, keypoints of
+    every frame when a search pass computed them)."""
+    reference = motion.reference
+    if not motion.relative or reference in ("first", 0):
+        return 0, None, None
+    if reference != "best" and (isinstance(reference, bool) or not isinstance(reference, int) or reference < 0):
+        raise ValueError(f'reference must be "first", "best" or a frame index >= 0, got {reference!r}')
+    if not isinstance(driving, Tensor) and iter(driving) is driving:
+        raise ValueError(
+            f"reference={reference!r} reads the driving frames twice: pass a tensor, a list or a "
+            "re-iterable reader (fomm_model.video.read_video), not a one-shot iterator"
+        )
+    if reference == "best":
+        with torch.inference_mode():
+            found = [model.detect_keypoints(frames) for frames in batches(driving, batch_size)]
+        if not found:
+            raise ValueError(NO_FRAMES)
+        kp_all = Keypoints.cat(found)
+        best = find_best_frame(kp_source, kp_all)
+        return best, kp_all[best], kp_all
+    seen = 0
+    for frames in batches(driving, batch_size):
+        if reference < seen + len(frames):
+            with torch.inference_mode():
+                return reference, model.detect_keypoints(frames[reference - seen : reference - seen + 1]), None
+        seen += len(frames)
+    if seen == 0:
+        raise ValueError(NO_FRAMES)
+    raise ValueError(f"reference frame {reference} is beyond the last driving frame ({seen - 1})")
+
+
+def _ignore_progress(done: int, total: int | None) -> None:
+    pass
+
+
+def _ordinary(tensor: Tensor | None) -> Tensor | None:
+    """An inference-mode tensor as an ordinary one, so callers may edit it in place."""
+    return tensor.clone() if tensor is not None and tensor.is_inference() else tensor

@@ -1,0 +1,213 @@
+"""The streaming fast path against the original per-frame loop, reference frames, progress,
+cancellation and errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from animation_helpers import animation_model, frame_size, smooth_frames
+
+import fomm_model as fm
+from fomm_model.keypoints import find_best_frame
+from fomm_model.pipeline import MotionOptions, animate_batches, animate_frames
+from fomm_model.precision import has_native_support
+
+
+@torch.no_grad()
+def original_loop(
+    model: fm.FirstOrderModel,
+    source: torch.Tensor,
+    driving: torch.Tensor,
+    reference: int = 0,
+    relative: bool = True,
+    adapt_scale: bool = True,
+) -> torch.Tensor:
+    """The original demo, literally: whole generator per frame with batch 1, and for a later
+    reference frame a forward run from it and a backward run to frame 0."""
+
+    def run(frames: torch.Tensor) -> list[torch.Tensor]:
+        kp_source = model.kp_detector(source)
+        kp_initial = model.kp_detector(frames[:1])
+        out = []
+        for t in range(len(frames)):
+            kp_norm = fm.normalize_keypoints(
+                kp_source,
+                model.kp_detector(frames[t : t + 1]),
+                kp_initial,
+                relative=relative,
+                relative_jacobian=relative,
+                adapt_scale=adapt_scale,
+            )
+            out.append(model.generator(source, kp_source, kp_norm)["prediction"][0])
+        return out
+
+    forward = run(driving[reference:])
+    backward = run(driving[: reference + 1].flip(0))
+    return torch.stack(backward[::-1] + forward[1:])
+
+
+@pytest.fixture(scope="module")
+def model() -> fm.FirstOrderModel:
+    return animation_model()
+
+
+@pytest.fixture(scope="module")
+def clip(model: fm.FirstOrderModel) -> tuple[torch.Tensor, torch.Tensor]:
+    frames = smooth_frames(8, frame_size(model), seed=3)
+    return smooth_frames(1, frame_size(model), seed=4), frames
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+@pytest.mark.parametrize("relative", [True, False])
+def test_fast_path_equals_per_frame_loop(model, clip, batch_size: int, relative: bool) -> None:
+    source, driving = clip
+    expected = original_loop(model, source, driving, relative=relative)
+    frames = list(animate_frames(model, source, driving, relative=relative, batch_size=batch_size))
+    assert len(frames) == len(driving) and frames[0].shape == driving.shape[1:]
+    assert (torch.stack(frames) - expected).abs().max() <= 1e-4
+    assert (model.animate(source, driving, relative=relative, batch_size=batch_size) - expected).abs().max() <= 1e-4
+
+
+def test_driving_as_list_of_frames_and_chunks(model, clip) -> None:
+    source, driving = clip
+    expected = torch.stack(list(animate_frames(model, source[0], driving, batch_size=3)))
+    as_frames = torch.stack(list(animate_frames(model, source, list(driving), batch_size=3)))
+    chunks = [driving[:1], driving[1:6], driving[6:]]
+    as_chunks = torch.stack(list(animate_frames(model, source, iter(chunks), batch_size=4)))
+    assert torch.equal(as_frames, expected)
+    assert (as_chunks - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("reference", [3, 7])
+def test_reference_frame_matches_forward_backward_runs(model, clip, reference: int) -> None:
+    source, driving = clip
+    expected = original_loop(model, source, driving, reference=reference)
+    frames = torch.stack(list(animate_frames(model, source, list(driving), reference=reference, batch_size=3)))
+    assert (frames - expected).abs().max() <= 1e-4
+
+
+def test_best_reference_is_the_frame_posed_like_the_source(model, clip) -> None:
+    source, driving = clip
+    driving = driving.clone()
+    driving[5] = source[0]
+    batches = list(animate_batches(model, source, driving, MotionOptions(reference="best"), batch_size=3))
+    assert {batch.reference for batch in batches} == {5}
+    frames = torch.cat([batch.prediction for batch in batches])
+    assert (frames - original_loop(model, source, driving, reference=5)).abs().max() <= 1e-4
+    # Relative motion starting from the source's own pose: frame 5 is the source's reconstruction.
+    assert torch.allclose(batches[1].kp_motion.value[2], model.detect_keypoints(source).value[0], atol=1e-6)
+
+
+def test_find_best_frame_ignores_position_and_scale() -> None:
+    generator = torch.Generator().manual_seed(0)
+    source = torch.rand(1, 10, 2, generator=generator) - 0.5
+    frames = torch.rand(6, 10, 2, generator=generator) - 0.5
+    frames[4] = source[0] * 0.4 + torch.tensor([0.3, -0.2])  # same pose, smaller and moved
+    frames[2] = source[0] + torch.randn(10, 2, generator=generator) * 0.05  # same place, other pose
+    assert find_best_frame(fm.Keypoints(source), fm.Keypoints(frames)) == 4
+
+
+def test_find_best_frame_skips_collinear_keypoints() -> None:
+    source = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
+    line = torch.tensor([[0.0, 0.0], [0.5, 0.0], [1.0, 0.0]])  # no hull: cannot be compared
+    frames = torch.stack([line, source[0] * 3 + 1, line])
+    assert find_best_frame(fm.Keypoints(source), fm.Keypoints(frames)) == 1
+    with pytest.raises(ValueError, match="collinear"):
+        find_best_frame(fm.Keypoints(line[None]), fm.Keypoints(frames))
+
+
+def test_streaming_reads_at_most_one_batch_ahead(model, clip) -> None:
+    source, driving = clip
+    pulled: list[int] = []
+
+    def reader():
+        for index, frame in enumerate(driving):
+            pulled.append(index)
+            yield frame
+
+    stream = animate_frames(model, source, reader(), batch_size=3)
+    next(stream)
+    assert len(pulled) == 3
+    rest = list(stream)
+    assert len(rest) == len(driving) - 1 and len(pulled) == len(driving)
+
+
+def test_progress_counts_frames_and_cancels_promptly(model, clip) -> None:
+    source, driving = clip
+    calls: list[tuple[int, int | None]] = []
+    list(animate_frames(model, source, driving, batch_size=3, on_progress=lambda d, t: calls.append((d, t))))
+    assert calls[-1] == (len(driving), len(driving))
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert {d for d, _ in calls} == set(range(len(driving) + 1))
+
+    unknown: list[int | None] = []
+    list(animate_frames(model, source, iter(driving), on_progress=lambda d, t: unknown.append(t)))
+    assert set(unknown) == {None}
+
+    pulled: list[int] = []
+
+    def reader():
+        for index, frame in enumerate(driving):
+            pulled.append(index)
+            yield frame
+
+    class Interrupted(Exception):
+        pass
+
+    def cancel_after_two(done: int, total: int | None) -> None:
+        if done >= 2:
+            raise Interrupted
+
+    got = []
+    with pytest.raises(Interrupted):
+        for frame in animate_frames(model, source, reader(), batch_size=2, on_progress=cancel_after_two):
+            got.append(frame)
+    assert len(got) == 1 and len(pulled) == 2  # stopped inside the first batch, nothing more read
+
+
+def test_frames_are_ordinary_tensors(model, clip) -> None:
+    source, driving = clip
+    frame = next(animate_frames(model, source, driving))
+    assert not frame.is_inference()
+    frame.mul_(0.5)  # in-place edits work outside inference mode
+    batch = next(animate_batches(model, source, driving, with_deformed=True))
+    assert set(batch.outputs) >= {"prediction", "deformation", "occlusion_map", "mask", "deformed"}
+    assert not any(t.is_inference() for t in batch.outputs.values())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_is_close_to_fp32(model, clip, precision: str) -> None:
+    source, driving = clip
+    reference = model.animate(source, driving)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reduced = model.animate(source, driving, precision=precision)
+    slow = [w for w in caught if "emulated" in str(w.message)]
+    assert bool(slow) != has_native_support(model.device, precision)
+    assert reduced.dtype == torch.float32
+    difference = (reduced - reference).abs()
+    assert 0 < difference.mean() <= 1e-2 and difference.max() <= 0.1
+
+
+def test_bad_arguments_are_explained(model, clip) -> None:
+    source, driving = clip
+    with pytest.raises(ValueError, match="batch_size"):
+        next(animate_frames(model, source, driving, batch_size=0))
+    with pytest.raises(ValueError, match="precision"):
+        next(animate_frames(model, source, driving, precision="int8"))
+    with pytest.raises(ValueError, match="no frames"):
+        next(animate_frames(model, source, driving[:0]))
+    with pytest.raises(ValueError, match="no frames"):
+        next(animate_frames(model, source, [], reference="best"))
+    with pytest.raises(ValueError, match="beyond the last"):
+        next(animate_frames(model, source, driving, reference=8))
+    with pytest.raises(ValueError, match="one-shot iterator"):
+        next(animate_frames(model, source, iter(driving), reference="best"))
+    with pytest.raises(ValueError, match="reference"):
+        next(animate_frames(model, source, driving, reference="middle"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        next(animate_frames(model, source, [driving[0, 0]]))
+    with pytest.raises(ValueError, match="one source"):
+        next(animate_frames(model, driving[:2], driving))
