@@ -9,7 +9,7 @@ Runs with the ComfyUI venv's Python (it needs aiohttp for the DevTools websocket
 JOBS.json: ``{"convert": [workflow, ...], "build": [spec, ...], "screenshots": DIR | null}``.
 RESULTS.json gets ``{"convert": [{"prompt", "missing", "node_types"}...], "build": [workflow...]}``.
 A spec is ``{"name", "nodes": [{"id", "type", "title"?, "pos", "widgets"?}], "links": [[from id, output
-name, to id, input name]], "groups"?: [{"title", "bounding"}]}``. Needs the Debian package
+name or index, to id, input name]], "groups"?: [{"title", "bounding"}]}``. Needs the Debian package
 ``chromium`` (or CHROMIUM=path).
 """
 
@@ -51,6 +51,7 @@ async (spec) => {
     if (n.title) node.title = n.title;
     graph.add(node);
     node.pos = n.pos;
+    if (n.size) node.size = n.size;
     for (const [name, value] of Object.entries(n.widgets || {})) {
       const widget = (node.widgets || []).find(w => w.name === name);
       if (!widget) throw new Error(`${n.type} has no widget ${name}`);
@@ -60,7 +61,8 @@ async (spec) => {
   }
   for (const [from, output, to, input] of spec.links) {
     const source = byId[from], target = byId[to];
-    const out = source.findOutputSlot(output), inp = target.findInputSlot(input);
+    const out = typeof output === "number" ? output : source.findOutputSlot(output);
+    const inp = target.findInputSlot(input);
     if (out < 0) throw new Error(`${source.type} has no output ${output}`);
     if (inp < 0) throw new Error(`${target.type} has no input ${input}`);
     if (!source.connect(out, target, inp)) throw new Error(`cannot link ${from}.${output} -> ${to}.${input}`);
@@ -71,7 +73,13 @@ async (spec) => {
     group.size = g.bounding.slice(2, 4);
     graph.add(group);
   }
+  const canvas = window.app.canvas;
+  const xs = graph.nodes.flatMap(n => [n.pos[0], n.pos[0] + n.size[0]]);
+  const ys = graph.nodes.flatMap(n => [n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT, n.pos[1] + n.size[1]]);
+  const [left, top] = [Math.min(...xs), Math.min(...ys)];
+  canvas.ds.fitToBounds([left, top, Math.max(...xs) - left, Math.max(...ys) - top], {zoom: 0.95});
   graph.setDirtyCanvas(true, true);
+  await new Promise(resolve => setTimeout(resolve, 300));
   return JSON.parse(JSON.stringify(graph.serialize()));
 }
 """
@@ -111,7 +119,15 @@ class DevTools:
         return await self.evaluate(f"({function})({json.dumps(argument)})")
 
 
+def skip_first_run_dialog(url: str) -> None:
+    """The frontend opens its template browser on a fresh install; mark that as seen."""
+    request = urllib.request.Request(f"{url}/settings/Comfy.TutorialCompleted", data=b"true", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).close()
+
+
 async def session(url: str, jobs: dict, chromium: str, timeout: float = 120) -> dict:
+    skip_first_run_dialog(url)
     port = free_port()
     browser = subprocess.Popen(
         [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000",
