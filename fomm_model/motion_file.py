@@ -62,7 +62,10 @@ __all__ = [
 WEIGHTS_METHOD = "dense-motion masks of every frame, pulled back to the source along each keypoint's motion, averaged"
 Reference = Literal["first"] | int
 ProgressCallback = Callable[[str, int, int | None], None]
-_DECIMALS = 6  # float32 keeps ~7 significant digits; coordinates are in [-1, 1]
+# Decimals written: float32 keeps ~7 significant digits and coordinates are in [-1, 1]; the
+# bulky grids (weights, flow) keep 5, a 1/1000 of a pixel even for 256-pixel frames.
+_DECIMALS = 6
+_GRID_DECIMALS = 5
 
 
 @dataclass(frozen=True)
@@ -433,13 +436,13 @@ def _to_document(motion: Motion, image_entry: dict[str, str], frame_files: Frame
         "weights": {
             "method": motion.weights_method,
             "grid": {"width": int(motion.masks.shape[2]), "height": int(motion.masks.shape[1])},
-            "masks": _numbers(np.clip(motion.masks, 0, 1)),
+            "masks": _numbers(np.clip(motion.masks, 0, 1), _GRID_DECIMALS),
         },
     }
     if motion.flow is not None:
         document["flow"] = {
             "grid": {"width": int(motion.flow.positions.shape[2]), "height": int(motion.flow.positions.shape[1])},
-            "positions": _numbers(motion.flow.positions),
+            "positions": _numbers(motion.flow.positions, _GRID_DECIMALS),
             "max_residual": round(float(motion.flow.max_residual), _DECIMALS),
         }
     if frame_files is not None:
@@ -454,8 +457,8 @@ def _track(track: KeypointTrack) -> dict[str, Any]:
     }
 
 
-def _numbers(array: np.ndarray) -> list[Any]:
-    return np.round(np.asarray(array, dtype=np.float64), _DECIMALS).tolist()
+def _numbers(array: np.ndarray, decimals: int = _DECIMALS) -> list[Any]:
+    return np.round(np.asarray(array, dtype=np.float64), decimals).tolist()
 
 
 def _relative_to(target: Path, folder: Path) -> str:

@@ -92,8 +92,8 @@ def test_round_trip_with_image_beside_the_file(tmp_path, motion) -> None:
     for name in ("source", "driving", "motion"):
         assert np.abs(getattr(back, name).value - getattr(motion, name).value).max() < 1e-6
         assert np.abs(getattr(back, name).jacobian - getattr(motion, name).jacobian).max() < 1e-6
-    assert np.abs(back.masks - motion.masks).max() < 1e-6
-    assert np.abs(back.flow.positions - motion.flow.positions).max() < 1e-6
+    assert np.abs(back.masks - motion.masks).max() < 6e-6  # grids keep 5 decimals (float32 adds a little)
+    assert np.abs(back.flow.positions - motion.flow.positions).max() < 6e-6
     assert np.array_equal(back.source_image, motion.source_image)
     assert back.options == motion.options and back.image_size == motion.image_size and back.fps == motion.fps
     assert back.frame_files.directory == tmp_path / "clip_frames" and len(back.frame_files.files) == 6

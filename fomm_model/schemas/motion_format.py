@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -120,14 +121,45 @@ def _check_array(value: list[Any], schema: dict[str, Any], root: dict[str, Any],
     if items is None:
         return
     items = _resolve(items["$ref"], root) if set(items) == {"$ref"} else items
-    if items.get("type") == "number" and set(items) <= {"type", "minimum", "maximum", "description"}:
-        for index, item in enumerate(value):  # fast path for the long number arrays
-            if type(item) not in (int, float):
-                raise MotionFormatError(f"{path}[{index}] must be a number, got {_show(item)}")
-            _check_number(item, items, f"{path}[{index}]")
+    if _is_number_schema(items):
+        _check_numbers(value, items, path)
+        return
+    inner = items.get("items")
+    if items.get("type") == "array" and isinstance(inner, dict) and set(items) <= _PLAIN_ARRAY and _is_number_schema(inner):
+        # fast path for the long arrays of points and rows: one comparison per number
+        shortest, longest = items.get("minItems", 0), items.get("maxItems", math.inf)
+        low, high = _finite_bounds(inner)
+        for index, row in enumerate(value):
+            if type(row) is not list or not shortest <= len(row) <= longest:
+                _check(row, items, root, f"{path}[{index}]")  # raises with the message
+            for number in row:
+                if type(number) not in _NUMBER_TYPES or not low <= number <= high:
+                    _check_numbers(row, inner, f"{path}[{index}]")
         return
     for index, item in enumerate(value):
         _check(item, items, root, f"{path}[{index}]")
+
+
+_PLAIN_ARRAY = {"type", "items", "minItems", "maxItems", "description"}
+_NUMBER_TYPES = (int, float)
+
+
+def _is_number_schema(schema: dict[str, Any]) -> bool:
+    return schema.get("type") == "number" and set(schema) <= {"type", "minimum", "maximum", "description"}
+
+
+def _finite_bounds(schema: dict[str, Any]) -> tuple[float, float]:
+    """Bounds that also fail NaN and the infinities (every comparison with NaN is false)."""
+    return max(schema.get("minimum", -sys.float_info.max), -sys.float_info.max), min(schema.get("maximum", sys.float_info.max), sys.float_info.max)
+
+
+def _check_numbers(values: list[Any], schema: dict[str, Any], path: str) -> None:
+    low, high = _finite_bounds(schema)
+    for index, item in enumerate(values):
+        if type(item) not in _NUMBER_TYPES or not low <= item <= high:
+            if type(item) not in _NUMBER_TYPES:
+                raise MotionFormatError(f"{path}[{index}] must be a number, got {_show(item)}")
+            _check_number(item, schema, f"{path}[{index}]")
 
 
 def _check_number(value: float, schema: dict[str, Any], path: str) -> None:
