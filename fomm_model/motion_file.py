@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -43,8 +43,10 @@ from . import __version__
 from .checkpoint import atomic_path
 from .framing import FIT_MODES, fit, resize
 from .geometry import make_coordinate_grid
-from .keypoints import Keypoints, movement_scale, normalize_keypoints
+from .keypoints import Keypoints, movement_scale
 from .model import FirstOrderModel
+from .pipeline import MotionOptions as PipelineOptions
+from .pipeline import Reference, animate_batches, frame_count
 from .schemas.motion_format import FORMAT_NAME, FORMAT_VERSION, MotionFormatError, parse, validate
 
 __all__ = [
@@ -60,7 +62,6 @@ __all__ = [
 ]
 
 WEIGHTS_METHOD = "dense-motion masks of every frame, pulled back to the source along each keypoint's motion, averaged"
-Reference = Literal["first"] | int
 ProgressCallback = Callable[[str, int, int | None], None]
 # Decimals written: float32 keeps ~7 significant digits and coordinates are in [-1, 1]; the
 # bulky grids (weights, flow) keep 5, a 1/1000 of a pixel even for 256-pixel frames.
@@ -170,12 +171,14 @@ def compute_motion(
     """Run ``model`` on a source image and driving frames and collect the motion.
 
     ``source``: (1, 3, H, W) or (3, H, W) float in [0, 1], any size. ``driving``: (T, 3, H, W)
-    float in [0, 1], or an iterable of such batches (a video streamed in chunks). Both are
+    float in [0, 1], or an iterable of frames or chunks (a video streamed from disk). Both are
     fitted to ``frame_size`` (default: the size the model was trained at) with ``framing``.
-    ``reference``: the driving frame relative motion is measured from (``"first"`` or an
-    index). ``flow`` adds the dense forward flow per frame, ``frames`` the generated frames.
-    The texture keeps up to ``texture_size`` pixels on its long side. ``progress(stage, done,
-    total)`` is called after each batch (``total`` None while the frame count is unknown).
+    ``reference``: the driving frame relative motion is measured from: ``"first"``, an index
+    or ``"best"`` (see :func:`fomm_model.pipeline.animate_frames`; the last two read
+    ``driving`` twice, so it must then be re-iterable). ``flow`` adds the dense forward flow
+    per frame, ``frames`` the generated frames. The texture keeps up to ``texture_size``
+    pixels on its long side. ``progress("motion", done, total)`` follows the frames
+    (``total`` None while the frame count is unknown).
     """
     if framing not in FIT_MODES:
         raise ValueError(f"unknown framing {framing!r}; choose one of {', '.join(FIT_MODES)}")
@@ -187,32 +190,28 @@ def compute_motion(
 
     texture, model_source = _fit_source(_as_batch(source, "source"), size, framing, texture_size)
     kp_source = model.detect_keypoints(model_source)
-    kp_driving = _detect_driving(model, driving, size, framing, batch_size, report)
-    total = len(kp_driving)
-    reference_frame = _reference_index(reference, total)
-    kp_initial = kp_driving[reference_frame]
-    scale = movement_scale(kp_source, kp_initial) if relative and adapt_scale else 1.0
-    kp_motion = normalize_keypoints(
-        kp_source, kp_driving, kp_initial,
-        relative=relative, relative_jacobian=relative_jacobian, adapt_scale=adapt_scale,
-    )
-
+    options = PipelineOptions(relative, relative_jacobian, adapt_scale, reference)
     weight_sum: Tensor | None = None
-    positions, residuals, generated = [], [], []
-    for start in range(0, total, batch_size):
-        batch = kp_motion[start : start + batch_size]
-        dense = model.dense_motion(model_source, kp_source, batch)
-        pulled = pull_back_masks(dense["mask"], kp_source.to(model.device), batch.to(model.device)).sum(0)
+    kp_driving, kp_motion, positions, residuals, generated = [], [], [], [], []
+    reference_frame = 0
+    for batch in animate_batches(
+        model, model_source, _fitted(driving, size, framing, batch_size), options, batch_size=batch_size,
+        on_progress=lambda done, total: report("motion", done, total),
+    ):
+        reference_frame = batch.reference
+        kp_driving.append(batch.kp_driving)
+        kp_motion.append(batch.kp_motion)
+        pulled = pull_back_masks(batch.outputs["mask"], kp_source.to(model.device), batch.kp_motion).sum(0)
         weight_sum = pulled if weight_sum is None else weight_sum + pulled
         if flow:
-            forward, residual = invert_backward_flow(dense["deformation"])
+            forward, residual = invert_backward_flow(batch.outputs["deformation"])
             positions.append(forward.float().cpu().numpy())
             residuals.append(float(residual.max()))
         if frames:
-            rendered = model.render(model_source, dense["deformation"], dense.get("occlusion_map"))
-            generated.append(_to_uint8(rendered))
-        report("motion", min(start + batch_size, total), total)
-    assert weight_sum is not None  # total >= 1
+            generated.append(_to_uint8(batch.prediction))
+    assert weight_sum is not None  # the pipeline raises on a video without frames
+    all_driving = Keypoints.cat(kp_driving)
+    scale = movement_scale(kp_source, all_driving[reference_frame]) if relative and adapt_scale else 1.0
     masks = weight_sum / weight_sum.sum(0, keepdim=True).clamp_min(1e-12)
 
     return Motion(
@@ -220,14 +219,40 @@ def compute_motion(
         fps=float(fps),
         source_image=texture,
         source=KeypointTrack.from_keypoints(kp_source),
-        driving=KeypointTrack.from_keypoints(kp_driving),
-        motion=KeypointTrack.from_keypoints(kp_motion),
+        driving=KeypointTrack.from_keypoints(all_driving),
+        motion=KeypointTrack.from_keypoints(Keypoints.cat(kp_motion)),
         masks=masks.float().cpu().numpy(),
         options=MotionOptions(relative, relative_jacobian, adapt_scale, reference_frame, float(scale), framing),
         align_corners=model.align_corners,
         flow=DenseFlow(np.concatenate(positions), max(residuals)) if flow else None,
         frames=np.concatenate(generated) if frames else None,
     )
+
+
+class _Fitted:
+    """Driving frames fitted to the model's frame size as they are read. Re-iterable when the
+    frames are (the pipeline reads them twice for a reference frame other than the first)."""
+
+    def __init__(self, driving: Tensor | Iterable[Tensor], size: tuple[int, int], framing: str):
+        self.driving, self.size, self.framing = driving, size, framing
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for chunk in self.driving:
+            yield fit(_as_batch(chunk, "driving").float().clamp(0, 1), self.size, self.framing)[0]  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        count = frame_count(self.driving)
+        if count is None:
+            raise TypeError("unknown number of frames")
+        return count
+
+
+def _fitted(driving: Tensor | Iterable[Tensor], size: tuple[int, int], framing: str, batch_size: int) -> Iterable[Tensor]:
+    if isinstance(driving, Tensor):
+        driving = _as_batch(driving, "driving").split(batch_size)
+    elif iter(driving) is driving:  # one-shot: keep it so, for the pipeline's own check
+        return iter(_Fitted(driving, size, framing))
+    return _Fitted(driving, size, framing)
 
 
 def pull_back_masks(masks: Tensor, kp_source: Keypoints, kp_motion: Keypoints) -> Tensor:
@@ -312,39 +337,6 @@ def _fit_source(source: Tensor, size: tuple[int, int], framing: str, texture_siz
         alpha[top : top + content_h, left : left + content_w] = 255
         pixels = np.concatenate([pixels, alpha], axis=-1)
     return pixels, model_source
-
-
-def _detect_driving(
-    model: FirstOrderModel,
-    driving: Tensor | Iterable[Tensor],
-    size: tuple[int, int],
-    framing: str,
-    batch_size: int,
-    report: ProgressCallback,
-) -> Keypoints:
-    batches: Iterable[Tensor] = driving.split(batch_size) if isinstance(driving, Tensor) else driving
-    total = len(driving) if isinstance(driving, Tensor) else None
-    found: list[Keypoints] = []
-    done = 0
-    for batch in batches:
-        batch = _as_batch(batch, "driving")
-        fitted, _ = fit(batch.float().clamp(0, 1), size, framing)  # type: ignore[arg-type]
-        found.append(model.detect_keypoints(fitted))
-        done += len(batch)
-        report("keypoints", done, total)
-    if not found:
-        raise ValueError("the driving video has no frames")
-    return Keypoints.cat(found)
-
-
-def _reference_index(reference: Reference, total: int) -> int:
-    if reference == "first":
-        return 0
-    if isinstance(reference, int) and not isinstance(reference, bool):
-        if not 0 <= reference < total:
-            raise ValueError(f"reference frame {reference} is outside the driving video's {total} frames")
-        return reference
-    raise ValueError(f'reference must be "first" or a frame index, got {reference!r}')
 
 
 def _as_batch(images: Tensor, name: str) -> Tensor:

@@ -149,8 +149,12 @@ def test_reference_frame_and_absolute_mode(model, inputs) -> None:
     assert np.allclose(relative.motion.value[3], relative.source.value[0], atol=1e-6)
     absolute = compute_motion(model, source, driving, relative=False)
     assert np.allclose(absolute.motion.value, absolute.driving.value)
-    with pytest.raises(ValueError, match="outside the driving video's 6 frames"):
+    with pytest.raises(ValueError, match="reference frame 6 is beyond the last driving frame"):
         compute_motion(model, source, driving, reference=6)
+    best = compute_motion(model, source, driving, reference="best")
+    kp_source = fm.Keypoints(torch.from_numpy(best.source.value), torch.from_numpy(best.source.jacobian))
+    kp_driving = fm.Keypoints(torch.from_numpy(best.driving.value), torch.from_numpy(best.driving.jacobian))
+    assert best.options.reference_frame == fm.keypoints.find_best_frame(kp_source, kp_driving)
 
 
 def test_driving_can_stream_in_batches(model, inputs, motion) -> None:

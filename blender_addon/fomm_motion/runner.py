@@ -13,8 +13,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-# Share of the whole run each stage of `fomm motion` takes, in order.
-_STAGES = ("keypoints", "motion")
+# Stages `fomm motion --progress lines` reports, in order; each takes an equal share.
+_STAGES = ("motion",)
 
 
 @dataclass(frozen=True)

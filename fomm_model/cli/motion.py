@@ -57,13 +57,13 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be at least 1")
     source = _read_image(args.source)
-    video = _VideoReader(args.driving, args.max_frames)
+    video = _VideoReader(args.driving, args.max_frames, args.batch_size)
     model = load_model(args.checkpoint, config=args.config, device=args.device)
     with _Progress(args.progress, video.frame_count) as progress:
         motion = compute_motion(
             model,
             source,
-            video.batches(args.batch_size),
+            video,
             relative=not args.absolute,
             relative_jacobian=args.relative_jacobian,
             adapt_scale=args.adapt_scale,
@@ -107,9 +107,12 @@ class _Progress:
 
 
 class _VideoReader:
-    """Driving frames streamed from a video file with OpenCV, as (N, 3, H, W) float batches."""
+    """Driving frames streamed from a video file with OpenCV, as (N, 3, H, W) float batches.
 
-    def __init__(self, path: Path, max_frames: int | None):
+    Iterating again reads the file again (a reference frame other than the first needs two
+    passes)."""
+
+    def __init__(self, path: Path, max_frames: int | None, batch_size: int):
         if not path.is_file():
             raise UserError(f"driving video {path} not found")
         capture = cv2.VideoCapture(str(path))
@@ -120,9 +123,10 @@ class _VideoReader:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = min(count, max_frames) if count > 0 and max_frames else (count or max_frames or None)
         self.max_frames = max_frames
+        self.batch_size = batch_size
         capture.release()
 
-    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[torch.Tensor]:
         capture = cv2.VideoCapture(str(self.path))
         read = 0
         batch: list[np.ndarray] = []
@@ -133,7 +137,7 @@ class _VideoReader:
                     break
                 batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
                 read += 1
-                if len(batch) == batch_size:
+                if len(batch) == self.batch_size:
                     yield _to_tensor(np.stack(batch))
                     batch = []
             if batch:
