@@ -79,7 +79,7 @@ def ensure_installed(home: Path | None = None) -> ComfyInstall:
 
 
 def _recipe_key() -> str:
-    return f"{RECIPE_VERSION} {_torch_version()} {' '.join(_pack_requirements())}"
+    return f"{RECIPE_VERSION} {_torch_version()} {' '.join(pack_requirements())}"
 
 
 def _ignore_in_git(home: Path) -> None:
@@ -131,7 +131,7 @@ def _torch_version() -> str:
     return torch.__version__.split("+")[0]
 
 
-def _pack_requirements() -> list[str]:
+def pack_requirements() -> list[str]:
     """The pack's own dependencies (what ComfyUI-Manager installs for it), torch excluded."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     return [d for d in project["dependencies"] if not re.match(r"torch\b", d)]
@@ -159,7 +159,7 @@ def _install_venv(install: ComfyInstall) -> None:
         if line.strip() and not line.startswith("#") and not re.match(r"(torch|torchvision|torchaudio)\b", line.strip())
     ]
     # app/frontend_management.py imports requests, which 0.3.75's requirements.txt omits.
-    _run("install ComfyUI requirements", [*pip, *requirements, "requests", *_pack_requirements()])
+    _run("install ComfyUI requirements", [*pip, *requirements, "requests", *pack_requirements()])
     _check_torch_kept(install, torch_version)
     _make_torch_family_importable(install)
     install.marker.write_text(_recipe_key() + "\n")

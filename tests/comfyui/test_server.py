@@ -15,9 +15,9 @@ import pytest
 
 from fomm_model.motion_file import read_motion
 
-from .build_workflows import DRIVING_VIDEO, MODEL_NAME, SOURCE_IMAGE, WORKFLOWS, run_frontend
+from .build_workflows import DRIVING_VIDEO, MODEL_NAME, SOURCE_IMAGE, SPECS, WORKFLOWS, run_frontend
 from .conftest import TEST_MODEL_NAME, write_test_model
-from .install import ComfyInstall
+from .install import ComfyInstall, pack_requirements
 from .make_samples import DRIVING_FPS, DRIVING_FRAMES
 from .server import PACK_NAME, ComfyServer, ServerError
 
@@ -43,11 +43,16 @@ def server(comfy_install: ComfyInstall, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def converted(server: ComfyServer, comfy_install: ComfyInstall) -> dict[str, dict[str, Any]]:
-    """Every shipped workflow, loaded in the real frontend and converted with graphToPrompt()."""
+def frontend(server: ComfyServer, comfy_install: ComfyInstall) -> dict[str, list[Any]]:
+    """One headless-Chromium session: every shipped workflow loaded in the real frontend and
+    converted with graphToPrompt(), and the workflows rebuilt from build_workflows' graphs."""
     workflows = [json.loads(path.read_text()) for path in WORKFLOW_FILES]
-    results = run_frontend(comfy_install, server.url, {"convert": workflows})["convert"]
-    return {path.stem: result for path, result in zip(WORKFLOW_FILES, results)}
+    return run_frontend(comfy_install, server.url, {"convert": workflows, "build": [spec() for spec in SPECS]})
+
+
+@pytest.fixture(scope="module")
+def converted(frontend: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
+    return {path.stem: result for path, result in zip(WORKFLOW_FILES, frontend["convert"])}
 
 
 def node_of(prompt: dict[str, Any], class_type: str, fed_by: str | None = None) -> str:
@@ -102,6 +107,22 @@ def test_the_workflows_are_offered_as_templates(server: ComfyServer) -> None:
         types = {node["type"] for node in served["nodes"]}
         core = types - set(FOMM_NODES)
         assert core <= {"LoadImage", "LoadVideo", "GetVideoComponents", "PreviewImage", "CreateVideo", "SaveVideo"}, core
+
+
+def test_the_shipped_workflows_are_what_build_workflows_makes(frontend: dict[str, list[Any]]) -> None:
+    def essence(workflow: dict[str, Any]) -> tuple:
+        nodes = sorted((n["id"], n["type"], json.dumps(n.get("widgets_values"))) for n in workflow["nodes"])
+        return nodes, sorted(map(tuple, workflow["links"]))
+
+    shipped = {path.stem: json.loads(path.read_text()) for path in WORKFLOW_FILES}
+    for spec, built in zip(SPECS, frontend["build"]):
+        name = spec()["name"]
+        assert essence(shipped[name]) == essence(built), f"{name}.json is stale: run python -m tests.comfyui.build_workflows"
+
+
+def test_requirements_txt_lists_the_package_dependencies() -> None:
+    listed = (WORKFLOWS.parent / "requirements.txt").read_text().split()
+    assert listed == pack_requirements()  # what ComfyUI-Manager installs for a git clone
 
 
 def test_the_frontend_converts_every_workflow(converted: dict[str, dict[str, Any]]) -> None:
@@ -185,14 +206,14 @@ def test_cancel_stops_a_long_run_promptly_and_the_server_stays_healthy(server: C
         assert time.monotonic() < deadline, "the long run did not start"
         time.sleep(0.2)
     time.sleep(3)  # well inside the animation
-    asked = time.monotonic()
+    asked = time.time()
     server.interrupt()
-    result = server.wait(prompt_id, timeout=60)
-    stopped = time.monotonic() - asked
+    result = server.wait(prompt_id, timeout=30)
     interrupted = result.message("execution_interrupted")
     assert interrupted is not None and interrupted["node_type"] == "FOMM_Animate"
-    print(f"cancel took {stopped:.2f} s")
-    assert stopped < 2.5, f"took {stopped:.2f} s to stop"
+    stopped = interrupted["timestamp"] / 1000 - asked  # when the node gave up, by the server's clock
+    print(f"FOMM Animate stopped {stopped:.2f} s after Cancel")
+    assert stopped < 2.0
     healthy = server.run(long_animation(SOURCE_IMAGE, DRIVING_VIDEO, 1))
     assert healthy.status == "success"
 
