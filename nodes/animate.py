@@ -9,8 +9,8 @@ from torch import Tensor
 from fomm_model.framing import fit as fit_frames
 from fomm_model.pipeline import MotionOptions, animate_batches
 
-from .options import MODEL_TOOLTIP, REFERENCE_CLOSEST, REFERENCE_FIRST, REFERENCE_INDEX, batch_size_input, fit_input, motion_inputs
-from .runtime import FittedFrames, FrameProgress, first_image, image_batch, to_comfy_image, use_model
+from .options import MODEL_TOOLTIP, batch_size_input, fit_input, motion_inputs, pipeline_reference
+from .runtime import FrameChunks, FrameProgress, first_image, image_batch, to_comfy_image, use_model
 from .types import FommModel, LoadedModel
 
 
@@ -52,22 +52,18 @@ class Animate(io.ComfyNode):
         source_fitted, framing = fit_frames(first_image(source, "source"), model.frame_size, fit)  # type: ignore[arg-type]
         image_batch(driving[:1], "driving")
         total = driving.shape[0]
-        if relative and reference == REFERENCE_INDEX and not 0 <= reference_index < total:
-            raise ValueError(
-                f"reference_index {reference_index} is outside the driving video's {total} frames (0 to {total - 1})"
-            )
         options = MotionOptions(
             relative=relative,
             relative_jacobian=relative_jacobian,
             adapt_scale=adapt_scale,
-            reference={REFERENCE_FIRST: "first", REFERENCE_CLOSEST: "best"}.get(reference, reference_index),
+            reference=pipeline_reference(reference, reference_index, total, relative),
         )
         fomm = use_model(model)
         progress = FrameProgress(total)
         frames = [
             to_comfy_image(framing.restore(batch.prediction.float().cpu()))
             for batch in animate_batches(
-                fomm, source_fitted, FittedFrames(driving, model.frame_size, fit, batch_size), options,
+                fomm, source_fitted, FrameChunks(driving, batch_size, model.frame_size, fit), options,
                 batch_size=batch_size, precision=model.precision, on_progress=progress.update,
             )
         ]

@@ -13,12 +13,11 @@ from torch import Tensor
 from fomm_model.framing import fit
 from fomm_model.motion_file import MotionFormatError, compute_motion, read_motion, write_motion
 
-from .options import MODEL_TOOLTIP, REFERENCE_FIRST, REFERENCE_INDEX, batch_size_input, fit_input, motion_inputs
-from .runtime import FrameProgress, first_image, image_batch, to_comfy_image, use_model
+from .options import MODEL_TOOLTIP, batch_size_input, fit_input, motion_inputs, pipeline_reference
+from .runtime import FrameChunks, FrameProgress, first_image, image_batch, to_comfy_image, use_model
 from .types import FommModel, FommMotion, KeypointSet, LoadedModel, MotionData
 
 MOTION_SUFFIX = ".json"
-_STAGES = ("keypoints", "motion")  # compute_motion's progress stages, in order
 
 
 class SaveMotion(io.ComfyNode):
@@ -41,7 +40,7 @@ class SaveMotion(io.ComfyNode):
                     tooltip="Frame rate recorded in the file (connect the video loader's fps).",
                 ),
                 fit_input(),
-                *motion_inputs((REFERENCE_FIRST, REFERENCE_INDEX)),
+                *motion_inputs(),
                 io.Boolean.Input("include_flow", default=False, tooltip="Also store the dense flow of every frame (larger file; for Blender's mesh-cache bake)."),
                 io.Boolean.Input("include_frames", default=False, tooltip="Also render the animated frames into a folder next to the file."),
                 io.String.Input("filename_prefix", default="fomm/motion", tooltip="File name in the output folder; a counter is added."),
@@ -72,20 +71,15 @@ class SaveMotion(io.ComfyNode):
 
         source_batch = first_image(source, "source")
         image_batch(driving[:1], "driving")
-        if reference == REFERENCE_INDEX and not 0 <= reference_index < driving.shape[0]:
-            raise ValueError(f"reference_index {reference_index} is outside the driving video's {driving.shape[0]} frames")
-        fomm = use_model(model)
         total = driving.shape[0]
-        progress = FrameProgress(len(_STAGES) * total)
-
-        def report(stage: str, done: int, _total: int | None) -> None:
-            progress.update(_STAGES.index(stage) * total + done)
-
+        chosen = pipeline_reference(reference, reference_index, total, relative)
+        fomm = use_model(model)
+        progress = FrameProgress(total)
         motion = compute_motion(
-            fomm, source_batch, (image_batch(driving[s : s + batch_size], "driving") for s in range(0, total, batch_size)),
-            relative=relative, relative_jacobian=relative_jacobian, adapt_scale=adapt_scale,
-            reference="first" if reference == REFERENCE_FIRST else reference_index,
-            fps=fps, framing=fit, flow=include_flow, frames=include_frames, batch_size=batch_size, progress=report,
+            fomm, source_batch, FrameChunks(driving, batch_size),
+            relative=relative, relative_jacobian=relative_jacobian, adapt_scale=adapt_scale, reference=chosen,
+            fps=fps, framing=fit, flow=include_flow, frames=include_frames, batch_size=batch_size,
+            progress=lambda stage, done, count: progress.update(done, count),
         )
         output_dir = folder_paths.get_output_directory()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)

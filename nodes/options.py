@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from fomm_model import Keypoints
+from fomm_model.keypoints import find_best_frame
 from fomm_model.framing import FIT_MODES
 
 REFERENCE_FIRST = "first"
@@ -35,7 +36,7 @@ def batch_size_input() -> io.Int.Input:
     )
 
 
-def motion_inputs(references: tuple[str, ...] = REFERENCES) -> list[io.Input]:
+def motion_inputs() -> list[io.Input]:
     """How driving keypoints become motion of the source (FOMM's relative motion transfer)."""
     return [
         io.Boolean.Input(
@@ -58,7 +59,7 @@ def motion_inputs(references: tuple[str, ...] = REFERENCES) -> list[io.Input]:
         ),
         io.Combo.Input(
             "reference",
-            options=list(references),
+            options=list(REFERENCES),
             default=REFERENCE_FIRST,
             tooltip="The driving frame whose pose corresponds to the source image: the first frame, the frame "
             "given by reference_index, or the frame whose keypoints are closest to the source's.",
@@ -73,6 +74,21 @@ def motion_inputs(references: tuple[str, ...] = REFERENCES) -> list[io.Input]:
     ]
 
 
+def pipeline_reference(reference: str, reference_index: int, total: int, relative: bool) -> str | int:
+    """The ``reference`` argument of ``fomm_model.pipeline`` for these inputs, checked early."""
+    if reference == REFERENCE_FIRST:
+        return "first"
+    if reference == REFERENCE_CLOSEST:
+        return "best"
+    if reference != REFERENCE_INDEX:
+        raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
+    if relative and not 0 <= reference_index < total:
+        raise ValueError(
+            f"reference_index {reference_index} is outside the driving video's {total} frames (0 to {total - 1})"
+        )
+    return reference_index
+
+
 def reference_frame(reference: str, reference_index: int, kp_source: Keypoints, kp_driving: Keypoints) -> int:
     """The reference driving frame chosen by the ``reference``/``reference_index`` inputs."""
     count = len(kp_driving)
@@ -85,7 +101,5 @@ def reference_frame(reference: str, reference_index: int, kp_source: Keypoints, 
             )
         return reference_index
     if reference == REFERENCE_CLOSEST:
-        from fomm_model.keypoints import find_best_frame
-
         return int(find_best_frame(kp_source, kp_driving))
     raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")

@@ -102,14 +102,15 @@ def image_batch(image: Tensor, name: str) -> Tensor:
 
 
 @dataclass(frozen=True)
-class FittedFrames:
-    """An IMAGE batch fitted to the model chunk by chunk, as it is read: the whole video is
-    never held twice. Iterable more than once (a reference-frame search reads it twice)."""
+class FrameChunks:
+    """An IMAGE batch read as (n, 3, H, W) chunks, optionally fitted to the model, as it is
+    consumed: the whole video is never held twice. Iterable more than once (the pipeline reads
+    the frames twice to find a reference frame other than the first)."""
 
     images: Tensor
-    size: tuple[int, int]
-    mode: str
     chunk: int
+    fit_to: tuple[int, int] | None = None
+    fit_mode: str = "pad"
     name: str = "driving"
 
     def __len__(self) -> int:
@@ -118,7 +119,7 @@ class FittedFrames:
     def __iter__(self) -> Iterator[Tensor]:
         for start in range(0, len(self), self.chunk):
             frames = image_batch(self.images[start : start + self.chunk], self.name)
-            yield fit(frames, self.size, self.mode)[0]  # type: ignore[arg-type]
+            yield frames if self.fit_to is None else fit(frames, self.fit_to, self.fit_mode)[0]  # type: ignore[arg-type]
 
 
 def first_image(image: Tensor, name: str) -> Tensor:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fomm_model.keypoints import find_best_frame
+from fomm_model.motion_file import read_motion
 
 from .conftest import TEST_MODEL_NAME
 
@@ -217,3 +218,7 @@ def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path) -> None:
     assert frames.shape[0] == 4 and frames.shape[1:3] == texture.shape[1:3]
     with pytest.raises(ValueError, match="not found"):
         n.LoadMotion.execute("nothing-here.json")
+    indexed = n.SaveMotion.execute(model, source, driving, 12.0, "pad", True, True, True, "index", 2, False, False, "unit/motion", 8)
+    assert read_motion(indexed.args[0]).options.reference_frame == 2
+    with pytest.raises(ValueError, match="reference_index 9 is outside"):
+        n.SaveMotion.execute(model, source, driving, 12.0, "pad", True, True, True, "index", 9, False, False, "unit/motion", 8)
