@@ -474,7 +474,7 @@ def _write_frames(frame_files: FrameFiles, frames: np.ndarray) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
-        for name, frame in zip(frame_files.files, frames):
+        for name, frame in zip(frame_files.files, frames, strict=True):
             Image.fromarray(frame).save(staging / name, format="PNG")
         _usual_permissions(staging)
         previous = None

@@ -112,10 +112,14 @@ def test_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = write_source(data / "source.png")
     driving = write_driving(data / "driving.mp4", frames=10, fps=12.0)
     fomm_motion(str(source), str(driving), "-o", str(data / "real" / "real.json"), "--checkpoint", CHECKPOINT, "--flow", "--frames")
-    write_motion(data / "synthetic" / "synthetic.json", synthetic_motion())
+    synthetic = synthetic_motion()
+    write_motion(data / "synthetic" / "synthetic.json", synthetic)
+    synthetic.frames = None
+    write_motion(data / "embedded" / "embedded.json", synthetic, embed_image=True)
     (data / "manifest.json").write_text(json.dumps({
         "real": str(data / "real" / "real.json"),
         "synthetic": str(data / "synthetic" / "synthetic.json"),
+        "embedded": str(data / "embedded" / "embedded.json"),
         "source": str(source),
         "driving": str(driving),
         "checkpoint": CHECKPOINT,

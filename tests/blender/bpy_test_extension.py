@@ -42,6 +42,43 @@ def test_file_import_menu_lists_the_importer(addon) -> None:
     assert "menu_import" in drawn
 
 
+class _Layout:
+    """Stands in for Blender's UILayout (which exists only while Blender draws a region) and
+    checks that every property drawn exists."""
+
+    def __init__(self) -> None:
+        self.drawn: list[str] = []
+
+    def prop(self, data, name, **_) -> None:
+        assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name}"
+        self.drawn.append(name)
+
+    def operator(self, idname, **_) -> None:
+        category, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, category), name), idname
+        self.drawn.append(idname)
+
+    def box(self) -> "_Layout":
+        return self
+
+    def label(self, **_) -> None:
+        pass
+
+    def progress(self, **_) -> None:
+        pass
+
+
+def test_panel_and_import_dialog_draw(scene, addon) -> None:
+    operators = addon.operators
+    panel = _Layout()
+    operators.VIEW3D_PT_fomm_motion.draw(type("Panel", (), {"layout": panel})(), bpy.context)
+    assert {"import_scene.fomm_motion", "fomm_motion.run", "source", "driving", "checkpoint", "deform", "texture"} <= set(panel.drawn)
+    dialog = _Layout()
+    settings = scene.fomm_run  # carries the same import options as the import operator
+    operators.ImportOptions.draw_options(settings, dialog)
+    assert dialog.drawn == list(operators.ImportOptions.__annotations__)
+
+
 def test_loads_as_a_legacy_add_on(tmp_path) -> None:
     """In a fresh Blender: the package on the add-on path, enabled by its module name."""
     script = (

@@ -48,6 +48,18 @@ def test_builds_textured_plane_rig_and_scene_timing(scene, synthetic) -> None:
     assert math.isclose(rig.rotation_euler.x, math.pi / 2, abs_tol=1e-6)  # upright by default: the XZ plane, facing -Y
 
 
+def test_embedded_image_is_packed_into_the_blend_file(scene, manifest) -> None:
+    path = Path(manifest["embedded"])
+    assert [p.name for p in path.parent.iterdir()] == ["embedded.json"]
+    assert import_motion(path) == {"FINISHED"}
+    image = plane_object(path).active_material.node_tree.nodes.active.image
+    assert image.packed_file is not None and tuple(image.size) == (256, 256)
+    pixels = np.empty(256 * 256 * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    blob = pixels.reshape(256, 256, 4)[::-1][77, 77]  # first row at the top; the blob is centred at (0.3, 0.3)
+    assert np.allclose(blob[:3], (1.0, 0.95, 0.3), atol=0.02)
+
+
 def test_rig_reproduces_the_motion_at_every_frame(scene, synthetic) -> None:
     path, doc = synthetic
     import_motion(path, subdivisions=40)
