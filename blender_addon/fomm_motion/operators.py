@@ -208,7 +208,11 @@ class FOMM_OT_run(bpy.types.Operator):
             return {"CANCELLED"}
         settings = context.scene.fomm_run
         options = {name: getattr(settings, name) for name in ImportOptions.__annotations__}
-        return bpy.ops.import_scene.fomm_motion(filepath=job.request.output, **options)
+        try:
+            return bpy.ops.import_scene.fomm_motion(filepath=job.request.output, **options)
+        except RuntimeError as exc:  # the importer's own report, raised through bpy.ops
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
 
 
 class FOMM_OT_cancel(bpy.types.Operator):
