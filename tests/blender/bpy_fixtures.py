@@ -1,6 +1,7 @@
-"""Fixtures of the Blender suite (runs inside the bpy environment, see pytest.ini).
+"""Fixtures of the Blender suite, loaded as a plugin by pytest.ini (``-p bpy_fixtures``).
 
-Nothing here imports bpy at module level: the torch suite walks this folder too.
+Not a conftest.py: the torch suite walks this folder too, and a second module named
+``conftest`` would shadow ``tests/conftest.py`` there.
 """
 
 from __future__ import annotations
