@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -176,7 +175,6 @@ def build(screenshots: Path | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO / "tests"))  # tests/conftest.py locates the shared fixtures, as under pytest
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--screenshots", type=Path, help="save a screenshot of each built graph here")
     args = parser.parse_args()

@@ -19,7 +19,7 @@ import pytest
 
 from fomm_model import convert_checkpoint, resolve_config
 
-from .install import ComfyInstall, ensure_installed, site_packages
+from .install import REPO, ComfyInstall, ensure_installed, site_packages
 
 FIXTURE_CASE = "vox256_small"
 # The checkpoint the workflows name. When the embedded default model lands, the workflows say
@@ -29,9 +29,13 @@ TEST_MODEL_NAME = "fomm-test-vox-small.safetensors"
 
 
 def shared_fixture_case() -> Path:
-    from conftest import shared_fixtures  # tests/conftest.py, on sys.path under pytest
-
-    return shared_fixtures() / "fomm_parity" / FIXTURE_CASE
+    """The parity case, found by tests/conftest.py's ``shared_fixtures`` (loaded by path: the
+    name ``conftest`` belongs to whichever conftest pytest imported first)."""
+    spec = importlib.util.spec_from_file_location("fomm_tests_conftest", REPO / "tests" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.shared_fixtures() / "fomm_parity" / FIXTURE_CASE
 
 
 def write_test_model(target: Path) -> Path:
@@ -70,9 +74,8 @@ def pack(comfy_install: ComfyInstall, comfy_dirs: Path) -> ModuleType:
     folder_paths.add_model_folder_path("fomm", str(comfy_dirs / "models" / "fomm"))
     write_test_model(comfy_dirs / "models" / "fomm" / TEST_MODEL_NAME)
 
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("comfyui_fomm_pack", root / "__init__.py",
-                                                  submodule_search_locations=[str(root)])
+    spec = importlib.util.spec_from_file_location("comfyui_fomm_pack", REPO / "__init__.py",
+                                                  submodule_search_locations=[str(REPO)])
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
