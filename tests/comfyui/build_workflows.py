@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -141,6 +143,12 @@ SPECS = (animate_spec, step_by_step_spec, blender_spec)
 
 def run_frontend(install: ComfyInstall, url: str, jobs: dict[str, Any]) -> dict[str, Any]:
     """Run ``frontend.py`` with the ComfyUI venv's Python; raise with its output on failure."""
+    chromium = os.environ.get("CHROMIUM", "chromium")
+    if shutil.which(chromium) is None:
+        raise RuntimeError(
+            f"headless Chromium ({chromium!r}) is not installed: the workflow tests load the workflows in "
+            "ComfyUI's real frontend. Install the Debian package (apt-get install chromium) or set CHROMIUM"
+        )
     with tempfile.TemporaryDirectory() as scratch:
         jobs_path, results_path = Path(scratch, "jobs.json"), Path(scratch, "results.json")
         jobs_path.write_text(json.dumps(jobs))
