@@ -7,6 +7,7 @@ original layout — networks, optimizers, epoch — plus the loop's position), `
 
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 import random
@@ -139,8 +140,7 @@ class Trainer:
         if options.resume:
             self._resume()
         self.schedulers = {
-            name: MultiStepLR(optimizer, list(params.epoch_milestones), gamma=0.1, last_epoch=self.epoch - 1)
-            for name, optimizer in self.optimizers.items()
+            name: _multistep_at(optimizer, params.epoch_milestones, self.epoch) for name, optimizer in self.optimizers.items()
         }
         self._seed_rngs()
 
@@ -233,6 +233,9 @@ class Trainer:
                 loader = DataLoader(
                     self.dataset, batch_size=params.batch_size, sampler=self.sampler, drop_last=True,
                     num_workers=self.options.num_workers,
+                    # Its own generator: creating a loader mid-epoch (after a resume) must not
+                    # shift the global random stream the equivariance transforms draw from.
+                    generator=torch.Generator().manual_seed(self.options.seed + self.epoch),
                     persistent_workers=False, pin_memory=self.info.device.type == "cuda",
                 )
                 for batch in loader:
@@ -393,6 +396,20 @@ def training_visualisation(source: Tensor, driving: Tensor, generated: dict[str,
     columns.append(masks_to_color(cpu["mask"], size))
     grid = side_by_side(columns)
     return torch.cat(list(grid), dim=-2)
+
+
+def _multistep_at(optimizer: torch.optim.Optimizer, milestones: tuple[int, ...], epoch: int) -> MultiStepLR:
+    """The original MultiStepLR (gamma 0.1, stepped per epoch), positioned at ``epoch``.
+
+    Learning rates are set from the base rates, not from a resumed optimizer's current ones,
+    so a run resumed right after a milestone is not decayed twice.
+    """
+    scheduler = MultiStepLR(optimizer, list(milestones), gamma=0.1)
+    decay = 0.1 ** bisect.bisect_right(sorted(milestones), epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * decay
+    scheduler.last_epoch = epoch
+    return scheduler
 
 
 def _unwrapped_state(module: nn.Module | None) -> dict[str, Tensor]:

@@ -1,0 +1,204 @@
+"""Training end to end on real (tiny) synthetic videos: single process, torchrun + gloo,
+SIGKILL and resume, fine-tuning, and the reconstruction score."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import fomm_model as fm
+from fomm_model.cli import main as cli
+from fomm_model.training.config import RunConfig
+from fomm_model.training.trainer import Trainer, TrainingOptions
+
+from conftest import parity_cases
+
+TINY = {
+    "dataset_params": {
+        "root_dir": "unused",
+        "frame_shape": [64, 64, 3],
+        "augmentation_params": {"flip_param": {"horizontal_flip": True, "time_flip": True}, "jitter_param": {"hue": 0.05}},
+    },
+    "model_params": {
+        "common_params": {"num_kp": 4, "num_channels": 3, "estimate_jacobian": True},
+        "kp_detector_params": {"temperature": 0.1, "block_expansion": 4, "max_features": 16, "scale_factor": 0.25, "num_blocks": 3},
+        "generator_params": {
+            "block_expansion": 4, "max_features": 16, "num_down_blocks": 2, "num_bottleneck_blocks": 1,
+            "estimate_occlusion_map": True,
+            "dense_motion_params": {"block_expansion": 4, "max_features": 16, "num_blocks": 3, "scale_factor": 0.25},
+        },
+        "discriminator_params": {"scales": [1], "block_expansion": 4, "max_features": 16, "num_blocks": 2, "sn": True, "use_kp": True},
+    },
+    "train_params": {
+        "num_epochs": 3, "num_repeats": 1, "epoch_milestones": [2], "lr_generator": 2e-4, "lr_discriminator": 2e-4,
+        "lr_kp_detector": 2e-4, "batch_size": 2, "scales": [1, 0.5], "checkpoint_freq": 1,
+        "transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5},
+        "loss_weights": {"generator_gan": 1, "discriminator_gan": 1, "feature_matching": [10, 10],
+                         "perceptual": [10, 10, 10, 10, 10], "equivariance_value": 10, "equivariance_jacobian": 10},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "synthetic"
+    assert cli(["make-synthetic", str(out), "--num-videos", "7", "--test-videos", "2", "--seed", "3",
+                "--frames", "6", "--size", "64", "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def config_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def fomm(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "fomm_model", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    sds = fm.read_checkpoint(path).state_dicts
+    return {f"{net}.{k}": v for net, sd in sds.items() for k, v in sd.items()}
+
+
+def test_single_process_run(data: Path, config_path: Path, tmp_path: Path) -> None:
+    run = RunConfig.from_yaml(config_path)
+    trainer = Trainer(run, TrainingOptions(out_dir=tmp_path, data_dir=data, max_steps=4, num_workers=0,
+                                           vis_every=2, save_every=2, log_every=1, progress=False))
+    result = trainer.train()
+    assert result.steps == 4
+    assert set(result.last_losses) >= {"perceptual", "gen_gan", "feature_matching", "equivariance_value",
+                                       "equivariance_jacobian", "disc_gan"}
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "train-vis").iterdir()) == ["step-00000002.png", "step-00000004.png"]
+    # The run folder's checkpoint is in the original layout, optimizers included.
+    raw = torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)
+    assert {"generator", "kp_detector", "discriminator", "optimizer_generator", "optimizer_kp_detector",
+            "optimizer_discriminator", "epoch"} <= set(raw)
+    model = fm.load_model(tmp_path / "model.safetensors")
+    assert model.config.frame_shape == (64, 64)
+    assert model.config == run.model.replace(frame_shape=(64, 64))
+    assert RunConfig.from_yaml(tmp_path / "config.yaml") == run
+
+
+def test_training_lowers_the_reconstruction_error(data: Path, config_path: Path, tmp_path: Path) -> None:
+    run = RunConfig.from_yaml(config_path)
+    fast = dataclasses.replace(run.train, lr_generator=1e-3, lr_kp_detector=1e-3, num_epochs=100)
+    run = dataclasses.replace(run, train=fast)
+    options = TrainingOptions(out_dir=tmp_path, data_dir=data, max_steps=24, num_workers=0, vis_every=0, progress=False)
+    trainer = Trainer(run, options)
+    batch = next(iter(torch.utils.data.DataLoader(trainer.dataset, batch_size=4)))
+
+    def error() -> float:  # in train mode: batch statistics, as during training
+        with torch.no_grad():
+            kp_source = trainer.model.kp_detector(batch["source"])
+            kp_driving = trainer.model.kp_detector(batch["driving"])
+            out = trainer.model.generator(batch["source"], kp_source, kp_driving)
+        return (out["prediction"] - batch["driving"]).abs().mean().item()
+
+    before = error()
+    trainer.train()
+    assert error() < 0.85 * before
+
+
+def test_killed_run_resumes_to_the_same_result(data: Path, config_path: Path, tmp_path: Path) -> None:
+    """SIGKILL mid-run, --resume, and end exactly where an uninterrupted run ends."""
+    common = ["train", "--config", str(config_path), "--data", str(data), "--max-steps", "6", "--workers", "0",
+              "--save-every", "2", "--vis-every", "0", "--no-progress"]
+    straight = tmp_path / "straight"
+    finish(fomm(*common, "--out", str(straight)))
+
+    killed = tmp_path / "killed"
+    process = fomm(*common, "--out", str(killed))
+    checkpoint = killed / "checkpoint.pth.tar"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if checkpoint.exists():
+            step = torch.load(checkpoint, weights_only=True)["fomm_training"]["step"]
+            if step >= 2:
+                break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    state = torch.load(checkpoint, weights_only=True)["fomm_training"]
+    assert 2 <= state["step"] < 6, "the run should have been killed mid-way"
+    assert not list(killed.glob(".*.partial"))  # nothing half-written is left behind under a final name
+
+    output = finish(fomm(*common, "--out", str(killed), "--resume"))
+    assert "resumed" in output
+    a, b = weights(straight / "model.safetensors"), weights(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "a resumed run must continue exactly"
+    steps = [int(r["step"]) for r in csv.DictReader((killed / "log.csv").open())]
+    assert steps == sorted(set(steps)) and steps[-1] == 6
+
+
+def test_torchrun_two_processes_gloo(data: Path, config_path: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               "-m", "fomm_model", "train", "--config", str(config_path), "--data", str(data), "--out", str(tmp_path),
+               "--max-steps", "3", "--workers", "0", "--device", "cpu", "--vis-every", "0", "--no-progress"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)["fomm_training"]
+    assert state["world_size"] == 2 and state["step"] == 3 and len(state["rng"]) == 2
+    # batch norm statistics were synchronised: running stats changed from their initial values
+    kp = fm.read_checkpoint(tmp_path / "model.safetensors").state_dicts["kp_detector"]
+    assert kp["predictor.encoder.down_blocks.0.norm.num_batches_tracked"].item() > 0
+
+
+def test_fine_tune_from_original_checkpoint(tmp_path: Path) -> None:
+    case = parity_cases()[0]
+    data = tmp_path / "data"
+    assert cli(["make-synthetic", str(data), "--num-videos", "3", "--test-videos", "1", "--seed", "5",
+                "--frames", "4", "--size", "128", "--quiet"]) == 0
+    config = yaml.safe_load((case / "config.yaml").read_text())
+    config["train_params"].update(batch_size=2, num_repeats=1)
+    path = tmp_path / "ft.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = RunConfig.from_yaml(path)
+    trainer = Trainer(run, TrainingOptions(out_dir=tmp_path / "run", data_dir=data, checkpoint=case / "checkpoint.pth.tar",
+                                           max_steps=1, num_workers=0, vis_every=0, progress=False))
+    start = fm.read_checkpoint(case / "checkpoint.pth.tar").state_dicts["generator"]
+    assert torch.equal(trainer.model.generator.state_dict()["final.weight"], start["final.weight"])
+    trainer.train()
+
+
+def test_reconstruct_reports_per_video_and_overall(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
+    run = RunConfig.from_yaml(config_path)
+    Trainer(run, TrainingOptions(out_dir=tmp_path, data_dir=data, max_steps=1, num_workers=0, vis_every=0, progress=False)).train()
+    capsys.readouterr()
+    assert cli(["reconstruct", "--checkpoint", str(tmp_path / "model.safetensors"), "--data", str(data),
+                "--out", str(tmp_path / "rec")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\tL1 ") == 2 and "overall: L1" in out
+    assert len(list((tmp_path / "rec" / "png").glob("*.png"))) == 2
+    assert (tmp_path / "rec" / "report.json").is_file()
+
+
+def test_clear_errors(config_path: Path, tmp_path: Path, capsys) -> None:
+    assert cli(["train", "--config", str(config_path), "--out", str(tmp_path)]) == 1
+    assert "pass --data" in capsys.readouterr().err
+    assert cli(["train", "--out", str(tmp_path), "--resume"]) == 1
