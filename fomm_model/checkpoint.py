@@ -186,18 +186,35 @@ def write_original(path: str | os.PathLike, state_dicts: Mapping[str, Mapping[st
         torch.save(payload, tmp)
 
 
-def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, config: ModelConfig | None = None) -> Path:
+def convert_checkpoint(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    config: ModelConfig | None = None,
+    *,
+    inference_only: bool = False,
+    half: bool = False,
+) -> Path:
     """Convert between ``.pth.tar`` and ``.safetensors`` (chosen by the target's suffix).
 
-    Tensors are copied bit for bit; optimizer entries are dropped; the config (given,
-    stored, or inferred from the tensors) travels in the safetensors header.
+    By default tensors are copied bit for bit; optimizer entries are dropped; the config
+    (given, stored, or inferred from the tensors) travels in the safetensors header.
+    ``inference_only`` drops the discriminator (training only) and ``half`` stores
+    floating-point weights as float16 (loaded back as float32): together they make the
+    smallest file that animates.
     """
     from .config_inference import infer_model_config
 
     target = Path(target)
     checkpoint = read_checkpoint(source)
-    sds = checkpoint.state_dicts
+    sds = dict(checkpoint.state_dicts)
     config = config or checkpoint.config or infer_model_config(sds["kp_detector"], sds["generator"], sds.get("discriminator"))
+    if inference_only:
+        sds.pop("discriminator", None)
+        config = config.replace(discriminator=None)
+    if half:
+        sds = {
+            name: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()} for name, sd in sds.items()
+        }
     if target.suffix == ".safetensors":
         write_safetensors(target, sds, config)
     elif target.name.endswith((".pth.tar", ".pth", ".pt")):

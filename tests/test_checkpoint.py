@@ -155,3 +155,18 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(OSError):
         fm.convert_checkpoint(ORIGINAL, target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inference_only_half_export(tmp_path: Path) -> None:
+    small = tmp_path / "small.safetensors"
+    assert cli(["convert", str(ORIGINAL), str(small), "--inference-only", "--half"]) == 0
+    checkpoint = fm.read_checkpoint(small)
+    assert set(checkpoint.state_dicts) == {"kp_detector", "generator"}
+    assert checkpoint.state_dicts["generator"]["final.weight"].dtype == torch.float16
+    model = fm.load_model(small)
+    assert model.discriminator is None and model.dtype == torch.float32
+    reference = fm.load_model(ORIGINAL)
+    source = torch.rand(1, 3, 128, 128)
+    error = (model.detect_keypoints(source).value - reference.detect_keypoints(source).value).abs().max()
+    assert 0 < error < 1e-2
+    assert small.stat().st_size < 0.6 * ORIGINAL.stat().st_size

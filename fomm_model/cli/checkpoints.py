@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("input", help="checkpoint to read (.pth.tar, .pth or .safetensors)")
     convert.add_argument("output", help="file to write (.safetensors or .pth.tar)")
     convert.add_argument("--config", help="preset name or YAML config (default: inferred from the tensors)")
+    convert.add_argument("--inference-only", action="store_true", help="leave out the discriminator (only training uses it)")
+    convert.add_argument("--half", action="store_true", help="store weights as float16 (half the size; loaded as float32)")
     convert.set_defaults(func=run_convert)
 
     info = subparsers.add_parser("info", help="print a checkpoint's model config as JSON")
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     config = resolve_config(args.config) if args.config else None
-    out = convert_checkpoint(args.input, args.output, config)
+    out = convert_checkpoint(args.input, args.output, config, inference_only=args.inference_only, half=args.half)
     print(f"wrote {out}")
     return 0
 
