@@ -42,7 +42,7 @@ def shear_bone(k: int) -> str:
 class ImportSettings:
     deform: str = "RIG"  # one of DEFORM_MODES
     texture: str = "SOURCE"  # one of TEXTURE_MODES
-    motion: str = "FILE"  # the file's (normalised) motion, or the raw driving keypoints
+    motion: str = "FILE"  # one of MOTION_MODES: the file's (normalised) motion, or the raw driving keypoints
     height: float = 2.0  # plane height in scene units
     subdivisions: int = 64  # quads along the plane's longer side
     upright: bool = True  # stand in the XZ plane facing -Y (front view); else lie in XY
@@ -133,6 +133,9 @@ def import_motion(context: bpy.types.Context, data: MotionData, settings: Import
 
 
 def _check_settings(data: MotionData, settings: ImportSettings) -> None:
+    for name, allowed in (("deform", DEFORM_MODES), ("texture", TEXTURE_MODES), ("motion", MOTION_MODES)):
+        if getattr(settings, name) not in allowed:
+            raise ImportFailed(f"{name} must be one of {', '.join(allowed)}, not {getattr(settings, name)!r}")
     if settings.deform == "FLOW_CACHE" and data.flow is None:
         raise ImportFailed(f"{data.path.name} has no dense flow to bake: write it with `fomm motion --flow`")
     if settings.texture == "FRAMES" and data.frames is None:
