@@ -57,7 +57,9 @@ class AnimatedBatch:
 
     start: int  # index of the batch's first frame in the driving sequence
     reference: int  # index of the reference driving frame (0 in absolute mode)
+    source: Tensor  # (1, C, H, W) the source image
     driving: Tensor  # (n, C, H, W) the driving frames
+    kp_source: Keypoints
     kp_driving: Keypoints
     kp_motion: Keypoints  # the keypoints the source was moved to
     outputs: dict[str, Tensor]
@@ -168,6 +170,8 @@ def _stream(
     with torch.inference_mode():
         encoded = model.encode_source(source)
     reference, kp_reference, kp_all = _resolve_reference(model, encoded.keypoints, driving, motion, batch_size)
+    source_image = _ordinary(encoded.image)
+    kp_source = Keypoints(*(_ordinary(t) for t in (encoded.keypoints.value, encoded.keypoints.jacobian)))
 
     done = 0
     for frames in batches(driving, batch_size):
@@ -192,7 +196,9 @@ def _stream(
         yield AnimatedBatch(
             start=done,
             reference=reference,
+            source=source_image,
             driving=_ordinary(frames),
+            kp_source=kp_source,
             kp_driving=Keypoints(*(_ordinary(t) for t in (kp_driving.value, kp_driving.jacobian))),
             kp_motion=Keypoints(*(_ordinary(t) for t in (kp_motion.value, kp_motion.jacobian))),
             outputs={key: _ordinary(value) for key, value in outputs.items()},

@@ -1,17 +1,22 @@
 """Small models and frames for the animation, video and CLI tests.
 
-Every test of the animation pipeline gets its model from :func:`animation_model`; when the
-embedded default model exists, ``return fm.load_model("default")`` there switches them all
-to it (sizes come from ``model.config.frame_shape``).
+Every test of the animation pipeline gets its model from :func:`animation_model` and every
+CLI test its ``--checkpoint`` from :func:`model_checkpoint`; when the embedded default
+model exists, ``return fm.load_model("default")`` and ``return "default"`` there switch
+them all to it (sizes come from ``model.config.frame_shape``).
 """
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 import fomm_model as fm
+from fomm_model.checkpoint import write_safetensors
 
 SMALL = fm.ModelConfig(
     kp_detector=fm.KeypointDetectorConfig(block_expansion=8, max_features=32, num_blocks=3, scale_factor=0.5),
@@ -63,3 +68,37 @@ def smooth_frames(count: int, size: tuple[int, int], seed: int = 0) -> torch.Ten
             image = image * (1 - blob) + colour.view(3, 1, 1) * blob
         frames.append(image)
     return torch.stack(frames).clamp(0, 1)
+
+
+def model_checkpoint(folder: Path) -> str:
+    """The ``--checkpoint`` argument for CLI tests: :func:`animation_model` saved as safetensors."""
+    path = folder / "small.safetensors"
+    if not path.is_file():
+        model = animation_model()
+        write_safetensors(
+            path, {"kp_detector": model.kp_detector.state_dict(), "generator": model.generator.state_dict()}, model.config
+        )
+    return str(path)
+
+
+def drawn_face(size: tuple[int, int], centre: tuple[int, int], scale: float = 1.0) -> torch.Tensor:
+    """(3, H, W) picture of a cartoon face (skin, hair, eyes, brows, nose, mouth) that
+    OpenCV's frontal-face cascade detects; about 120x160 pixels at scale 1."""
+    height, width = size
+    cx, cy = centre
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:] = (60, 90, 40)  # BGR background
+
+    def s(value: float) -> int:
+        return int(round(value * scale))
+
+    cv2.ellipse(image, (cx, cy), (s(60), s(80)), 0, 0, 360, (150, 180, 225), -1)
+    cv2.ellipse(image, (cx, cy - s(70)), (s(66), s(40)), 0, 180, 360, (30, 40, 60), -1)
+    for dx in (-25, 25):
+        cv2.ellipse(image, (cx + s(dx), cy - s(15)), (s(14), s(7)), 0, 0, 360, (255, 255, 255), -1)
+        cv2.circle(image, (cx + s(dx), cy - s(15)), s(6), (40, 30, 20), -1)
+        cv2.line(image, (cx + s(dx) - s(15), cy - s(32)), (cx + s(dx) + s(15), cy - s(30)), (30, 40, 60), max(1, s(4)))
+    cv2.line(image, (cx, cy - s(10)), (cx - s(6), cy + s(18)), (110, 140, 190), max(1, s(3)))
+    cv2.ellipse(image, (cx, cy + s(38)), (s(22), s(8)), 0, 0, 180, (60, 60, 170), -1)
+    image = cv2.GaussianBlur(image, (5, 5), 0)
+    return torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])).permute(2, 0, 1).float() / 255

@@ -16,7 +16,7 @@ from ..checkpoint import CheckpointError
 from ..config import ConfigError
 
 # Subcommand modules, in the order `fomm --help` lists them.
-COMMANDS = ("checkpoints", "train", "synthetic", "motion")
+COMMANDS = ("animate", "checkpoints", "train", "synthetic", "motion")
 
 
 class UserError(Exception):

@@ -1,0 +1,181 @@
+"""``fomm animate``: animate a still image with the motion of a driving video."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..footage import FootageOptions, animate_footage
+from ..framing import FIT_MODES, Box, face_box, stable_face_box
+from ..loading import load_model
+from ..pipeline import AnimatedBatch, MotionOptions
+from ..precision import PRECISIONS
+from ..video import IMAGE_SUFFIXES, VideoReader, VideoWriter, read_image, read_video, write_image
+from ..visualize import visualize_generation
+from . import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "animate",
+        help="animate a still image with the motion of a driving video",
+        description="Animate SOURCE (a still image) with the motion of DRIVING (a video, a folder of "
+        "frames or a still image) and write the result to OUT at the source's resolution, at the "
+        "driving video's frame rate, with its audio when ffmpeg is installed.",
+    )
+    parser.add_argument("source", help="still image to animate (png, jpg, webp)")
+    parser.add_argument("driving", help="driving video (mp4, mov, webm, mkv, avi, gif), folder of frames, or image")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="result video (.mp4 .mov .mkv .avi .webm), a name without suffix for a folder of PNG "
+        "frames, or an image file when DRIVING is a single frame",
+    )
+    parser.add_argument("--checkpoint", default="default", help='model checkpoint (default: "default", the embedded model)')
+    parser.add_argument("--device", default="cpu", help="torch device to run on, e.g. cpu or cuda (default: cpu)")
+
+    motion = parser.add_argument_group("motion transfer (as in the original demo)")
+    mode = motion.add_mutually_exclusive_group()
+    mode.add_argument("--relative", dest="relative", action="store_true", default=True,
+                      help="move the source by the driving motion since the reference frame (default)")  # fmt: skip
+    mode.add_argument("--absolute", dest="relative", action="store_false",
+                      help="put the source keypoints where the driving keypoints are")  # fmt: skip
+    motion.add_argument("--no-relative-jacobian", dest="relative_jacobian", action="store_false",
+                        help="do not compose the local rotations/scalings relative to the reference frame")  # fmt: skip
+    motion.add_argument("--adapt-scale", action=argparse.BooleanOptionalAction, default=True,
+                        help="scale the motion by the ratio of source and driving object sizes (default: on)")  # fmt: skip
+    reference = motion.add_mutually_exclusive_group()
+    reference.add_argument("--best-frame", action="store_true",
+                           help="start from the driving frame whose pose matches the source best")  # fmt: skip
+    reference.add_argument("--reference", type=int, metavar="N", help="start from driving frame N (0-based)")
+
+    region = parser.add_argument_group("regions (default: the whole picture)")
+    source_region = region.add_mutually_exclusive_group()
+    source_region.add_argument("--source-box", type=_box, metavar="X,Y,W,H", help="animate this region of the source")
+    source_region.add_argument("--source-face", action="store_true", help="animate the region around the source's face")
+    driving_region = region.add_mutually_exclusive_group()
+    driving_region.add_argument("--driving-box", type=_box, metavar="X,Y,W,H", help="take the motion from this region")
+    driving_region.add_argument("--driving-face", action="store_true",
+                                help="take the motion from one steady region around the driving video's face")  # fmt: skip
+    region.add_argument("--fit", choices=FIT_MODES, default="pad",
+                        help="how a region is brought to the model's size: pad (default), crop or stretch")  # fmt: skip
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--full-resolution", action="store_true",
+                        help="warp the full-resolution source and use generated pixels only where it is occluded")  # fmt: skip
+    output.add_argument("--visualize", metavar="VIS", help="also write the side-by-side view (source, driving, "
+                        "deformed, occlusion, result) at the model's size to this video")  # fmt: skip
+    output.add_argument("--fps", type=float, help="output frame rate (default: the driving video's, 25 for frames)")
+    output.add_argument("--batch-size", type=int, default=8, help="frames per model call (default: 8)")
+    output.add_argument("--precision", choices=PRECISIONS, default="fp32", help="decoder precision (default: fp32)")
+    output.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_animate)
+
+
+def _box(text: str) -> Box:
+    try:
+        return Box.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def run_animate(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    if output.exists() and output.resolve() in (Path(args.source).resolve(), Path(args.driving).resolve()):
+        raise UserError(f"{output} is one of the inputs: choose another output name")
+    if args.fps is not None and not args.fps > 0:
+        raise UserError(f"--fps must be positive, got {args.fps}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    single_image = output.suffix.lower() in IMAGE_SUFFIXES
+
+    source = read_image(args.source)
+    driving = read_video(args.driving, fps=args.fps)
+    if single_image and driving.info.frame_count != 1:
+        raise UserError(f"{output} is an image but {args.driving} has several frames: write a video (.mp4) or a folder")
+    model = load_model(args.checkpoint, device=args.device)
+    options = FootageOptions(
+        source_box=face_box(source) if args.source_face else args.source_box,
+        driving_box=_driving_face_box(driving, args.quiet) if args.driving_face else args.driving_box,
+        fit=args.fit,
+        full_resolution=args.full_resolution,
+    )
+    if args.source_face:
+        _say(args, f"source face region: {_describe(options.source_box)}")
+    if args.driving_face:
+        _say(args, f"driving face region: {_describe(options.driving_box)}")
+    motion = MotionOptions(
+        relative=args.relative,
+        relative_jacobian=args.relative_jacobian,
+        adapt_scale=args.adapt_scale,
+        reference="best" if args.best_frame else ("first" if args.reference is None else args.reference),
+    )
+    if args.best_frame:
+        _say(args, "searching the driving video for the frame posed most like the source")
+
+    total = driving.info.frame_count
+    references: set[int] = set()
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=total, unit="frame", desc="animating", disable=args.quiet, file=sys.stderr))
+        writer = None if single_image else stack.enter_context(
+            VideoWriter(output, driving.info.fps, audio_from=None if driving.is_still else driving.path)
+        )  # fmt: skip
+        visualization = None
+        if args.visualize:
+            visualization = stack.enter_context(VideoWriter(args.visualize, driving.info.fps))
+
+        def on_batch(batch: AnimatedBatch) -> None:
+            references.add(batch.reference)
+            if visualization is not None:
+                visualization.write(visualize_generation(batch.source, batch.driving, batch.kp_source, batch.kp_driving, batch.outputs))
+
+        frames = animate_footage(
+            model,
+            source,
+            driving,
+            motion,
+            options,
+            batch_size=args.batch_size,
+            precision=args.precision,
+            on_progress=lambda done, _total: bar.update(done - bar.n),
+            on_batch=on_batch,
+            with_deformed=visualization is not None,
+        )
+        for frame in frames:
+            if writer is None:
+                write_image(output, frame)
+            else:
+                writer.write(frame)
+    if args.best_frame and references:
+        _say(args, f"best reference frame: {references.pop()}")
+    height, width = source.shape[-2:]
+    count = 1 if writer is None else writer.frames_written
+    print(f"wrote {output} ({count} frames, {width}x{height}, {driving.info.fps:g} fps)")
+    if writer is not None and not writer.is_folder and not driving.is_still:
+        print(writer.audio)
+    if visualization is not None:
+        print(f"wrote {args.visualize}")
+    return 0
+
+
+def _driving_face_box(driving: VideoReader, quiet: bool) -> Box:
+    frames = tqdm(driving, total=driving.info.frame_count, unit="frame", desc="finding the face", disable=quiet, file=sys.stderr)
+    with torch.inference_mode():
+        return stable_face_box(frames, driving.info.frame_count)
+
+
+def _describe(box: Box | None) -> str:
+    return "whole picture" if box is None else f"{box.x},{box.y},{box.width},{box.height}"
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    """A note on what is happening (stderr, silenced by --quiet); results go to stdout."""
+    if not args.quiet:
+        print(message, file=sys.stderr)

@@ -1,0 +1,203 @@
+"""Animating real footage: a region of a full-size photo, driven by a region of a video,
+at the photo's own resolution.
+
+The model only sees its trained frame size (256x256 for the published models). Around
+:func:`fomm_model.pipeline.animate_batches` this module
+
+* crops the region to animate from the source and from every driving frame (a
+  :class:`~fomm_model.framing.Box`, or the whole picture) and fits it to the model size;
+* renders the result either plainly (the generated frame scaled back up) or at full
+  resolution: the full-resolution source region is warped with the upsampled dense flow,
+  and the generated frame is used only where the occlusion map says the source cannot show
+  the content (``out = occlusion * warped_source + (1 - occlusion) * generated``), so
+  detail of a 1024x1024 or 4K source survives instead of a blurry 256x256 upscale;
+* pastes the region back into the full source with a feathered mask.
+
+Frames stream one at a time; the full-resolution work is done per frame so that memory
+stays bounded by one output frame, whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from .framing import Box, FitMode, Framing, check_size, fit, paste, paste_mask, resize
+from .geometry import warp
+from .model import FirstOrderModel
+from .pipeline import AnimatedBatch, Driving, MotionOptions, ProgressCallback, animate_batches, frame_count
+from .precision import Precision
+
+
+@dataclass(frozen=True)
+class FootageOptions:
+    """Where to animate and how to render.
+
+    ``source_box``/``driving_box``: the region of the source image and of every driving
+    frame (None: the whole picture). ``fit``: how a region is brought to the model's frame
+    size (see :func:`fomm_model.framing.fit`). ``feather``: width of the blend at the pasted
+    region's edges, as a fraction of its smaller side.
+    """
+
+    source_box: Box | None = None
+    driving_box: Box | None = None
+    fit: FitMode = "pad"
+    full_resolution: bool = False
+    feather: float = 0.08
+
+
+def animate_footage(
+    model: FirstOrderModel,
+    source: Tensor,
+    driving: Driving,
+    motion: MotionOptions = MotionOptions(),
+    options: FootageOptions = FootageOptions(),
+    *,
+    batch_size: int = 8,
+    precision: Precision = "fp32",
+    on_progress: ProgressCallback | None = None,
+    on_batch: Callable[[AnimatedBatch], None] | None = None,
+    with_deformed: bool = False,
+) -> Iterator[Tensor]:
+    """Animate a full-size ``source`` (C, H, W) with full-size driving frames; yields
+    (C, H, W) frames at the source's size, in order, one at a time, on the CPU.
+
+    ``driving`` is anything :func:`~fomm_model.pipeline.animate_frames` accepts, at its
+    own size. ``on_batch`` sees every model-size batch (prediction, flow, occlusion,
+    keypoints) before its frames are yielded, e.g. to write a visualisation.
+    """
+    if source.ndim != 3:
+        raise ValueError(f"source must be one (C, H, W) image, got shape {tuple(source.shape)}")
+    source = source.float().cpu()
+    height, width = source.shape[-2:]
+    source_box = options.source_box or Box(0, 0, width, height)
+    source_box.check_inside(height, width, "source")
+    region = source_box.crop(source)
+    model_source, framing = fit(region[None], model.config.frame_shape, options.fit)
+    mask = paste_mask(source_box, (height, width), options.feather, framing.content_mask()[0])
+    renderer = FullResolution(model, region, framing) if options.full_resolution else None
+
+    frames = _Mapped(driving, _DrivingFraming(model.config.frame_shape, options.driving_box, options.fit))
+    for batch in animate_batches(
+        model,
+        model_source,
+        frames,
+        motion,
+        batch_size=batch_size,
+        precision=precision,
+        on_progress=on_progress,
+        with_deformed=with_deformed,
+    ):
+        if on_batch is not None:
+            on_batch(batch)
+        for index in range(len(batch)):
+            if renderer is not None:
+                generated = renderer.render(batch, index)
+            else:
+                generated = framing.restore(batch.prediction[index : index + 1].float().cpu())[0]
+            yield paste(source, generated.clamp(0, 1), source_box, mask)
+
+
+class FullResolution:
+    """Renders frames at the source region's own resolution from the model-size motion."""
+
+    def __init__(self, model: FirstOrderModel, region: Tensor, framing: Framing):
+        th, tw = framing.target_size
+        sh, sw = framing.scaled_size
+        scale = max(region.shape[-2] / sh, region.shape[-1] / sw, 1.0)
+        canvas, self.framing = fit(region[None], (round(th * scale), round(tw * scale)), framing.mode)  # type: ignore[arg-type]
+        self.canvas = canvas.to(model.device, model.dtype)
+        self.align_corners = model.align_corners
+
+    def render(self, batch: AnimatedBatch, index: int) -> Tensor:
+        """Frame ``index`` of ``batch`` as a (C, h, w) region at full resolution (CPU)."""
+        outputs = batch.outputs
+        deformation = outputs["deformation"][index : index + 1]
+        occlusion = outputs.get("occlusion_map")
+        frame = render_full_resolution(
+            self.canvas,
+            outputs["prediction"][index : index + 1],
+            deformation,
+            None if occlusion is None else occlusion[index : index + 1],
+            self.align_corners,
+        )
+        return self.framing.restore(frame.float().cpu())[0]
+
+
+def render_full_resolution(
+    image: Tensor, prediction: Tensor, deformation: Tensor, occlusion_map: Tensor | None, align_corners: bool
+) -> Tensor:
+    """Warp a high-resolution ``image`` (N, C, H, W) with a low-resolution ``deformation``
+    and fill what it cannot show from the (upscaled) generated ``prediction``.
+
+    Without an occlusion map (models trained without one) the warped image is the result.
+    """
+    height, width = image.shape[-2:]
+    flow = upsample(deformation.permute(0, 3, 1, 2), (height, width), align_corners).permute(0, 2, 3, 1)
+    warped = warp(image, flow, align_corners)
+    if occlusion_map is None:
+        return warped
+    visible = upsample(occlusion_map, (height, width), align_corners)
+    return visible * warped + (1 - visible) * resize(prediction, (height, width))
+
+
+def upsample(maps: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
+    """Bilinear resize of (N, C, h, w) maps defined on the model's coordinate grid.
+
+    The dense motion grid puts -1 and +1 on the centres of its border cells; with
+    ``align_corners=True`` (the published models' convention) interpolating with the same
+    convention keeps that, so a still flow upsamples to the exact identity at any
+    resolution and a still source stays pixel-sharp. (The original's ``deformed`` output
+    and :func:`fomm_model.geometry.resize_flow` use align_corners=False, which smears the
+    outer half cell.)
+    """
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=align_corners)
+
+
+@dataclass(frozen=True)
+class _DrivingFraming:
+    """Crop (optional) and fit one driving frame to the model's frame size."""
+
+    frame_shape: tuple[int, int]
+    box: Box | None
+    mode: FitMode
+
+    def __call__(self, frame: Tensor) -> Tensor:
+        frames = frame if frame.ndim == 4 else frame[None]
+        height, width = frames.shape[-2:]
+        if self.box is not None:
+            self.box.check_inside(height, width, "driving")
+            frames = self.box.crop(frames)
+        else:
+            check_size(height, width, "the driving video")
+        return fit(frames.float(), self.frame_shape, self.mode)[0]
+
+
+class _Mapped:
+    """``driving`` with a function applied to each item; re-iterable exactly when ``driving``
+    is, so the pipeline's two-pass modes (best frame) still see a one-shot input as one."""
+
+    def __init__(self, items: Driving, function: Callable[[Tensor], Tensor]):
+        self.items = items
+        self.function = function
+        self._one_shot = not isinstance(items, Tensor) and iter(items) is items
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self._one_shot:
+            return self
+        chunks: Iterable[Tensor] = self.items.split(1) if isinstance(self.items, Tensor) else self.items
+        return (self.function(item) for item in chunks)
+
+    def __next__(self) -> Tensor:
+        return self.function(next(self.items))  # type: ignore[call-overload]
+
+    def __len__(self) -> int:
+        count = frame_count(self.items)
+        if count is None:
+            raise TypeError("the driving frames do not state their count")
+        return count

@@ -1,0 +1,331 @@
+"""Reading stills and videos as float tensors and writing videos, streaming, with OpenCV.
+
+Frames are (3, H, W) float32 RGB tensors in [0, 1], read and written one at a time so
+memory does not depend on the video's length. A "video" is a video file (mp4, mov, webm,
+mkv, avi, gif), a folder of numbered frames, or a still image (a one-frame video). Outputs
+are written under a temporary name next to the target and renamed into place only when
+complete, so an interrupted run never leaves a half-written file under the final name.
+The driving video's audio is copied into the output when an ``ffmpeg`` binary is on the
+PATH; nothing else needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif")
+# OpenCV's bundled FFmpeg has no H.264 encoder; MPEG-4 part 2 plays in VLC/ffmpeg-based players.
+_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG", ".webm": "VP90"}
+WRITABLE_VIDEO_SUFFIXES = tuple(_FOURCC)
+_AUDIO_CODEC = {".webm": "libopus", ".avi": "libmp3lame"}  # aac for the others
+DEFAULT_FPS = 25.0
+
+
+class MediaError(ValueError):
+    """A file that cannot be used as asked; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    frame_count: int | None  # None when the container does not say
+    size: tuple[int, int]  # (H, W)
+
+
+# ---------------------------------------------------------------------------- reading
+def is_video_path(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def read_image(path: str | os.PathLike) -> Tensor:
+    """A still image as a (3, H, W) float tensor; alpha is dropped, grey becomes RGB."""
+    path = Path(path)
+    if is_video_path(path):
+        raise MediaError(f"{path} is a video; the source must be a still image (png, jpg, webp): export one frame of it")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    image = _decode_image(path)
+    if image is None:
+        raise MediaError(f"cannot read {path} as an image: the file is damaged or not in a supported format (png, jpg, webp)")
+    return _to_tensor(image)
+
+
+def read_video(path: str | os.PathLike, fps: float | None = None) -> "VideoReader":
+    """A re-iterable reader over a video file, a folder of frames or a still image.
+
+    ``fps`` overrides the rate the file states (folders and stills have none and get
+    ``fps`` or 25). Raises :class:`MediaError` at once when no frame can be read.
+    """
+    return VideoReader(Path(path), fps)
+
+
+class VideoReader:
+    """Iterating yields (3, H, W) frames, opening the source afresh each time, so the
+    video can be read twice (best-frame search, face boxes) without holding it in memory."""
+
+    def __init__(self, path: Path, fps: float | None = None):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        self.path = path
+        self._frames = _frame_files(path) if path.is_dir() else None
+        if self._frames is not None and not self._frames:
+            raise MediaError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)}): nothing to animate")
+        first = next(iter(self), None)
+        if first is None:
+            raise MediaError(f"no frames could be read from {path}: the video is empty, damaged or in an unsupported format")
+        self.info = VideoInfo(fps=fps or self._stated_fps() or DEFAULT_FPS, frame_count=self._count(), size=tuple(first.shape[-2:]))
+
+    @property
+    def is_still(self) -> bool:
+        return self._frames is None and self.path.suffix.lower() in IMAGE_SUFFIXES
+
+    def __len__(self) -> int:
+        if self.info.frame_count is None:
+            raise TypeError(f"{self.path} does not state its frame count")
+        return self.info.frame_count
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self._frames is not None:
+            for file in self._frames:
+                image = _decode_image(file)
+                if image is None:
+                    raise MediaError(f"cannot read frame {file} as an image: the file is damaged or not an image")
+                yield _to_tensor(image)
+            return
+        if self.path.suffix.lower() in IMAGE_SUFFIXES:
+            yield read_image(self.path)
+            return
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    return
+                yield _to_tensor(image)
+        finally:
+            capture.release()
+
+    def _stated_fps(self) -> float | None:
+        if self._frames is not None or self.is_still:
+            return None
+        capture = cv2.VideoCapture(str(self.path))
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        capture.release()
+        return fps if fps and np.isfinite(fps) and fps > 0 else None
+
+    def _count(self) -> int | None:
+        if self._frames is not None:
+            return len(self._frames)
+        if self.is_still:
+            return 1
+        capture = cv2.VideoCapture(str(self.path))
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        capture.release()
+        return count if count > 0 else None
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    """Image files of a folder in natural order (frame2 before frame10)."""
+    files = [f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=lambda f: [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", f.name)])
+
+
+def _decode_image(path: Path) -> np.ndarray | None:
+    """BGR uint8 (H, W, 3), or None; reads bytes first so any path name works."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return None
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def _to_tensor(bgr: np.ndarray) -> Tensor:
+    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
+
+
+def to_bgr_uint8(frame: Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 BGR for OpenCV."""
+    rgb = frame.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+# ---------------------------------------------------------------------------- writing
+def write_image(path: str | os.PathLike, frame: Tensor) -> Path:
+    """Write one (3, H, W) frame as png/jpg/webp, atomically."""
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise MediaError(f"{path}: an image needs one of the suffixes {', '.join(IMAGE_SUFFIXES)}")
+    ok, encoded = cv2.imencode(path.suffix.lower(), to_bgr_uint8(frame))
+    if not ok:
+        raise MediaError(f"OpenCV cannot encode {path.suffix} images here; use .png")
+    temporary = _temporary_path(path)
+    try:
+        temporary.write_bytes(encoded.tobytes())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+class VideoWriter:
+    """Writes frames to a video file or a folder of PNG frames, renamed into place on success.
+
+    Use as a context manager. ``path`` with a video suffix (mp4, mov, mkv, avi, webm)
+    gives a video file, a path without suffix a folder of ``frame_000000.png`` files.
+    ``audio_from``: a video whose audio track is copied in when ffmpeg is available;
+    afterwards :attr:`audio` says what happened, in words.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, audio_from: str | os.PathLike | None = None):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix and suffix not in WRITABLE_VIDEO_SUFFIXES:
+            raise MediaError(
+                f"cannot write video {self.path}: use one of {', '.join(WRITABLE_VIDEO_SUFFIXES)}, "
+                "or a name without suffix for a folder of PNG frames"
+            )
+        if not suffix and self.path.exists():
+            raise MediaError(f"{self.path} already exists; frame folders are never overwritten: remove it or pick another name")
+        if not fps > 0:
+            raise MediaError(f"the frame rate must be positive, got {fps}")
+        self.fps = float(fps)
+        self.audio_from = Path(audio_from) if audio_from is not None else None
+        self.audio = "not requested"
+        self.frames_written = 0
+        self._writer: cv2.VideoWriter | None = None
+        self._temporary: Path | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        return not self.path.suffix
+
+    def __enter__(self) -> "VideoWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.is_folder:
+            self._temporary = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
+            os.chmod(self._temporary, 0o777 & ~_umask())
+        else:
+            self._temporary = _temporary_path(self.path)
+        return self
+
+    def write(self, frames: Tensor) -> None:
+        """Append a (3, H, W) frame or an (n, 3, H, W) batch."""
+        if self._temporary is None:
+            raise RuntimeError("use VideoWriter as a context manager")
+        for frame in frames if frames.ndim == 4 else frames[None]:
+            image = to_bgr_uint8(frame)
+            if self.is_folder:
+                cv2.imwrite(str(self._temporary / f"frame_{self.frames_written:06d}.png"), image)
+            else:
+                if self._writer is None:
+                    self._writer = self._open(image.shape[1], image.shape[0])
+                self._writer.write(image)
+            self.frames_written += 1
+
+    def _open(self, width: int, height: int) -> cv2.VideoWriter:
+        fourcc = cv2.VideoWriter_fourcc(*_FOURCC[self.path.suffix.lower()])
+        writer = cv2.VideoWriter(str(self._temporary), fourcc, self.fps, (width, height))
+        if not writer.isOpened():
+            raise MediaError(f"OpenCV cannot write {self.path.suffix} video here; use .mp4 or .avi")
+        return writer
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._writer is not None:
+            self._writer.release()
+        temporary, self._temporary = self._temporary, None
+        if temporary is None:
+            return
+        try:
+            if kind is not None:
+                return
+            if self.frames_written == 0:
+                raise MediaError(f"no frames were produced, so {self.path} was not written")
+            if not self.is_folder and self.audio_from is not None:
+                self.audio = _copy_audio(temporary, self.audio_from, self.path.suffix.lower())
+            os.replace(temporary, self.path)
+        finally:
+            if temporary.is_dir():
+                shutil.rmtree(temporary, ignore_errors=True)
+            else:
+                temporary.unlink(missing_ok=True)
+
+
+def _temporary_path(path: Path) -> Path:
+    """An empty file next to ``path`` with the same suffix (OpenCV picks the format by suffix)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it private; the result should not be
+    return Path(name)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ---------------------------------------------------------------------------- audio
+def ffmpeg_binary() -> str | None:
+    return shutil.which("ffmpeg")
+
+
+def has_audio_track(path: Path) -> bool | None:
+    """Whether ``path`` has an audio stream (None when ffprobe is not available to tell)."""
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        return None
+    result = subprocess.run(
+        [ffprobe, "-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
+def _copy_audio(video: Path, audio_source: Path, suffix: str) -> str:
+    """Mux ``audio_source``'s first audio track into ``video`` in place; returns what happened."""
+    if audio_source.is_dir() or audio_source.suffix.lower() in IMAGE_SUFFIXES + (".gif",):
+        return f"no audio: {audio_source.name} is not a video with sound"
+    ffmpeg = ffmpeg_binary()
+    if ffmpeg is None:
+        return "audio NOT copied: no ffmpeg binary on the PATH (install ffmpeg to keep the driving audio)"
+    if has_audio_track(audio_source) is False:
+        return f"no audio: {audio_source.name} has no audio track"
+    muxed = _temporary_path(video)
+    command = [
+        ffmpeg, "-v", "error", "-y", "-i", str(video), "-i", str(audio_source),
+        "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy", "-c:a", _AUDIO_CODEC.get(suffix, "aac"), "-shortest", str(muxed),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        muxed.unlink(missing_ok=True)
+        return f"audio NOT copied: ffmpeg failed ({result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no message'})"
+    os.replace(muxed, video)
+    return f"audio copied from {audio_source.name}"

@@ -1,0 +1,91 @@
+"""Crop boxes, face detection (OpenCV's bundled cascade on drawn faces), one steady box over
+a video, and feathered paste-back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from animation_helpers import drawn_face, smooth_frames
+
+from fomm_model.framing import Box, FaceNotFoundError, detect_faces, face_box, feather_mask, paste, paste_mask, stable_face_box
+
+
+def test_box_parsing_and_geometry() -> None:
+    box = Box.parse("10, 20,30,40")
+    assert box == Box(10, 20, 30, 40) and (box.right, box.bottom) == (40, 60)
+    for text in ("1,2,3", "a,b,c,d", "0,0,0,5", "-1,0,5,5"):
+        with pytest.raises(ValueError, match="box"):
+            Box.parse(text)
+    assert box.union(Box(0, 50, 10, 20)) == Box(0, 20, 40, 50)
+    assert box.enlarged(0.5) == Box(-5, 0, 60, 80)
+    assert box.squared() == Box(5, 20, 40, 40)
+    assert Box(-5, 90, 40, 40).clipped(100, 200) == Box(0, 60, 40, 40)  # moved in, size kept
+    assert Box(0, 0, 300, 50).clipped(100, 200) == Box(0, 0, 200, 50)  # too wide: shrunk
+    image = torch.arange(100 * 120).view(1, 100, 120)
+    assert torch.equal(box.crop(image), image[:, 20:60, 10:40])
+
+
+def test_box_must_fit_and_be_large_enough() -> None:
+    with pytest.raises(ValueError, match="reaches outside the 120x100 image"):
+        Box(100, 0, 40, 40).check_inside(100, 120, "source")
+    with pytest.raises(ValueError, match="too small to animate"):
+        Box(0, 0, 20, 40).check_inside(100, 120, "source")
+    Box(0, 0, 120, 100).check_inside(100, 120, "source")
+
+
+@pytest.mark.parametrize(("size", "centre", "scale"), [((256, 256), (128, 128), 1.0), ((360, 480), (300, 200), 1.2), ((1080, 1440), (500, 600), 4.0)])
+def test_face_is_found_and_boxed(size, centre, scale) -> None:
+    image = drawn_face(size, centre, scale)
+    faces = detect_faces(image)
+    assert faces, "the drawn face should be detected"
+    face = faces[0]
+    assert abs(face.center[0] - centre[0]) < 20 * scale and abs(face.center[1] - centre[1]) < 30 * scale
+    box = face_box(image)
+    assert box.width == box.height or box.bottom == size[0] or box.right == size[1]
+    assert box.x <= face.x and box.y <= face.y and box.right >= face.right and box.bottom >= face.bottom
+    assert 0 <= box.x and 0 <= box.y and box.right <= size[1] and box.bottom <= size[0]
+
+
+def test_no_face_is_a_clear_error() -> None:
+    with pytest.raises(FaceNotFoundError, match="no face found in the source.*box"):
+        face_box(smooth_frames(1, (200, 200))[0])
+
+
+def test_one_steady_box_covers_a_moving_face() -> None:
+    size = (400, 560)
+    centres = [(200 + 8 * t, 200 + 2 * t) for t in range(12)]
+    frames = [drawn_face(size, c, 0.9) for c in centres]
+    frames[5] = smooth_frames(1, size)[0]  # a frame where the face is lost
+    box = stable_face_box(iter(frames), frame_count=len(frames))
+    assert box.width == box.height and box.right < 560 and box.bottom < 400
+    for index, frame in enumerate(frames):
+        if index != 5:
+            face = detect_faces(frame)[0]
+            assert box.x <= face.x and box.right >= face.right and box.y <= face.y and box.bottom >= face.bottom
+    sampled = stable_face_box(iter(frames), frame_count=len(frames), max_samples=4)  # every third frame
+    assert sampled.width <= box.width
+    with pytest.raises(FaceNotFoundError, match="driving video"):
+        stable_face_box(iter(smooth_frames(3, size)))
+
+
+def test_feather_mask_ramps_only_on_inner_edges() -> None:
+    mask = feather_mask(20, 30, 5, (True, False, True, False))[0]
+    assert mask.shape == (20, 30)
+    assert mask[10:, 10:].eq(1).all()  # bottom and right lie on the picture's border: no ramp
+    assert mask[0, 15] == pytest.approx(0.1) and mask[4, 15] == pytest.approx(0.9)
+    assert mask[15, 0] == pytest.approx(0.1)
+    assert feather_mask(8, 8, 0, (True, True, True, True)).eq(1).all()
+
+
+def test_paste_blends_inside_the_box_and_keeps_the_rest() -> None:
+    background = torch.zeros(3, 100, 120)
+    region = torch.ones(3, 40, 50)
+    box = Box(30, 20, 50, 40)
+    mask = paste_mask(box, (100, 120), feather_fraction=0.25)
+    out = paste(background, region, box, mask)
+    assert out[:, :20].eq(0).all() and out[:, 60:].eq(0).all() and out[:, :, :30].eq(0).all()
+    assert out[:, 40, 55].eq(1).all()  # centre of the region
+    assert 0 < out[0, 20, 55] < 0.2  # the feathered top edge
+    assert background.eq(0).all()  # input untouched
+    corner = paste_mask(Box(0, 0, 50, 40), (100, 120), 0.25)
+    assert corner[0, 0, 0] == 1 and corner[0, -1, 0] < 0.1  # border edges are not feathered

@@ -1,0 +1,118 @@
+"""Real-footage animation: regions, paste-back at the source's size, full-resolution output."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from animation_helpers import animation_model, frame_size, smooth_frames
+
+import fomm_model as fm
+from fomm_model.footage import FootageOptions, animate_footage, render_full_resolution
+from fomm_model.framing import Box, fit
+from fomm_model.geometry import make_coordinate_grid
+from fomm_model.pipeline import MotionOptions, animate_frames
+
+
+@pytest.fixture(scope="module")
+def model() -> fm.FirstOrderModel:
+    return animation_model()
+
+
+def detail(images: torch.Tensor) -> float:
+    """Mean absolute Laplacian: how much fine detail an image holds."""
+    kernel = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).view(1, 1, 3, 3).repeat(3, 1, 1, 1)
+    return F.conv2d(images.reshape(-1, 3, *images.shape[-2:]), kernel, groups=3).abs().mean().item()
+
+
+def test_whole_picture_output_keeps_the_source_size(model) -> None:
+    source = smooth_frames(1, (90, 150), seed=1)[0]
+    driving = smooth_frames(5, (70, 70), seed=2)
+    frames = torch.stack(list(animate_footage(model, source, driving, batch_size=2)))
+    assert frames.shape == (5, 3, 90, 150)
+    model_source, framing = fit(source[None], frame_size(model), "pad")
+    model_driving = fit(driving, frame_size(model), "pad")[0]
+    expected = framing.restore(torch.stack(list(animate_frames(model, model_source, model_driving))))
+    assert (frames - expected.clamp(0, 1)).abs().max() < 1e-5
+
+
+def test_source_region_is_pasted_back_into_the_full_picture(model) -> None:
+    source = smooth_frames(1, (120, 200), seed=3)[0]
+    driving = smooth_frames(3, (64, 64), seed=4)
+    box = Box(60, 20, 80, 80)
+    frames = torch.stack(list(animate_footage(model, source, driving, options=FootageOptions(source_box=box))))
+    outside = torch.ones(120, 200, dtype=torch.bool)
+    outside[box.y : box.bottom, box.x : box.right] = False
+    assert torch.equal(frames[:, :, outside], source[:, outside].expand(3, -1, -1))
+    model_source, framing = fit(box.crop(source)[None], frame_size(model), "pad")
+    generated = framing.restore(torch.stack(list(animate_frames(model, model_source, driving))))
+    inside = frames[:, :, box.y + 10 : box.bottom - 10, box.x + 10 : box.right - 10]
+    assert (inside - generated[:, :, 10:-10, 10:-10].clamp(0, 1)).abs().max() < 1e-5
+    # The region's top edge is feathered: almost the source there, blending inwards.
+    edge_weight = (frames[:, :, box.y, box.x + 40] - source[:, box.y, box.x + 40]).abs().max()
+    inner_weight = (frames[:, :, box.y + 5, box.x + 40] - source[:, box.y + 5, box.x + 40]).abs().max()
+    assert edge_weight < 0.1 * inner_weight
+
+
+def test_driving_region_is_what_the_model_sees(model) -> None:
+    source = smooth_frames(1, frame_size(model), seed=5)[0]
+    full = smooth_frames(4, (100, 160), seed=6)
+    box = Box(40, 10, 80, 80)
+    cropped = torch.stack(list(animate_footage(model, source, full, options=FootageOptions(driving_box=box))))
+    direct = torch.stack(list(animate_footage(model, source, box.crop(full))))
+    assert torch.equal(cropped, direct)
+    with pytest.raises(ValueError, match="reaches outside"):
+        list(animate_footage(model, source, full, options=FootageOptions(driving_box=Box(100, 0, 80, 80))))
+
+
+def test_full_resolution_of_a_still_flow_is_the_source_itself() -> None:
+    image = torch.rand(1, 3, 200, 260)
+    flow = make_coordinate_grid(16, 20)[None]
+    generated = torch.zeros(1, 3, 64, 80)
+    out = render_full_resolution(image, generated, flow, torch.ones(1, 1, 16, 20), align_corners=True)
+    assert (out - image).abs().max() < 1e-4
+    half = render_full_resolution(image, generated, flow, torch.full((1, 1, 16, 20), 0.5), align_corners=True)
+    assert (half - image / 2).abs().max() < 1e-4  # occluded half: the generated frame (black) mixed in
+    no_occlusion = render_full_resolution(image, generated, flow, None, align_corners=True)
+    assert (no_occlusion - image).abs().max() < 1e-4
+
+
+def test_full_resolution_keeps_the_detail_of_a_large_source(model) -> None:
+    """Model with an occlusion map that sees everything: at the reference frame the motion is
+    the identity, so full resolution gives back the sharp source while the plain output is
+    the model-size frame scaled up."""
+    seeing = copy.deepcopy(model)
+    with torch.no_grad():
+        seeing.generator.dense_motion_network.occlusion.weight.zero_()
+        seeing.generator.dense_motion_network.occlusion.bias.fill_(30.0)
+    height, width = (4 * s for s in frame_size(model))
+    source = (smooth_frames(1, (height, width), seed=7)[0] * 0.7 + torch.rand(3, height, width) * 0.3).clamp(0, 1)
+    driving = smooth_frames(3, (60, 60), seed=8)
+    motion = MotionOptions(adapt_scale=False)
+    sharp = torch.stack(list(animate_footage(seeing, source, driving, motion, FootageOptions(full_resolution=True))))
+    plain = torch.stack(list(animate_footage(seeing, source, driving, motion)))
+    assert sharp.shape == plain.shape == (3, 3, height, width)
+    assert (sharp[0] - source).abs().max() < 2e-3
+    assert detail(sharp[0]) > 3 * detail(plain[0])
+    assert (sharp[1:] - source).abs().mean() > 1e-4  # later frames do move
+
+
+def test_full_resolution_uses_the_generator_where_occluded(model) -> None:
+    source = torch.rand(3, 128, 128)
+    driving = smooth_frames(2, (64, 64), seed=9)
+    out = list(animate_footage(model, source, driving, options=FootageOptions(full_resolution=True), with_deformed=True))
+    assert out[0].shape == (3, 128, 128) and 0 <= out[0].min() and out[0].max() <= 1
+
+
+def test_footage_errors(model) -> None:
+    source = smooth_frames(1, (100, 100))[0]
+    with pytest.raises(ValueError, match="too small"):
+        list(animate_footage(model, source, smooth_frames(2, (20, 20))))
+    with pytest.raises(ValueError, match="too small"):
+        list(animate_footage(model, smooth_frames(1, (24, 100))[0], smooth_frames(2, (64, 64))))
+    with pytest.raises(ValueError, match="reaches outside"):
+        list(animate_footage(model, source, smooth_frames(2, (64, 64)), options=FootageOptions(source_box=Box(50, 50, 60, 60))))
+    with pytest.raises(ValueError, match="one-shot"):
+        list(animate_footage(model, source, iter(smooth_frames(2, (64, 64))), MotionOptions(reference="best")))

@@ -1,0 +1,209 @@
+"""Reading and writing real image and video files: formats, frame rates, streaming,
+atomic output, audio and errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from animation_helpers import smooth_frames
+from PIL import Image
+
+from fomm_model.video import MediaError, VideoWriter, read_image, read_video, write_image
+
+
+@pytest.fixture(scope="module")
+def frames() -> torch.Tensor:
+    return smooth_frames(6, (48, 64), seed=5)
+
+
+def write_video(path: Path, frames: torch.Tensor, fps: float = 12.5) -> Path:
+    with VideoWriter(path, fps) as writer:
+        writer.write(frames)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv", ".avi", ".webm"])
+def test_video_round_trip_keeps_frames_and_fps(tmp_path: Path, frames: torch.Tensor, suffix: str) -> None:
+    path = write_video(tmp_path / f"clip{suffix}", frames)
+    video = read_video(path)
+    read = torch.stack(list(video))
+    assert read.shape == frames.shape
+    assert video.info.fps == pytest.approx(12.5) and video.info.size == (48, 64)
+    assert (read - frames).abs().mean() < 0.03  # lossy codecs, but the same pictures
+    assert len(video) == 6 and len(list(video)) == 6  # re-iterable
+
+
+def test_gif_written_by_pillow_is_a_video(tmp_path: Path, frames: torch.Tensor) -> None:
+    images = [Image.fromarray((f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for f in frames]
+    images[0].save(tmp_path / "clip.gif", save_all=True, append_images=images[1:], duration=100, loop=0)
+    video = read_video(tmp_path / "clip.gif")
+    read = torch.stack(list(video))
+    assert read.shape == frames.shape and video.info.fps == pytest.approx(10)
+    assert (read - frames).abs().mean() < 0.03  # palette quantisation
+
+
+def test_folder_of_frames_in_natural_order(tmp_path: Path, frames: torch.Tensor) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(frames):
+        write_image(folder / f"f{index * 5}.png", frame)  # f0, f5, f10...: natural, not text order
+    (folder / "notes.txt").write_text("ignored")
+    video = read_video(folder)
+    assert torch.equal(torch.stack(list(video)), (frames * 255).round() / 255)
+    assert video.info.fps == 25 and len(video) == 6
+    assert read_video(folder, fps=8).info.fps == 8
+
+
+def test_still_image_is_a_one_frame_video(tmp_path: Path, frames: torch.Tensor) -> None:
+    path = write_image(tmp_path / "still.png", frames[0])
+    video = read_video(path)
+    assert video.is_still and len(video) == 1 and len(list(video)) == 1
+
+
+def test_image_formats_alpha_grey_and_16_bit(tmp_path: Path, frames: torch.Tensor) -> None:
+    rgb = (frames[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(rgb).convert("RGBA").save(tmp_path / "alpha.png")
+    Image.fromarray(rgb).save(tmp_path / "lossless.webp", lossless=True)
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg", quality=95)
+    Image.fromarray(rgb[:, :, 0]).save(tmp_path / "grey.png")
+    cv2.imwrite(str(tmp_path / "deep.png"), (rgb[:, :, ::-1].astype(np.uint16) * 257))
+    expected = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+    assert torch.equal(read_image(tmp_path / "alpha.png"), expected)
+    assert torch.equal(read_image(tmp_path / "lossless.webp"), expected)
+    assert torch.equal(read_image(tmp_path / "deep.png"), expected)
+    assert (read_image(tmp_path / "photo.jpg") - expected).abs().mean() < 0.02
+    grey = read_image(tmp_path / "grey.png")
+    assert grey.shape == (3, 48, 64) and torch.equal(grey[0], grey[2])
+
+
+def test_reading_streams_one_frame_at_a_time(tmp_path: Path, frames: torch.Tensor) -> None:
+    path = write_video(tmp_path / "clip.mp4", frames)
+    iterator = iter(read_video(path))
+    first = next(iterator)
+    assert first.shape == (3, 48, 64) and first.dtype == torch.float32
+    assert len(list(iterator)) == 5
+
+
+def test_unreadable_inputs_are_explained(tmp_path: Path, frames: torch.Tensor) -> None:
+    video = write_video(tmp_path / "clip.mp4", frames)
+    with pytest.raises(MediaError, match="is a video; the source must be a still image"):
+        read_image(video)
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(MediaError, match="cannot read .*broken.png as an image"):
+        read_image(tmp_path / "broken.png")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(MediaError, match="no frames could be read"):
+        read_video(tmp_path / "empty.mp4")
+    (tmp_path / "garbage.mov").write_bytes(os.urandom(4096))
+    with pytest.raises(MediaError, match="no frames could be read"):
+        read_video(tmp_path / "garbage.mov")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(MediaError, match="holds no image files"):
+        read_video(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError):
+        read_video(tmp_path / "missing.mp4")
+
+
+def test_interrupted_write_leaves_nothing_under_the_final_name(tmp_path: Path, frames: torch.Tensor) -> None:
+    target = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(target, 10) as writer:
+            writer.write(frames[:3])
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    target.write_bytes(b"previous result")
+    with pytest.raises(RuntimeError):
+        with VideoWriter(target, 10) as writer:
+            writer.write(frames)
+            raise RuntimeError("model failed")
+    assert target.read_bytes() == b"previous result" and list(tmp_path.iterdir()) == [target]
+    with VideoWriter(target, 10) as writer:
+        writer.write(frames)
+    assert len(list(read_video(target))) == 6 and list(tmp_path.iterdir()) == [target]
+
+
+def test_outputs_are_readable_by_others(tmp_path: Path, frames: torch.Tensor) -> None:
+    mask = os.umask(0o022)
+    try:
+        write_video(tmp_path / "clip.mp4", frames)
+        write_image(tmp_path / "still.png", frames[0])
+        write_video(tmp_path / "folder", frames)
+    finally:
+        os.umask(mask)
+    for name in ("clip.mp4", "still.png", "folder"):
+        assert (tmp_path / name).stat().st_mode & 0o044 == 0o044
+
+
+def test_frame_folder_output(tmp_path: Path, frames: torch.Tensor) -> None:
+    write_video(tmp_path / "result", frames)
+    assert sorted(p.name for p in (tmp_path / "result").iterdir())[:2] == ["frame_000000.png", "frame_000001.png"]
+    assert len(read_video(tmp_path / "result")) == 6
+    with pytest.raises(MediaError, match="never overwritten"):
+        VideoWriter(tmp_path / "result", 10)
+
+
+def test_writer_errors(tmp_path: Path, frames: torch.Tensor) -> None:
+    with pytest.raises(MediaError, match="cannot write video"):
+        VideoWriter(tmp_path / "out.gif", 10)
+    with pytest.raises(MediaError, match="positive"):
+        VideoWriter(tmp_path / "out.mp4", 0)
+    with pytest.raises(MediaError, match="no frames were produced"):
+        with VideoWriter(tmp_path / "out.mp4", 10):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def _audio_streams(path: Path) -> str:
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries", "stream=codec_type", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_driving_audio_is_copied_when_ffmpeg_exists(tmp_path: Path, frames: torch.Tensor) -> None:
+    """With ffmpeg on the PATH (Debian: apt-get install ffmpeg) the audio track is copied;
+    without it the writer says so. The same test checks whichever applies here."""
+    silent = write_video(tmp_path / "silent.mp4", frames)
+    driving = tmp_path / "driving.mp4"
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        shutil.copy(silent, driving)
+    else:
+        subprocess.run(
+            [ffmpeg, "-v", "error", "-i", str(silent), "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+             "-c:v", "copy", "-c:a", "aac", "-shortest", str(driving)],
+            check=True,
+        )  # fmt: skip
+    with VideoWriter(tmp_path / "out.mp4", 12.5, audio_from=driving) as writer:
+        writer.write(frames)
+    if ffmpeg is None:
+        assert "NOT copied" in writer.audio and "install ffmpeg" in writer.audio
+    else:
+        assert writer.audio == "audio copied from driving.mp4"
+        assert _audio_streams(tmp_path / "out.mp4") == "audio"
+        with VideoWriter(tmp_path / "out2.mp4", 12.5, audio_from=silent) as writer:
+            writer.write(frames)
+        assert writer.audio == "no audio: silent.mp4 has no audio track"
+    assert len(list(read_video(tmp_path / "out.mp4"))) == 6
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_missing_ffmpeg_is_reported(tmp_path: Path, frames: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:
+    driving = write_video(tmp_path / "driving.mp4", frames)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with VideoWriter(tmp_path / "out.mp4", 12.5, audio_from=driving) as writer:
+        writer.write(frames)
+    assert writer.audio == "audio NOT copied: no ffmpeg binary on the PATH (install ffmpeg to keep the driving audio)"
+    with VideoWriter(tmp_path / "out.avi", 12.5, audio_from=tmp_path / "frames.gif") as writer:
+        writer.write(frames)
+    assert "not a video with sound" in writer.audio
