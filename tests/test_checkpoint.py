@@ -170,3 +170,13 @@ def test_inference_only_half_export(tmp_path: Path) -> None:
     error = (model.detect_keypoints(source).value - reference.detect_keypoints(source).value).abs().max()
     assert 0 < error < 1e-2
     assert small.stat().st_size < 0.6 * ORIGINAL.stat().st_size
+
+
+def test_written_files_have_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    out = fm.convert_checkpoint(ORIGINAL, tmp_path / "m.safetensors")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
