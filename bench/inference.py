@@ -5,6 +5,7 @@ Run from the repository root (not part of the test suite; takes minutes on a CPU
     python bench/inference.py                        # fp32 + reduced precisions this device runs natively
     python bench/inference.py --precisions fp32,bf16 --frames 16 --rounds 3 --threads 2
     python bench/inference.py --device cuda --precisions fp32,fp16,bf16 --frames 64
+    python bench/inference.py --compile             # adds the fast path with a torch.compile'd decoder
 
 Everything is measured in one process on the same seeded weights and inputs, with the
 paths interleaved round by round so that load from other processes hits all of them
@@ -21,6 +22,7 @@ channels-last). /proc/loadavg is printed before and after.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -41,6 +43,7 @@ from fomm_model.pipeline import animate_frames
 from fomm_model.precision import autocast, has_native_support, precision_dtype
 
 PER_FRAME = "per-frame loop (original)"
+COMPILED = "fast path fp32, torch.compile'd decoder"
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,20 @@ def fast_path(
     return torch.stack(list(animate_frames(model, source, driving, batch_size=batch_size, precision=precision)))
 
 
-def runner(name: str, precision: str, setup: Setup, model, source, driving) -> Callable[[], torch.Tensor]:
+def compiled_copy(model: fm.FirstOrderModel) -> fm.FirstOrderModel:
+    """A copy whose decoder modules are compiled in place (``nn.Module.compile``); the fast
+    path picks them up without any option, as any user's compiled modules would be."""
+    copy_ = copy.deepcopy(model)
+    generator = copy_.generator
+    for module in (generator.bottleneck, *generator.up_blocks, generator.final):
+        module.compile()
+    return copy_
+
+
+def runner(name: str, precision: str, setup: Setup, models: dict[str, fm.FirstOrderModel], source, driving) -> Callable[[], torch.Tensor]:
     if name == PER_FRAME:
-        return lambda: per_frame_loop(model, source, driving)
+        return lambda: per_frame_loop(models[name], source, driving)
+    model = models.get(name, models[PER_FRAME])
     return lambda: fast_path(model, source, driving, setup.batch_size, precision)
 
 
@@ -152,7 +166,8 @@ def measure_memory_in_child(args: argparse.Namespace, name: str, precision: str)
 
 def child_memory(args: argparse.Namespace, setup: Setup) -> None:
     model, source, driving = build(setup)
-    run = runner(args.child_memory, args.precisions.split(",")[0], setup, model, source, driving)
+    models = {PER_FRAME: model, COMPILED: compiled_copy(model)} if args.child_memory == COMPILED else {PER_FRAME: model}
+    run = runner(args.child_memory, args.precisions.split(",")[0], setup, models, source, driving)
     rss.reset_peak()
     before = rss.current_mib()
     run()
@@ -170,6 +185,7 @@ def main() -> None:
         "--emulated-frames", type=int, default=2, help="frames for precisions this device only emulates (slow)"
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--compile", action="store_true", help="also time the fast path with a compiled decoder")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-path memory subprocesses")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child-memory", help=argparse.SUPPRESS)
@@ -188,7 +204,11 @@ def main() -> None:
     )
     load_before = rss.loadavg()
     model, source, driving = build(setup)
+    models = {PER_FRAME: model}
     paths = [Measured(PER_FRAME, "fp32", [])] + [Measured(f"fast path {p}", p, []) for p in precisions]
+    if args.compile:
+        models[COMPILED] = compiled_copy(model)
+        paths.append(Measured(COMPILED, "fp32", []))
     emulated = {p for p in precisions if not has_native_support(device, p)}
 
     def inputs_for(path: Measured) -> torch.Tensor:
@@ -197,8 +217,13 @@ def main() -> None:
     # Warm-up round, counting FLOPs; its outputs are the ones compared.
     outputs: dict[str, torch.Tensor] = {}
     for path in paths:
+        run = runner(path.name, path.precision, setup, models, source, inputs_for(path))
+        if path.name == COMPILED:  # same arithmetic as the eager fast path; this call compiles
+            outputs[path.name] = run()
+            path.flops = next(p.flops for p in paths if p.name == "fast path fp32")
+            continue
         with FlopCounterMode(display=False) as counter:
-            outputs[path.name] = runner(path.name, path.precision, setup, model, source, inputs_for(path))()
+            outputs[path.name] = run()
         path.flops = counter.get_total_flops() / len(inputs_for(path))
     for path in paths[1:]:
         expected = outputs[PER_FRAME][: len(outputs[path.name])]
@@ -209,7 +234,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for path in paths:
             frames = inputs_for(path)
-            run = runner(path.name, path.precision, setup, model, source, frames)
+            run = runner(path.name, path.precision, setup, models, source, frames)
             synchronize(args.device)
             start = time.perf_counter()
             run()
@@ -223,7 +248,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
                 base = torch.cuda.memory_allocated()
-                runner(path.name, path.precision, setup, model, source, inputs_for(path))()
+                runner(path.name, path.precision, setup, models, source, inputs_for(path))()
                 path.peak_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
             else:
                 path.peak_mib = measure_memory_in_child(args, path.name, path.precision)

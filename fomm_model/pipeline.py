@@ -27,7 +27,7 @@ from .keypoints import Keypoints, find_best_frame, normalize_keypoints
 from .precision import Precision, check_precision, warn_if_slow
 
 if TYPE_CHECKING:
-    from .model import EncodedSource, FirstOrderModel
+    from .model import FirstOrderModel
 
 Reference = Union[Literal["first", "best"], int]
 ProgressCallback = Callable[[int, Union[int, None]], None]
@@ -171,7 +171,7 @@ def _stream(
         encoded = model.encode_source(source)
     reference, kp_reference, kp_all = _resolve_reference(model, encoded.keypoints, driving, motion, batch_size)
     source_image = _ordinary(encoded.image)
-    kp_source = Keypoints(*(_ordinary(t) for t in (encoded.keypoints.value, encoded.keypoints.jacobian)))
+    kp_source = _ordinary_keypoints(encoded.keypoints)
 
     done = 0
     for frames in batches(driving, batch_size):
@@ -199,8 +199,8 @@ def _stream(
             source=source_image,
             driving=_ordinary(frames),
             kp_source=kp_source,
-            kp_driving=Keypoints(*(_ordinary(t) for t in (kp_driving.value, kp_driving.jacobian))),
-            kp_motion=Keypoints(*(_ordinary(t) for t in (kp_motion.value, kp_motion.jacobian))),
+            kp_driving=_ordinary_keypoints(kp_driving),
+            kp_motion=_ordinary_keypoints(kp_motion),
             outputs={key: _ordinary(value) for key, value in outputs.items()},
         )
         done += len(frames)
@@ -284,6 +284,10 @@ def _ignore_progress(done: int, total: int | None) -> None:
     pass
 
 
-def _ordinary(tensor: Tensor | None) -> Tensor | None:
+def _ordinary(tensor: Tensor) -> Tensor:
     """An inference-mode tensor as an ordinary one, so callers may edit it in place."""
-    return tensor.clone() if tensor is not None and tensor.is_inference() else tensor
+    return tensor.clone() if tensor.is_inference() else tensor
+
+
+def _ordinary_keypoints(kp: Keypoints) -> Keypoints:
+    return Keypoints(_ordinary(kp.value), None if kp.jacobian is None else _ordinary(kp.jacobian))
