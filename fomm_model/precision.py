@@ -51,7 +51,7 @@ def warn_if_slow(device: torch.device, precision: str) -> None:
         warnings.warn(
             f"{precision} is emulated on this {device.type} (no native support), so it is much slower "
             "than fp32; use precision='fp32' here",
-            stacklevel=3,
+            stacklevel=4,  # warn_if_slow <- pipeline._stream <- animate_frames/animate_batches <- caller
         )
 
 
