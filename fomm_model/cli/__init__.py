@@ -16,7 +16,7 @@ from ..checkpoint import CheckpointError
 from ..config import ConfigError
 
 # Subcommand modules, in the order `fomm --help` lists them.
-COMMANDS = ("animate", "checkpoints", "train", "synthetic", "motion")
+COMMANDS = ("demo", "animate", "motion", "train", "synthetic", "checkpoints")
 
 
 class UserError(Exception):
