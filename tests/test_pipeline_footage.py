@@ -40,7 +40,7 @@ def test_whole_picture_output_keeps_the_source_size(model) -> None:
 
 def test_source_region_is_pasted_back_into_the_full_picture(model) -> None:
     source = smooth_frames(1, (120, 200), seed=3)[0]
-    driving = smooth_frames(3, (64, 64), seed=4)
+    driving = smooth_frames(3, frame_size(model), seed=4)
     box = Box(60, 20, 80, 80)
     frames = torch.stack(list(animate_footage(model, source, driving, options=FootageOptions(source_box=box))))
     outside = torch.ones(120, 200, dtype=torch.bool)
