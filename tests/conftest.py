@@ -34,6 +34,11 @@ def key_manifests() -> list[Path]:
     return sorted((shared_fixtures() / "fomm_keys").glob("*.json"))
 
 
+# One intra-op thread: the suite runs beside servers and subprocesses (ComfyUI, Blender,
+# torchrun), and OpenMP threads spin-waiting against them cost far more than they gain.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
