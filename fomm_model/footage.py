@@ -19,7 +19,7 @@ stays bounded by one output frame, whatever the batch size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ from torch import Tensor
 from .framing import Box, FitMode, Framing, check_size, fit, paste, paste_mask, resize
 from .geometry import warp
 from .model import FirstOrderModel
-from .pipeline import AnimatedBatch, Driving, MotionOptions, ProgressCallback, animate_batches, frame_count
+from .pipeline import AnimatedBatch, Driving, MotionOptions, ProgressCallback, animate_batches, map_frames
 from .precision import Precision
 
 
@@ -80,7 +80,7 @@ def animate_footage(
     mask = paste_mask(source_box, (height, width), options.feather, framing.content_mask()[0])
     renderer = FullResolution(model, region, framing) if options.full_resolution else None
 
-    frames = _Mapped(driving, _DrivingFraming(model.config.frame_shape, options.driving_box, options.fit))
+    frames = map_frames(driving, _DrivingFraming(model.config.frame_shape, options.driving_box, options.fit), batch_size)
     for batch in animate_batches(
         model,
         model_source,
@@ -161,7 +161,8 @@ def upsample(maps: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor
 
 @dataclass(frozen=True)
 class _DrivingFraming:
-    """Crop (optional) and fit one driving frame to the model's frame size."""
+    """Crop (optional) and fit driving frames (one (C, H, W) frame or an (n, C, H, W) chunk)
+    to the model's frame size."""
 
     frame_shape: tuple[int, int]
     box: Box | None
@@ -176,28 +177,3 @@ class _DrivingFraming:
         else:
             check_size(height, width, "the driving video")
         return fit(frames.float(), self.frame_shape, self.mode)[0]
-
-
-class _Mapped:
-    """``driving`` with a function applied to each item; re-iterable exactly when ``driving``
-    is, so the pipeline's two-pass modes (best frame) still see a one-shot input as one."""
-
-    def __init__(self, items: Driving, function: Callable[[Tensor], Tensor]):
-        self.items = items
-        self.function = function
-        self._one_shot = not isinstance(items, Tensor) and iter(items) is items
-
-    def __iter__(self) -> Iterator[Tensor]:
-        if self._one_shot:
-            return self
-        chunks: Iterable[Tensor] = self.items.split(1) if isinstance(self.items, Tensor) else self.items
-        return (self.function(item) for item in chunks)
-
-    def __next__(self) -> Tensor:
-        return self.function(next(self.items))  # type: ignore[call-overload]
-
-    def __len__(self) -> int:
-        count = frame_count(self.items)
-        if count is None:
-            raise TypeError("the driving frames do not state their count")
-        return count

@@ -234,6 +234,46 @@ def batches(driving: Driving, batch_size: int) -> Iterator[Tensor]:
         yield torch.cat(pending)
 
 
+def map_frames(driving: Driving, function: Callable[[Tensor], Tensor], chunk_size: int = 1) -> MappedFrames:
+    """``driving`` with ``function`` applied to each frame or chunk as it is read (fitting
+    frames to the model, cropping a region, converting a ComfyUI IMAGE batch...).
+
+    Lazy: nothing is read until the result is iterated, and only one chunk is held at a
+    time. A tensor is cut into chunks of ``chunk_size`` frames along its first dimension;
+    an iterable's items are passed on as they come. The result states the frame count of
+    ``driving`` (:func:`frame_count`) and is re-iterable exactly when ``driving`` is, so
+    the pipeline's two-pass references ("best", an index) still refuse a one-shot input.
+    """
+    return MappedFrames(driving, function, chunk_size)
+
+
+class MappedFrames:
+    """What :func:`map_frames` returns: an iterable of mapped chunks with a length."""
+
+    def __init__(self, driving: Driving, function: Callable[[Tensor], Tensor], chunk_size: int = 1):
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        self.driving = driving
+        self.function = function
+        self.chunk_size = chunk_size
+        self._one_shot = not isinstance(driving, Tensor) and iter(driving) is driving
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self._one_shot:
+            return self
+        items = self.driving.split(self.chunk_size) if isinstance(self.driving, Tensor) else self.driving
+        return (self.function(item) for item in items)
+
+    def __next__(self) -> Tensor:
+        return self.function(next(self.driving))  # type: ignore[call-overload]
+
+    def __len__(self) -> int:
+        count = frame_count(self.driving)
+        if count is None:
+            raise TypeError("the driving frames do not state their count")
+        return count
+
+
 def frame_count(driving: Driving) -> int | None:
     """Number of driving frames when it can be known without reading them, else None."""
     if isinstance(driving, Tensor):

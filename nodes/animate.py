@@ -10,7 +10,7 @@ from fomm_model.framing import fit as fit_frames
 from fomm_model.pipeline import MotionOptions, animate_batches
 
 from .options import MODEL_TOOLTIP, batch_size_input, fit_input, motion_inputs, pipeline_reference
-from .runtime import FrameChunks, FrameProgress, first_image, image_batch, to_comfy_image, use_model
+from .runtime import FrameProgress, driving_chunks, first_image, image_batch, to_comfy_image, use_model
 from .types import FommModel, LoadedModel
 
 
@@ -63,7 +63,7 @@ class Animate(io.ComfyNode):
         frames = [
             to_comfy_image(framing.restore(batch.prediction.float().cpu()))
             for batch in animate_batches(
-                fomm, source_fitted, FrameChunks(driving, batch_size, model.frame_size, fit), options,
+                fomm, source_fitted, driving_chunks(driving, batch_size, model.frame_size, fit), options,
                 batch_size=batch_size, precision=model.precision, on_progress=progress.update,
             )
         ]

@@ -14,7 +14,7 @@ from fomm_model.framing import fit
 from fomm_model.motion_file import MotionFormatError, compute_motion, read_motion, write_motion
 
 from .options import MODEL_TOOLTIP, batch_size_input, fit_input, motion_inputs, pipeline_reference
-from .runtime import FrameChunks, FrameProgress, first_image, image_batch, to_comfy_image, use_model
+from .runtime import FrameProgress, driving_chunks, first_image, image_batch, to_comfy_image, use_model
 from .types import FommModel, FommMotion, KeypointSet, LoadedModel, MotionData
 
 MOTION_SUFFIX = ".json"
@@ -76,7 +76,7 @@ class SaveMotion(io.ComfyNode):
         fomm = use_model(model)
         progress = FrameProgress(total)
         motion = compute_motion(
-            fomm, source_batch, FrameChunks(driving, batch_size),
+            fomm, source_batch, driving_chunks(driving, batch_size),
             relative=relative, relative_jacobian=relative_jacobian, adapt_scale=adapt_scale, reference=chosen,
             fps=fps, framing=fit, flow=include_flow, frames=include_frames, batch_size=batch_size,
             progress=lambda stage, done, count: progress.update(done, count),

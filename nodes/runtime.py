@@ -9,7 +9,6 @@ initialises a device.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -18,6 +17,7 @@ from torch import Tensor
 
 from fomm_model import FirstOrderModel
 from fomm_model.framing import Framing, fit, resize
+from fomm_model.pipeline import MappedFrames, map_frames
 
 from .types import LoadedModel
 
@@ -101,25 +101,19 @@ def image_batch(image: Tensor, name: str) -> Tensor:
     return rearrange(rgb.detach().to("cpu", torch.float32), "b h w c -> b c h w").clamp(0, 1)
 
 
-@dataclass(frozen=True)
-class FrameChunks:
-    """An IMAGE batch read as (n, 3, H, W) chunks, optionally fitted to the model, as it is
-    consumed: the whole video is never held twice. Iterable more than once (the pipeline reads
-    the frames twice to find a reference frame other than the first)."""
+def driving_chunks(
+    images: Tensor, batch_size: int, fit_to: tuple[int, int] | None = None, mode: str = "pad"
+) -> MappedFrames:
+    """An IMAGE batch read as (n <= batch_size, 3, H, W) chunks, fitted to ``fit_to`` with
+    ``mode`` when given, as the pipeline consumes them: the whole video is never held twice
+    (once as ComfyUI's IMAGE, once converted). Re-iterable and sized, so a reference frame
+    other than the first (read in a second pass) works."""
 
-    images: Tensor
-    chunk: int
-    fit_to: tuple[int, int] | None = None
-    fit_mode: str = "pad"
-    name: str = "driving"
+    def prepare(chunk: Tensor) -> Tensor:
+        frames = image_batch(chunk, "driving")
+        return frames if fit_to is None else fit(frames, fit_to, mode)[0]  # type: ignore[arg-type]
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __iter__(self) -> Iterator[Tensor]:
-        for start in range(0, len(self), self.chunk):
-            frames = image_batch(self.images[start : start + self.chunk], self.name)
-            yield frames if self.fit_to is None else fit(frames, self.fit_to, self.fit_mode)[0]  # type: ignore[arg-type]
+    return map_frames(images, prepare, batch_size)
 
 
 def first_image(image: Tensor, name: str) -> Tensor:

@@ -11,7 +11,7 @@ from animation_helpers import animation_model, frame_size, smooth_frames
 
 import fomm_model as fm
 from fomm_model.keypoints import find_best_frame
-from fomm_model.pipeline import MotionOptions, animate_batches, animate_frames
+from fomm_model.pipeline import MotionOptions, animate_batches, animate_frames, frame_count, map_frames
 from fomm_model.precision import has_native_support
 
 
@@ -132,6 +132,27 @@ def test_streaming_reads_at_most_one_batch_ahead(model, clip) -> None:
     assert len(pulled) == 3
     rest = list(stream)
     assert len(rest) == len(driving) - 1 and len(pulled) == len(driving)
+
+
+def test_map_frames_is_lazy_sized_and_reiterable_like_its_input(model, clip) -> None:
+    source, driving = clip
+    seen: list[int] = []
+
+    def darker(chunk: torch.Tensor) -> torch.Tensor:
+        seen.append(len(chunk))
+        return chunk * 0.5
+
+    mapped = map_frames(driving, darker, chunk_size=3)
+    assert seen == [] and frame_count(mapped) == len(driving)
+    assert torch.equal(torch.cat(list(mapped)), driving * 0.5) and seen == [3, 3, 2]
+    assert torch.equal(torch.cat(list(mapped)), driving * 0.5)  # a tensor can be read again
+    best = list(animate_frames(model, source, map_frames(list(driving), darker), reference="best", batch_size=3))
+    assert len(best) == len(driving)  # a list stays re-iterable: two passes work
+
+    one_shot = map_frames(iter(driving), darker)
+    assert iter(one_shot) is one_shot and frame_count(one_shot) is None
+    with pytest.raises(ValueError, match="one-shot iterator"):
+        next(animate_frames(model, source, one_shot, reference="best"))
 
 
 def test_progress_counts_frames_and_cancels_promptly(model, clip) -> None:
