@@ -93,12 +93,14 @@ def animate_frames(
     it must then be a tensor or re-iterable (not a one-shot iterator). ``precision``:
     "fp32", or "bf16"/"fp16" for the decoder (see :mod:`fomm_model.precision`).
 
-    ``on_progress(done, total)`` is called before each batch starts (a cancellation
-    point: raise from it to stop) and once per finished frame; ``total`` is None when the
-    length of ``driving`` is unknown. Frames are float32 on the model's device.
+    ``on_progress(done, total)`` is called before each batch of work starts (a
+    cancellation point: raise from it to stop) and once per finished frame; ``total`` is
+    None when the length of ``driving`` is unknown. The count is in frames: one step per
+    generated frame, plus, with ``reference="best"``, one per frame of the search pass
+    that runs first (``total`` is then twice the frame count, and the search is its first
+    half). Frames are float32 on the model's device.
     """
-    total = frame_count(driving)
-    report = on_progress or _ignore_progress
+    progress = _Progress(on_progress or _ignore_progress, frame_count(driving))
     stream = _stream(
         model,
         source,
@@ -107,11 +109,11 @@ def animate_frames(
         batch_size=batch_size,
         precision=precision,
         with_deformed=False,
-        on_batch_start=lambda done: report(done, total),
+        progress=progress,
     )
     for batch in stream:
         for index, frame in enumerate(batch.prediction):
-            report(batch.start + index + 1, total)
+            progress.generated(batch.start + index + 1)
             yield frame
 
 
@@ -127,10 +129,9 @@ def animate_batches(
     with_deformed: bool = False,
 ) -> Iterator[AnimatedBatch]:
     """:func:`animate_frames` one batch at a time, with keypoints and motion intermediates
-    (for full-resolution output and visualisation). ``on_progress`` is called before each
-    batch and for each of its frames before the batch is yielded."""
-    total = frame_count(driving)
-    report = on_progress or _ignore_progress
+    (for full-resolution output and visualisation). ``on_progress`` is called as in
+    :func:`animate_frames`, for each frame of a batch before the batch is yielded."""
+    progress = _Progress(on_progress or _ignore_progress, frame_count(driving))
     for batch in _stream(
         model,
         source,
@@ -139,10 +140,10 @@ def animate_batches(
         batch_size=batch_size,
         precision=precision,
         with_deformed=with_deformed,
-        on_batch_start=lambda done: report(done, total),
+        progress=progress,
     ):
         for index in range(len(batch)):
-            report(batch.start + index + 1, total)
+            progress.generated(batch.start + index + 1)
         yield batch
 
 
@@ -155,7 +156,7 @@ def _stream(
     batch_size: int,
     precision: Precision,
     with_deformed: bool,
-    on_batch_start: Callable[[int], None],
+    progress: _Progress,
 ) -> Iterator[AnimatedBatch]:
     check_precision(precision)
     if batch_size < 1:
@@ -169,13 +170,13 @@ def _stream(
 
     with torch.inference_mode():
         encoded = model.encode_source(source)
-    reference, kp_reference, kp_all = _resolve_reference(model, encoded.keypoints, driving, motion, batch_size)
+    reference, kp_reference, kp_all = _resolve_reference(model, encoded.keypoints, driving, motion, batch_size, progress)
     source_image = _ordinary(encoded.image)
     kp_source = _ordinary_keypoints(encoded.keypoints)
 
     done = 0
     for frames in batches(driving, batch_size):
-        on_batch_start(done)
+        progress.generated(done)
         with torch.inference_mode():
             frames = frames.to(model.device, model.dtype)
             model.check_images(frames, "driving")
@@ -286,38 +287,108 @@ def frame_count(driving: Driving) -> int | None:
         return None
 
 
+def check_reference(reference: Reference) -> None:
+    """Refuse anything but "first", "best" or a frame index >= 0."""
+    if reference in ("first", "best"):
+        return
+    if isinstance(reference, bool) or not isinstance(reference, int) or reference < 0:
+        raise ValueError(f'reference must be "first", "best" or a frame index >= 0, got {reference!r}')
+
+
+def reference_frame(reference: Reference, kp_source: Keypoints, kp_driving: Keypoints) -> int:
+    """The index of the reference frame among driving keypoints that are all known already
+    (the step-by-step nodes have them in memory): 0 for "first", the frame posed most like
+    the source for "best" (:func:`~fomm_model.keypoints.find_best_frame`), or the index,
+    checked against the number of frames. The streaming pipeline resolves the reference
+    itself, with the same rules, reading the driving frames as it goes."""
+    check_reference(reference)
+    if len(kp_driving) == 0:
+        raise ValueError(NO_FRAMES)
+    if reference == "first":
+        return 0
+    if reference == "best":
+        return find_best_frame(kp_source, kp_driving)
+    if reference >= len(kp_driving):
+        raise _beyond(reference, len(kp_driving))
+    return int(reference)
+
+
+def _beyond(index: int, count: int) -> ValueError:
+    return ValueError(f"reference frame {index} is beyond the last driving frame ({count - 1})")
+
+
+class _Progress:
+    """Counts the pipeline's passes over the driving frames for ``on_progress``: the
+    optional search pass of ``reference="best"`` first, then the generated frames."""
+
+    def __init__(self, callback: ProgressCallback, frames: int | None):
+        self.callback = callback
+        self.frames = frames
+        self.passes = 1
+        self.searched = 0  # frames counted by the search pass
+
+    @property
+    def total(self) -> int | None:
+        return None if self.frames is None else self.frames * self.passes
+
+    def start_search(self) -> None:
+        self.passes = 2
+
+    def search(self, done: int) -> None:
+        self.searched = done
+        self.callback(done, self.total)
+
+    def generated(self, done: int) -> None:
+        self.callback(self.searched + done, self.total)
+
+
 def _resolve_reference(
-    model: FirstOrderModel, kp_source: Keypoints, driving: Driving, motion: MotionOptions, batch_size: int
+    model: FirstOrderModel,
+    kp_source: Keypoints,
+    driving: Driving,
+    motion: MotionOptions,
+    batch_size: int,
+    progress: _Progress,
 ) -> tuple[int, Keypoints | None, Keypoints | None]:
     """(reference index, its keypoints or None when the first batch gives them, keypoints of
-    every frame when a search pass computed them)."""
+    every frame when a search pass computed them). Every batch read here is a progress and
+    cancellation point: the search for "best" runs the keypoint detector over the whole
+    video, and even skipping to an index decodes every frame before it."""
     reference = motion.reference
     if not motion.relative or reference in ("first", 0):
         return 0, None, None
-    if reference != "best" and (isinstance(reference, bool) or not isinstance(reference, int) or reference < 0):
-        raise ValueError(f'reference must be "first", "best" or a frame index >= 0, got {reference!r}')
+    check_reference(reference)
     if not isinstance(driving, Tensor) and iter(driving) is driving:
         raise ValueError(
             f"reference={reference!r} reads the driving frames twice: pass a tensor, a list or a "
             "re-iterable reader (fomm_model.video.read_video), not a one-shot iterator"
         )
     if reference == "best":
-        with torch.inference_mode():
-            found = [model.detect_keypoints(frames) for frames in batches(driving, batch_size)]
+        progress.start_search()
+        found: list[Keypoints] = []
+        searched = 0
+        for frames in batches(driving, batch_size):
+            progress.search(searched)
+            with torch.inference_mode():
+                found.append(model.detect_keypoints(frames))
+            searched += len(frames)
         if not found:
             raise ValueError(NO_FRAMES)
+        progress.search(searched)
         kp_all = Keypoints.cat(found)
-        best = find_best_frame(kp_source, kp_all)
+        best = reference_frame("best", kp_source, kp_all)
         return best, kp_all[best], kp_all
+    known = frame_count(driving)
+    if known and reference >= known:  # say so before reading the video
+        raise _beyond(reference, known)
     seen = 0
     for frames in batches(driving, batch_size):
+        progress.generated(0)
         if reference < seen + len(frames):
             with torch.inference_mode():
                 return reference, model.detect_keypoints(frames[reference - seen : reference - seen + 1]), None
         seen += len(frames)
-    if seen == 0:
-        raise ValueError(NO_FRAMES)
-    raise ValueError(f"reference frame {reference} is beyond the last driving frame ({seen - 1})")
+    raise _beyond(reference, seen) if seen else ValueError(NO_FRAMES)
 
 
 def _ignore_progress(done: int, total: int | None) -> None:

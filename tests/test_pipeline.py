@@ -188,6 +188,55 @@ def test_progress_counts_frames_and_cancels_promptly(model, clip) -> None:
     assert len(got) == 1 and len(pulled) == 2  # stopped inside the first batch, nothing more read
 
 
+class CountingReader:
+    """A re-iterable driving video (like fomm_model.video.VideoReader) that counts the frames read."""
+
+    def __init__(self, frames: torch.Tensor):
+        self.frames = frames
+        self.pulled = 0
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __iter__(self):
+        for frame in self.frames:
+            self.pulled += 1
+            yield frame
+
+
+def test_best_frame_search_is_counted_in_progress(model, clip) -> None:
+    source, driving = clip
+    calls: list[tuple[int, int | None]] = []
+    list(animate_frames(model, source, driving, reference="best", batch_size=3, on_progress=lambda d, t: calls.append((d, t))))
+    total = 2 * len(driving)  # the search pass, then the frames
+    assert {t for _, t in calls} == {total} and calls[-1] == (total, total)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    # one report before each search batch of 3 and one at its end, then the frames from 8 on
+    assert [d for d, _ in calls[:5]] == [0, 3, 6, 8, 8]
+
+
+@pytest.mark.parametrize("reference", ["best", 6])
+def test_cancel_during_the_reference_pass_stops_within_one_batch(model, clip, reference) -> None:
+    source, driving = clip
+    reader = CountingReader(driving)
+
+    class Interrupted(Exception):
+        pass
+
+    calls: list[int] = []
+
+    def cancel_at_second_batch(done: int, total: int | None) -> None:
+        calls.append(done)
+        if len(calls) == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        next(animate_frames(model, source, reader, reference=reference, batch_size=2, on_progress=cancel_at_second_batch))
+    # Cancelled before the second batch of the pass: that batch was read, nothing after it.
+    assert reader.pulled == 4 < len(driving)
+    assert calls == ([0, 2] if reference == "best" else [0, 0])
+
+
 def test_frames_are_ordinary_tensors(model, clip) -> None:
     source, driving = clip
     frame = next(animate_frames(model, source, driving))

@@ -144,7 +144,7 @@ def run_animate(args: argparse.Namespace) -> int:
             options,
             batch_size=args.batch_size,
             precision=args.precision,
-            on_progress=lambda done, _total: bar.update(done - bar.n),
+            on_progress=lambda done, total: _advance(bar, done, total),
             on_batch=on_batch,
             with_deformed=visualization is not None,
         )
@@ -163,6 +163,14 @@ def run_animate(args: argparse.Namespace) -> int:
     if visualization is not None:
         print(f"wrote {args.visualize}")
     return 0
+
+
+def _advance(bar: tqdm, done: int, total: int | None) -> None:
+    """Follow the pipeline's count; its total doubles when a best-frame search pass runs first."""
+    if total is not None and bar.total != total:
+        bar.total = total
+        bar.refresh()
+    bar.update(done - bar.n)
 
 
 def _driving_face_box(driving: VideoReader, quiet: bool) -> Box:
