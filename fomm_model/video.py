@@ -1,8 +1,10 @@
 """Reading stills and videos as float tensors and writing videos, streaming, with OpenCV.
 
-Frames are (3, H, W) float32 RGB tensors in [0, 1], read and written one at a time so
-memory does not depend on the video's length. A "video" is a video file (mp4, mov, webm,
-mkv, avi, gif), a folder of numbered frames, or a still image (a one-frame video). Outputs
+Frames are decoded as (H, W, 3) uint8 RGB arrays (the numpy layer, which the training
+datasets use too) and handed out as (3, H, W) float32 RGB tensors in [0, 1], read and
+written one at a time so memory does not depend on the video's length. A "video" is a
+video file (mp4, mov, webm, mkv, avi, gif), a folder of numbered frames, or a still image
+(a one-frame video). Outputs
 are written under a temporary name next to the target and renamed into place only when
 complete, so an interrupted run never leaves a half-written file under the final name.
 The driving video's audio is copied into the output when an ``ffmpeg`` binary is on the
@@ -11,6 +13,7 @@ PATH; nothing else needs it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -24,6 +27,7 @@ from types import TracebackType
 import cv2
 import numpy as np
 import torch
+from PIL import Image, ImageSequence
 from torch import Tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -46,6 +50,104 @@ class VideoInfo:
     size: tuple[int, int]  # (H, W)
 
 
+# ---------------------------------------------------------------------------- decoding
+# The toolkit's one decoding layer, in numpy: the tensor readers below and the training
+# datasets (fomm_model.training.data) read every frame through it, so frame order, colour
+# order and bit depth are the same everywhere.
+def frame_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files of a folder of frames in natural order (frame2 before frame10);
+    hidden files (such as macOS ``._frame.png`` companions) are not frames."""
+    files = [f for f in Path(folder).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+    return sorted(files, key=lambda f: [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", f.name)])
+
+
+def decode_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; raises :class:`MediaError` naming the file when
+    it cannot be decoded. The bytes are read first, so any path name works."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise MediaError(
+            f"cannot read {path} as an image: the file is empty, damaged or not in a supported format "
+            f"({', '.join(IMAGE_SUFFIXES)})"
+        )
+    return _rgb_uint8(image, path)
+
+
+def decode_video(path: str | os.PathLike, stop: int | None = None) -> Iterator[np.ndarray]:
+    """The frames of a video file as (H, W, 3) uint8 RGB, decoded one at a time; with
+    ``stop``, only the first ``stop`` frames are decoded. Yields nothing for a file that
+    cannot be decoded (the caller says what that means for it). A GIF that OpenCV's
+    FFmpeg cannot decode is read with Pillow."""
+    path = Path(path)
+    decoded = 0
+    capture = cv2.VideoCapture(str(path))
+    try:
+        while stop is None or decoded < stop:
+            ok, image = capture.read()
+            if not ok:
+                break
+            decoded += 1
+            yield _rgb_uint8(image, path)
+    finally:
+        capture.release()
+    if decoded == 0 and path.suffix.lower() == ".gif":
+        yield from itertools.islice(_gif_frames_with_pillow(path), stop)
+
+
+def stated_frame_count(path: str | os.PathLike) -> int | None:
+    """The number of frames a video file's container states, or None when it says nothing."""
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    return count if count > 0 else None
+
+
+def stated_fps(path: str | os.PathLike) -> float | None:
+    """The frame rate a video file states, or None."""
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    return fps if fps and np.isfinite(fps) and fps > 0 else None
+
+
+def _rgb_uint8(image: np.ndarray, path: Path) -> np.ndarray:
+    """An OpenCV-decoded image (grey, grey+alpha, BGR or BGRA; 8 or 16 bit or float) as
+    (H, W, 3) uint8 RGB. Alpha is dropped (FOMM sees colour only); 16-bit values are rounded
+    to the nearest 8-bit value (v / 257), float values are taken as [0, 1]."""
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise MediaError(f"{path}: pixels of type {image.dtype} are not supported; use 8 or 16 bit images")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels in (1, 2):
+        return np.ascontiguousarray(np.repeat(image[:, :, :1], 3, axis=2))
+    if channels in (3, 4):
+        return np.ascontiguousarray(image[:, :, 2::-1])
+    raise MediaError(f"{path}: images with {channels} channels are not supported")
+
+
+def _gif_frames_with_pillow(path: Path) -> Iterator[np.ndarray]:
+    try:
+        with Image.open(path) as image:
+            for frame in ImageSequence.Iterator(image):
+                yield np.asarray(frame.convert("RGB"))
+    except (OSError, ValueError):
+        return
+
+
+def to_tensor(rgb: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
+
+
 # ---------------------------------------------------------------------------- reading
 def is_video_path(path: str | os.PathLike) -> bool:
     path = Path(path)
@@ -57,38 +159,41 @@ def read_image(path: str | os.PathLike) -> Tensor:
     path = Path(path)
     if is_video_path(path):
         raise MediaError(f"{path} is a video; the source must be a still image (png, jpg, webp): export one frame of it")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    image = _decode_image(path)
-    if image is None:
-        raise MediaError(f"cannot read {path} as an image: the file is damaged or not in a supported format (png, jpg, webp)")
-    return _to_tensor(image)
+    return to_tensor(decode_image(path))
 
 
-def read_video(path: str | os.PathLike, fps: float | None = None) -> "VideoReader":
+def read_video(path: str | os.PathLike, fps: float | None = None, max_frames: int | None = None) -> "VideoReader":
     """A re-iterable reader over a video file, a folder of frames or a still image.
 
     ``fps`` overrides the rate the file states (folders and stills have none and get
-    ``fps`` or 25). Raises :class:`MediaError` at once when no frame can be read.
+    ``fps`` or 25). ``max_frames`` reads only the first frames (nothing after them is
+    decoded). Raises :class:`MediaError` at once when no frame can be read.
     """
-    return VideoReader(Path(path), fps)
+    return VideoReader(Path(path), fps, max_frames)
 
 
 class VideoReader:
     """Iterating yields (3, H, W) frames, opening the source afresh each time, so the
     video can be read twice (best-frame search, face boxes) without holding it in memory."""
 
-    def __init__(self, path: Path, fps: float | None = None):
+    def __init__(self, path: Path, fps: float | None = None, max_frames: int | None = None):
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist")
+        if max_frames is not None and max_frames < 1:
+            raise MediaError(f"max_frames must be at least 1, got {max_frames}")
         self.path = path
-        self._frames = _frame_files(path) if path.is_dir() else None
+        self.max_frames = max_frames
+        self._frames = frame_files(path) if path.is_dir() else None
         if self._frames is not None and not self._frames:
             raise MediaError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)}): nothing to animate")
         first = next(iter(self), None)
         if first is None:
             raise MediaError(f"no frames could be read from {path}: the video is empty, damaged or in an unsupported format")
-        self.info = VideoInfo(fps=fps or self._stated_fps() or DEFAULT_FPS, frame_count=self._count(), size=tuple(first.shape[-2:]))
+        count = self._count()
+        if count is not None and max_frames is not None:
+            count = min(count, max_frames)
+        stated = None if self._frames is not None or self.is_still else stated_fps(path)
+        self.info = VideoInfo(fps=fps or stated or DEFAULT_FPS, frame_count=count, size=tuple(first.shape[-2:]))
 
     @property
     def is_still(self) -> bool:
@@ -100,71 +205,24 @@ class VideoReader:
         return self.info.frame_count
 
     def __iter__(self) -> Iterator[Tensor]:
-        if self._frames is not None:
-            for file in self._frames:
-                image = _decode_image(file)
-                if image is None:
-                    raise MediaError(f"cannot read frame {file} as an image: the file is damaged or not an image")
-                yield _to_tensor(image)
-            return
-        if self.path.suffix.lower() in IMAGE_SUFFIXES:
-            yield read_image(self.path)
-            return
-        capture = cv2.VideoCapture(str(self.path))
-        try:
-            while True:
-                ok, image = capture.read()
-                if not ok:
-                    return
-                yield _to_tensor(image)
-        finally:
-            capture.release()
+        return (to_tensor(image) for image in self._decode())
 
-    def _stated_fps(self) -> float | None:
-        if self._frames is not None or self.is_still:
-            return None
-        capture = cv2.VideoCapture(str(self.path))
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        capture.release()
-        return fps if fps and np.isfinite(fps) and fps > 0 else None
+    def _decode(self) -> Iterator[np.ndarray]:
+        if self._frames is not None:
+            for file in self._frames[: self.max_frames]:
+                try:
+                    yield decode_image(file)
+                except MediaError as exc:
+                    raise MediaError(f"frame {file.name} of {self.path}: {exc}") from None
+        elif self.is_still:
+            yield decode_image(self.path)
+        else:
+            yield from decode_video(self.path, self.max_frames)
 
     def _count(self) -> int | None:
         if self._frames is not None:
             return len(self._frames)
-        if self.is_still:
-            return 1
-        capture = cv2.VideoCapture(str(self.path))
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        capture.release()
-        return count if count > 0 else None
-
-
-def _frame_files(folder: Path) -> list[Path]:
-    """Image files of a folder in natural order (frame2 before frame10)."""
-    files = [f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files, key=lambda f: [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", f.name)])
-
-
-def _decode_image(path: Path) -> np.ndarray | None:
-    """BGR uint8 (H, W, 3), or None; reads bytes first so any path name works."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size == 0:
-        return None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        return None
-    if image.dtype == np.uint16:
-        image = (image // 257).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
-
-
-def _to_tensor(bgr: np.ndarray) -> Tensor:
-    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
+        return 1 if self.is_still else stated_frame_count(self.path)
 
 
 def to_bgr_uint8(frame: Tensor) -> np.ndarray:

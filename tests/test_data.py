@@ -22,6 +22,7 @@ from fomm_model.training.data import (
     read_video,
     train_test_split,
 )
+from fomm_model.video import MediaError
 
 
 def make_frames(count: int, height: int = 24, width: int = 32) -> np.ndarray:
@@ -96,13 +97,26 @@ def test_strip_of_non_square_frames_uses_the_frame_shape_aspect(tmp_path):
         read_video(tmp_path / "strip.png", (20, 40))
 
 
+class NoGifCapture:
+    """An OpenCV build whose FFmpeg has no GIF decoder: opens, but yields no frame."""
+
+    def __init__(self, path: str):
+        pass
+
+    def read(self):
+        return False, None
+
+    def release(self) -> None:
+        pass
+
+
 def test_read_gif_with_opencv_and_with_pillow(tmp_path, monkeypatch):
     frames = make_frames(4)
     path = write_gif(tmp_path / "clip.gif", frames)
     video = read_video(path)
     assert video.shape == (4, 24, 32, 3)
     assert [frame_index(f) for f in video] == [0, 1, 2, 3]
-    monkeypatch.setattr(data, "_decode_with_opencv", lambda path: [])
+    monkeypatch.setattr(cv2, "VideoCapture", NoGifCapture)
     np.testing.assert_allclose(read_video(path), video, atol=2 / 255)
 
 
@@ -124,12 +138,28 @@ def test_grey_rgba_and_16_bit_frames_become_rgb_float(tmp_path):
     rgba = np.dstack([make_frames(1)[0], np.full((24, 32), 7, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(folder / "0001.png")
     cv2.imwrite(str(folder / "0002.png"), np.full((24, 32), 65535 // 2, np.uint16))
+    cv2.imwrite(str(folder / "0003.png"), np.full((24, 32), 200 * 257, np.uint16))
     (folder / "notes.txt").write_text("not a frame")
     video = read_video(folder)
-    assert video.shape == (3, 24, 32, 3)
+    assert video.shape == (4, 24, 32, 3)
     np.testing.assert_array_equal(video[0], np.repeat(grey[..., None], 3, -1) / np.float32(255))
     np.testing.assert_array_equal(video[1], make_frames(1)[0] / np.float32(255))  # alpha dropped
-    np.testing.assert_allclose(video[2], 0.5, atol=1e-4)
+    np.testing.assert_allclose(video[2], 0.5, atol=0.5 / 255)  # 16 bit rounds to the nearest 8-bit value
+    np.testing.assert_array_equal(video[3], np.float32(200) / 255)  # as fomm_model.video reads it
+
+
+def test_frame_folders_are_in_natural_order_like_the_animation_reader(tmp_path):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for t, frame in enumerate(make_frames(4)):
+        Image.fromarray(frame).save(folder / f"f{t * 5}.png")  # f0, f5, f10, f15: text order differs
+    Image.fromarray(make_frames(1)[0]).save(folder / "._f7.png")  # a hidden companion file, not a frame
+    video = read_video(folder)
+    assert [frame_index(f) for f in video] == [0, 1, 2, 3]
+    from fomm_model.video import read_video as read_for_animation
+
+    as_tensors = np.stack([frame.permute(1, 2, 0).numpy() for frame in read_for_animation(folder)])
+    np.testing.assert_array_equal(video, as_tensors)
 
 
 def test_frames_are_resized_to_the_frame_shape(tmp_path):
@@ -143,14 +173,14 @@ def test_frames_are_resized_to_the_frame_shape(tmp_path):
     [
         (lambda p: (p / "empty").mkdir() or p / "empty", "no image frames"),
         (lambda p: (p / "broken.mp4").write_bytes(b"\x00garbage" * 50) and p / "broken.mp4", "no frames could be decoded"),
-        (lambda p: (p / "broken.png").write_bytes(b"not a png") and p / "broken.png", "cannot decode|can decode"),
+        (lambda p: (p / "broken.png").write_bytes(b"not a png") and p / "broken.png", "cannot read .* as an image"),
         (lambda p: (p / "clip.txt").write_text("hello") and p / "clip.txt", "unsupported format .txt"),
         (lambda p: p / "missing.mp4", "no such file"),
     ],
 )
 def test_unreadable_videos_raise_an_error_naming_them(tmp_path, make, message):
     path = make(tmp_path)
-    with pytest.raises(VideoReadError, match=message) as info:
+    with pytest.raises(MediaError, match=message) as info:
         read_video(path)
     assert path.name in str(info.value)
 
@@ -199,10 +229,37 @@ def test_training_frames_are_drawn_with_replacement_in_order(split_root):
 def test_folder_items_read_only_the_two_frames(split_root, monkeypatch):
     train = FramesDataset(params(split_root), is_train=True)
     reads: list[Path] = []
-    original = data.read_image
-    monkeypatch.setattr(data, "read_image", lambda path: reads.append(Path(path)) or original(path))
+    original = data.decode_image
+    monkeypatch.setattr(data, "decode_image", lambda path: reads.append(Path(path)) or original(path))
     train[0]
     assert len(reads) == 2 and all(p.parent.name == "a" for p in reads)
+
+
+def test_video_file_items_decode_only_up_to_the_later_frame(tmp_path, monkeypatch):
+    """A training item of a video file decodes frames up to the later of its two indices
+    (the frame count comes from probing), one at a time in uint8."""
+    (tmp_path / "train").mkdir()
+    write_movie(tmp_path / "train" / "clip.mp4", make_frames(12, 48, 64))
+    write_folder(tmp_path / "test" / "t", make_frames(2))
+    train = FramesDataset(params(tmp_path), is_train=True)
+    assert train.videos[0].frame_count == 12
+    decoded: list[np.ndarray] = []
+    original = data.decode_video
+
+    def counting(path, stop=None):
+        for frame in original(path, stop):
+            decoded.append(frame)
+            yield frame
+
+    monkeypatch.setattr(data, "decode_video", counting)
+    counts = []
+    for draw in range(30):
+        decoded.clear()
+        item = train.item(0, draw)
+        later = frame_index(item["driving"].permute(1, 2, 0).numpy())
+        assert len(decoded) == later + 1 and all(f.dtype == np.uint8 for f in decoded)
+        counts.append(len(decoded))
+    assert min(counts) < 12 and max(counts) <= 12  # most items stop before the end
 
 
 def test_items_are_deterministic_per_seed_epoch_and_draw(split_root):

@@ -25,77 +25,52 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageSequence
+from PIL import Image
 from torch.utils.data import Dataset
 
+from ..video import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    MediaError,
+    decode_image,
+    decode_video,
+    frame_files,
+    stated_frame_count,
+)
 from .augmentation import Augmentation
 from .config import DatasetParams
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# A strip is a layout, not a format: frames side by side in one image (the original's .png videos).
 STRIP_SUFFIXES = (".png", ".jpg", ".jpeg")
-VIDEO_SUFFIXES = (".gif", ".mp4", ".mov", ".avi", ".mkv", ".webm")
 
 
-class VideoReadError(ValueError):
-    """A video that cannot be read; the message names the file and the reason."""
+class VideoReadError(MediaError):
+    """A video or dataset that cannot be used; the message names the file and the reason.
+    (Decoding failures are :class:`~fomm_model.video.MediaError`, its base class.)"""
 
 
 # ----------------------------------------------------------------------------- reading
-def _to_rgb_float(image: np.ndarray, source: str) -> np.ndarray:
-    """Grey, grey+alpha, RGB or RGBA (8 or 16 bit) -> RGB float32 in [0, 1]; alpha is dropped
-    (as in the original)."""
-    if image.dtype == np.uint8:
-        scaled = image.astype(np.float32) / 255
-    elif image.dtype == np.uint16:
-        scaled = image.astype(np.float32) / 65535
-    elif image.dtype in (np.float32, np.float64):
-        scaled = np.clip(image, 0, 1).astype(np.float32)
-    else:
-        raise VideoReadError(f"{source}: unsupported pixel type {image.dtype}")
-    if scaled.ndim == 2:
-        scaled = scaled[..., None]
-    channels = scaled.shape[-1]
-    if channels in (1, 2):
-        return np.repeat(scaled[..., :1], 3, axis=-1)
-    if channels in (3, 4):
-        return np.ascontiguousarray(scaled[..., :3])
-    raise VideoReadError(f"{source}: images with {channels} channels are not supported")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """One image file as (H, W, 3) float32 RGB in [0, 1]."""
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None:
-        raise VideoReadError(f"{path}: no such file")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise VideoReadError(f"{path}: not an image OpenCV can decode (empty or corrupt file?)")
-    if image.ndim == 3 and image.shape[-1] >= 3:
-        order = [2, 1, 0, 3][: image.shape[-1]]  # OpenCV decodes BGR(A)
-        image = image[..., order]
-    return _to_rgb_float(image, str(path))
-
-
-def frame_files(folder: str | Path) -> list[Path]:
-    """The frames of a folder-of-frames video: its image files, sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-
-
-def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(T, h, w, 3) -> (T, H, W, 3): area averaging when shrinking, bilinear when enlarging."""
+# Frames are decoded by fomm_model.video (uint8 RGB, one at a time) and resized as they come,
+# so memory holds frames at the training size, never a whole video at its own resolution.
+def resize_frame(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """(h, w, 3) -> (H, W, 3): area averaging when shrinking, bilinear when enlarging."""
+    if size is None or frame.shape[:2] == tuple(size):
+        return frame
     height, width = size
-    if frames.shape[1:3] == (height, width):
-        return frames
-    shrink = height * width < frames.shape[1] * frames.shape[2]
-    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(f, (width, height), interpolation=interpolation) for f in frames])
+    shrink = height * width < frame.shape[0] * frame.shape[1]
+    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def _split_strip(image: np.ndarray, frame_shape: tuple[int, int] | None, source: str) -> np.ndarray:
-    """A horizontal strip -> (T, h, h*W/H, 3) frames; each frame has ``frame_shape``'s aspect
-    ratio at the strip's height (square frames when no shape is given)."""
+def to_float(frames: np.ndarray) -> np.ndarray:
+    """uint8 frames -> float32 in [0, 1]."""
+    return frames.astype(np.float32) / np.float32(255)
+
+
+def _split_strip(image: np.ndarray, frame_shape: tuple[int, int] | None, source: str) -> list[np.ndarray]:
+    """A horizontal strip -> frames; each frame has ``frame_shape``'s aspect ratio at the
+    strip's height (square frames when no shape is given)."""
     height, width = image.shape[:2]
     aspect = frame_shape[1] / frame_shape[0] if frame_shape else 1.0
     frame_width = max(1, round(height * aspect))
@@ -104,66 +79,59 @@ def _split_strip(image: np.ndarray, frame_shape: tuple[int, int] | None, source:
             f"{source}: a strip {width} pixels wide does not split into frames {frame_width} pixels wide "
             f"(frames are as tall as the strip, with the frame_shape aspect ratio)"
         )
-    count = width // frame_width
-    return np.stack([image[:, i * frame_width : (i + 1) * frame_width] for i in range(count)])
+    return [image[:, i : i + frame_width] for i in range(0, width, frame_width)]
 
 
-def _decode_with_opencv(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames: list[np.ndarray] = []
-    try:
-        while capture.isOpened():
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(_to_rgb_float(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3 else frame, str(path)))
-    finally:
-        capture.release()
-    return frames
+def _kind(path: Path) -> str:
+    """"folder", "strip" or "video"; anything else is an error that lists what works."""
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise VideoReadError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix in STRIP_SUFFIXES:
+        return "strip"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise VideoReadError(
+        f"{path}: unsupported format {suffix or '(no extension)'}; use a folder of frames, "
+        f"a {'/'.join(STRIP_SUFFIXES)} strip or a {'/'.join(VIDEO_SUFFIXES)} video"
+    )
 
 
-def _decode_gif_with_pillow(path: Path) -> list[np.ndarray]:
-    try:
-        with Image.open(path) as image:
-            return [_to_rgb_float(np.asarray(frame.convert("RGB")), str(path)) for frame in ImageSequence.Iterator(image)]
-    except (OSError, ValueError) as exc:
-        raise VideoReadError(f"{path}: not a GIF Pillow can decode ({exc})") from None
+def _folder_frames(path: Path) -> list[Path]:
+    files = frame_files(path)
+    if not files:
+        raise VideoReadError(f"{path}: the folder holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _undecodable(path: Path) -> VideoReadError:
+    return VideoReadError(f"{path}: no frames could be decoded (corrupt, empty, or a codec OpenCV's FFmpeg lacks)")
 
 
 def read_video(path: str | Path, frame_shape: Sequence[int] | None = None) -> np.ndarray:
     """Read a video as (T, H, W, 3) float32 RGB in [0, 1].
 
-    ``frame_shape`` is (H, W) or (H, W, C); frames of another size are resized to it (area
-    averaging when shrinking). Without it, frames keep their size. Raises
-    :class:`VideoReadError` naming the file and the reason when it cannot be read.
+    ``frame_shape`` is (H, W) or (H, W, C); frames of another size are resized to it as
+    they are decoded (area averaging when shrinking). Without it, frames keep their size.
+    Raises :class:`~fomm_model.video.MediaError` naming the file and the reason when it
+    cannot be read.
     """
     path = Path(path)
     shape = (int(frame_shape[0]), int(frame_shape[1])) if frame_shape is not None else None
-    if path.is_dir():
-        files = frame_files(path)
-        if not files:
-            raise VideoReadError(f"{path}: the folder holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
-        frames = [read_image(f) for f in files]
-        if shape is None and len({f.shape for f in frames}) > 1:
+    kind = _kind(path)
+    if kind == "folder":
+        frames = [resize_frame(decode_image(file), shape) for file in _folder_frames(path)]
+        if len({f.shape for f in frames}) > 1:
             raise VideoReadError(f"{path}: frames differ in size; give a frame_shape to resize them")
-        video = np.stack([resize_frames(f[None], shape)[0] if shape else f for f in frames])
-    elif not path.exists():
-        raise VideoReadError(f"{path}: no such file or folder")
-    elif path.suffix.lower() in STRIP_SUFFIXES:
-        video = _split_strip(read_image(path), shape, str(path))
-    elif path.suffix.lower() in VIDEO_SUFFIXES:
-        decoded = _decode_with_opencv(path)
-        if not decoded and path.suffix.lower() == ".gif":
-            decoded = _decode_gif_with_pillow(path)
-        if not decoded:
-            raise VideoReadError(f"{path}: no frames could be decoded (corrupt, empty, or a codec OpenCV's FFmpeg lacks)")
-        video = np.stack(decoded)
+    elif kind == "strip":
+        frames = [resize_frame(f, shape) for f in _split_strip(decode_image(path), shape, str(path))]
     else:
-        raise VideoReadError(
-            f"{path}: unsupported format {path.suffix or '(no extension)'}; use a folder of frames, "
-            f"a {'/'.join(STRIP_SUFFIXES)} strip or a {'/'.join(VIDEO_SUFFIXES)} video"
-        )
-    return resize_frames(video, shape) if shape else video
+        frames = [resize_frame(f, shape) for f in decode_video(path)]
+        if not frames:
+            raise _undecodable(path)
+    return to_float(np.stack(frames))
 
 
 # ----------------------------------------------------------------------------- probing
@@ -173,7 +141,8 @@ class VideoInfo:
 
     path: Path
     frame_size: tuple[int, int]  # (H, W) of its first frame as stored
-    frames: tuple[Path, ...] = ()  # for folders of frames: the frame files, sorted
+    frame_count: int
+    frames: tuple[Path, ...] = ()  # for folders of frames: the frame files, in order
 
     @property
     def name(self) -> str:
@@ -181,39 +150,30 @@ class VideoInfo:
 
 
 def probe_video(path: Path, frame_shape: tuple[int, int]) -> VideoInfo:
-    """Check that a video can be read (its first frame decodes) and return its size.
+    """Check that a video can be read (its first frame decodes) and return its size and
+    frame count.
 
-    Folders and strips are checked from the image header; video files decode one frame.
+    Folders are checked from the first frame's image header and strips decoded; video files
+    decode one frame and take the count their container states (counting by decoding only
+    when it states none).
     """
-    if path.is_dir():
-        files = frame_files(path)
-        if not files:
-            raise VideoReadError(f"{path}: the folder holds no image frames")
+    kind = _kind(path)
+    if kind == "folder":
+        files = _folder_frames(path)
         try:
             with Image.open(files[0]) as image:
                 width, height = image.size
         except (OSError, ValueError):
-            height, width = read_image(files[0]).shape[:2]
-        return VideoInfo(path, (height, width), tuple(files))
-    suffix = path.suffix.lower()
-    if suffix in STRIP_SUFFIXES:
-        image = read_image(path)
-        frames = _split_strip(image, frame_shape, str(path))
-        return VideoInfo(path, frames.shape[1:3])
-    if suffix in VIDEO_SUFFIXES:
-        capture = cv2.VideoCapture(str(path))
-        try:
-            ok, frame = capture.read()
-        finally:
-            capture.release()
-        if ok:
-            return VideoInfo(path, frame.shape[:2])
-        if suffix == ".gif":
-            first = _decode_gif_with_pillow(path)
-            if first:
-                return VideoInfo(path, first[0].shape[:2])
-        raise VideoReadError(f"{path}: no frames could be decoded (corrupt, empty, or a codec OpenCV's FFmpeg lacks)")
-    raise VideoReadError(f"{path}: unsupported format {suffix or '(no extension)'}")
+            height, width = decode_image(files[0]).shape[:2]
+        return VideoInfo(path, (height, width), len(files), tuple(files))
+    if kind == "strip":
+        frames = _split_strip(decode_image(path), frame_shape, str(path))
+        return VideoInfo(path, frames[0].shape[:2], len(frames))
+    first = next(decode_video(path, stop=1), None)
+    if first is None:
+        raise _undecodable(path)
+    count = stated_frame_count(path) or sum(1 for _ in decode_video(path))
+    return VideoInfo(path, first.shape[:2], count)
 
 
 def probe_videos(paths: Sequence[Path], frame_shape: tuple[int, int], where: str) -> list[VideoInfo]:
@@ -224,7 +184,7 @@ def probe_videos(paths: Sequence[Path], frame_shape: tuple[int, int], where: str
     for path in paths:
         try:
             readable.append(probe_video(path, frame_shape))
-        except (VideoReadError, OSError) as exc:
+        except (MediaError, OSError) as exc:
             problems.append(str(exc))
     if problems:
         log.warning(
@@ -339,7 +299,7 @@ class FramesDataset(Dataset):
             try:
                 clip = self._two_frames(info, rng)
                 break
-            except VideoReadError as exc:
+            except (MediaError, OSError) as exc:
                 log.warning("%s; this training item uses the next video instead", exc)
         else:
             raise VideoReadError(f"{self.root}: none of the training videos can be read any more")
@@ -351,14 +311,31 @@ class FramesDataset(Dataset):
         }
 
     def _two_frames(self, info: VideoInfo, rng: np.random.Generator) -> list[np.ndarray]:
-        """Two frames drawn uniformly with replacement, in time order; for folders only those
-        two frames are read."""
+        """Two frames drawn uniformly with replacement, in time order, as float32 at the
+        training size. Folders read only those two files; video files are decoded up to the
+        later of the two and nothing after it. When a container states more frames than it
+        holds, a frame beyond the end is replaced by the last one decoded."""
+        chosen = np.sort(rng.integers(info.frame_count, size=2))
         if info.frames:
-            chosen = np.sort(rng.integers(len(info.frames), size=2))
-            return [resize_frames(read_image(info.frames[i])[None], self.frame_shape)[0] for i in chosen]
-        video = read_video(info.path, self.frame_shape)
-        chosen = np.sort(rng.integers(len(video), size=2))
-        return [video[i] for i in chosen]
+            frames = [decode_image(info.frames[i]) for i in chosen]
+        elif info.path.suffix.lower() in STRIP_SUFFIXES:
+            strip = _split_strip(decode_image(info.path), self.frame_shape, str(info.path))
+            frames = [strip[i] for i in chosen]
+        else:
+            frames = self._decode_until(info.path, chosen)
+        return [to_float(resize_frame(frame, self.frame_shape)) for frame in frames]
+
+    @staticmethod
+    def _decode_until(path: Path, chosen: np.ndarray) -> list[np.ndarray]:
+        kept: dict[int, np.ndarray] = {}
+        last: np.ndarray | None = None
+        for index, frame in enumerate(decode_video(path, stop=int(chosen[-1]) + 1)):
+            last = frame
+            if index in chosen:
+                kept[index] = frame
+        if last is None:
+            raise _undecodable(path)
+        return [kept.get(int(i), last) for i in chosen]
 
 
 class DatasetRepeater(Dataset):
