@@ -188,7 +188,10 @@ class VideoReader:
             raise MediaError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)}): nothing to animate")
         first = next(iter(self), None)
         if first is None:
-            raise MediaError(f"no frames could be read from {path}: the video is empty, damaged or in an unsupported format")
+            raise MediaError(
+                f"cannot open {path} as a video: no frames could be read (the file is empty, damaged or in an "
+                "unsupported format)"
+            )
         count = self._count()
         if count is not None and max_frames is not None:
             count = min(count, max_frames)

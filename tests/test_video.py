@@ -91,6 +91,21 @@ def test_reading_streams_one_frame_at_a_time(tmp_path: Path, frames: torch.Tenso
     assert len(list(iterator)) == 5
 
 
+def test_max_frames_reads_only_the_first_frames(tmp_path: Path, frames: torch.Tensor) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(frames):
+        write_image(folder / f"{index}.png", frame)
+    for path in (write_video(tmp_path / "clip.avi", frames), folder):
+        whole = torch.stack(list(read_video(path)))
+        video = read_video(path, max_frames=4)
+        assert len(video) == 4 and torch.equal(torch.stack(list(video)), whole[:4])
+        assert len(list(video)) == 4  # still re-iterable
+        assert len(read_video(path, max_frames=100)) == len(frames)
+    with pytest.raises(MediaError, match="max_frames"):
+        read_video(folder, max_frames=0)
+
+
 def test_unreadable_inputs_are_explained(tmp_path: Path, frames: torch.Tensor) -> None:
     video = write_video(tmp_path / "clip.mp4", frames)
     with pytest.raises(MediaError, match="is a video; the source must be a still image"):

@@ -5,17 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Iterator
 
-import cv2
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ..framing import FIT_MODES
 from ..loading import load_model
 from ..motion_file import compute_motion, write_motion
+from ..video import MediaError, VideoReader, read_image, read_video
 from . import UserError
 
 PROGRESS_STYLES = ("bar", "lines", "none")
@@ -31,14 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the generated frames. Import it in Blender with File > Import > FOMM Motion.",
     )
     parser.add_argument("source", type=Path, help="source image (PNG, JPEG, ...)")
-    parser.add_argument("driving", type=Path, help="driving video (any format OpenCV reads)")
+    parser.add_argument("driving", type=Path, help="driving video (mp4, mov, webm, mkv, avi, gif) or folder of frames")
     parser.add_argument("-o", "--output", type=Path, required=True, help="motion file to write (.json)")
     parser.add_argument("--checkpoint", default="default", help='checkpoint path, or "default" for the embedded model (default)')
     parser.add_argument("--config", help="preset name or YAML config (default: stored in or inferred from the checkpoint)")
     parser.add_argument("--absolute", action="store_true", help="use the driving keypoints as they are instead of relative motion")
     parser.add_argument("--no-relative-jacobian", dest="relative_jacobian", action="store_false", help="in relative mode, keep the driving Jacobians as they are")
     parser.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false", help="in relative mode, do not scale the motion to the source's keypoint spread")
-    parser.add_argument("--reference", default="first", type=_reference, help='driving frame the relative motion starts from: "first" (default) or a 0-based index')
+    parser.add_argument("--reference", default="first", type=_reference, help='driving frame the relative motion starts from: "first" (default), "best" (the frame posed most like the source) or a 0-based index')
     parser.add_argument("--framing", choices=FIT_MODES, default="pad", help="how images are fitted to the model's frame size (default: pad)")
     parser.add_argument("--size", type=_size, help="frame size HxW the model runs at (default: the size it was trained at)")
     parser.add_argument("--fps", type=float, help="frame rate to record (default: the video's)")
@@ -56,10 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be at least 1")
-    source = _read_image(args.source)
-    video = _VideoReader(args.driving, args.max_frames, args.batch_size)
+    if args.fps is not None and not args.fps > 0:
+        raise UserError(f"--fps must be positive, got {args.fps}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    source, video = _read_inputs(args)
     model = load_model(args.checkpoint, config=args.config, device=args.device)
-    with _Progress(args.progress, video.frame_count) as progress:
+    with _Progress(args.progress, video.info.frame_count) as progress:
         motion = compute_motion(
             model,
             source,
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             relative_jacobian=args.relative_jacobian,
             adapt_scale=args.adapt_scale,
             reference=args.reference,
-            fps=args.fps or video.fps,
+            fps=video.info.fps,
             framing=args.framing,
             frame_size=args.size,
             flow=args.flow,
@@ -80,6 +80,19 @@ def run(args: argparse.Namespace) -> int:
     path = write_motion(args.output, motion, embed_image=args.embed_image)
     print(f"wrote {path} ({motion.num_frames} frames, {motion.num_kp} keypoints)")
     return 0
+
+
+def _read_inputs(args: argparse.Namespace) -> tuple[torch.Tensor, VideoReader]:
+    """The source image and a re-iterable reader over the driving frames (at most
+    ``--max-frames``), read by :mod:`fomm_model.video` like every other command."""
+    for path, what in ((args.source, "source image"), (args.driving, "driving video")):
+        if not path.exists():
+            raise UserError(f"{what} {path} not found")
+    try:
+        source = read_image(args.source)
+    except MediaError as exc:
+        raise UserError(f"cannot read source image: {exc}") from None
+    return source, read_video(args.driving, fps=args.fps, max_frames=args.max_frames)
 
 
 class _Progress:
@@ -106,71 +119,16 @@ class _Progress:
             bar.close()
 
 
-class _VideoReader:
-    """Driving frames streamed from a video file with OpenCV, as (N, 3, H, W) float batches.
-
-    Iterating again reads the file again (a reference frame other than the first needs two
-    passes)."""
-
-    def __init__(self, path: Path, max_frames: int | None, batch_size: int):
-        if not path.is_file():
-            raise UserError(f"driving video {path} not found")
-        capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise UserError(f"cannot open {path} as a video: use a video file OpenCV can read (mp4, avi, mov, ...)")
-        self.path = path
-        self.fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.frame_count = min(count, max_frames) if count > 0 and max_frames else (count or max_frames or None)
-        self.max_frames = max_frames
-        self.batch_size = batch_size
-        capture.release()
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        capture = cv2.VideoCapture(str(self.path))
-        read = 0
-        batch: list[np.ndarray] = []
-        try:
-            while self.max_frames is None or read < self.max_frames:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                batch.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                read += 1
-                if len(batch) == self.batch_size:
-                    yield _to_tensor(np.stack(batch))
-                    batch = []
-            if batch:
-                yield _to_tensor(np.stack(batch))
-        finally:
-            capture.release()
-        if read == 0:
-            raise UserError(f"no frames could be read from {self.path}")
-
-
-def _read_image(path: Path) -> torch.Tensor:
-    if not path.is_file():
-        raise UserError(f"source image {path} not found")
-    try:
-        with Image.open(path) as image:
-            pixels = np.array(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UserError(f"cannot read source image {path}: {exc}") from None
-    return _to_tensor(pixels[None])
-
-
-def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
-
-
 def _reference(text: str) -> str | int:
-    if text == "first":
+    if text in ("first", "best"):
         return text
     try:
-        return int(text)
+        index = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f'expected "first" or a frame index, got {text!r}') from None
+        index = -1
+    if index < 0:
+        raise argparse.ArgumentTypeError(f'expected "first", "best" or a frame index >= 0, got {text!r}')
+    return index
 
 
 def _size(text: str) -> tuple[int, int]:
