@@ -43,9 +43,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (UserError, CheckpointError, ConfigError, FileNotFoundError, ValueError) as exc:
+    except (UserError, CheckpointError, ConfigError, ValueError) as exc:
         print(f"fomm {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # missing files, permissions, full disks, a file where a folder should be
+        print(f"fomm {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"fomm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line naming the file and what went wrong ("cannot use out/clip.mp4: Permission
+    denied"), instead of Python's "[Errno 13] ..." form; errors raised with a message of our
+    own (no file name attached) are shown as they are."""
+    if error.filename is None:
+        return str(error)
+    names = f"{error.filename}" + (f" -> {error.filename2}" if error.filename2 is not None else "")
+    return f"cannot use {names}: {error.strerror or error}"
+
