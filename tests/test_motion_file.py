@@ -14,6 +14,7 @@ import fomm_model as fm
 from fomm_model.geometry import make_coordinate_grid
 from fomm_model.motion_file import (
     MotionFormatError,
+    _WeightAverage,
     compute_motion,
     invert_backward_flow,
     pull_back_masks,
@@ -177,17 +178,30 @@ def test_flow_inversion_recovers_a_known_map() -> None:
     assert (again.permute(0, 2, 3, 1) - grid)[interior].abs().max() < 1e-4
 
 
-def test_masks_pull_back_along_each_keypoints_motion() -> None:
-    """At rest nothing changes; keypoint 1 moved right by one grid step reads its mask one step
-    to the right, the background mask stays."""
+def test_masks_pull_back_along_the_flow() -> None:
+    """With the identity flow nothing changes; when every point moved one grid step right,
+    each source point reads the masks one step to its right."""
     masks = torch.softmax(torch.randn(1, 3, 9, 9), dim=1)
-    kp = fm.Keypoints(torch.tensor([[[0.0, 0.0], [0.5, -0.5]]]), torch.eye(2).expand(1, 2, 2, 2).clone())
-    assert torch.allclose(pull_back_masks(masks, kp, kp), masks, atol=1e-6)
-    moved = fm.Keypoints(kp.value + torch.tensor([0.25, 0.0]), kp.jacobian)  # one grid step right...
-    moved.value[0, 0] = kp.value[0, 0]  # ... for keypoint 1 only
-    pulled = pull_back_masks(masks, kp, moved)
-    assert torch.allclose(pulled[:, 0], masks[:, 0])
-    assert torch.allclose(pulled[0, 2, :, :-1], masks[0, 2, :, 1:], atol=1e-6)
+    grid = make_coordinate_grid(9, 9)[None]
+    assert torch.allclose(pull_back_masks(masks, grid), masks, atol=1e-6)
+    moved = grid + torch.tensor([0.25, 0.0])
+    assert torch.allclose(pull_back_masks(masks, moved)[..., :-1], masks[..., 1:], atol=1e-6)
+
+
+def test_weights_average_the_frames_that_show_each_point() -> None:
+    """A frame where a point is hidden (its flow inversion left a residual) does not count
+    for that point; a point hidden in every frame gets the plain average."""
+    first, second = torch.softmax(torch.randn(2, 3, 5, 5), dim=1)
+    residual = torch.zeros(2, 5, 5)
+    residual[1, 2, 2] = 0.3  # point (2, 2) hidden in the second frame
+    residual[:, 4, 4] = 0.3  # point (4, 4) hidden in both
+    average = _WeightAverage()
+    average.add(torch.stack([first, second]), residual)
+    weights = average.result()
+    assert torch.allclose(weights.sum(0), torch.ones(5, 5), atol=1e-6)
+    assert torch.allclose(weights[:, 2, 2], first[:, 2, 2], atol=1e-6)
+    assert torch.allclose(weights[:, 0, 0], (first[:, 0, 0] + second[:, 0, 0]) / 2, atol=1e-6)
+    assert torch.allclose(weights[:, 4, 4], (first[:, 4, 4] + second[:, 4, 4]) / 2, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------ validation
