@@ -181,16 +181,25 @@ class FirstOrderModel(nn.Module):
         return self.generator.dense_motion_network(source.to(device, dtype), kp_driving.to(device, dtype), kp_source)
 
     @torch.no_grad()
-    def render(self, source: Tensor, deformation: Tensor, occlusion_map: Tensor | None = None) -> Tensor:
+    def render(
+        self, source: Tensor | EncodedSource, deformation: Tensor, occlusion_map: Tensor | None = None
+    ) -> Tensor:
         """Generate frames from a dense flow: warp the source's features, mask what is
-        occluded, decode. ``generate`` = ``dense_motion`` + ``render``."""
-        self.check_images(source, "source")
+        occluded, decode. ``generate`` = ``dense_motion`` + ``render``.
+
+        ``source`` is the image (N, C, H, W), or what :meth:`encode_source` made of it:
+        rendering a long flow chunk by chunk then encodes the source once, not per chunk.
+        """
         if deformation.ndim != 4 or deformation.shape[-1] != 2:
             raise ValueError(f"deformation must be (N, h, w, 2), got {tuple(deformation.shape)}")
         if self.config.generator.estimate_occlusion_map and occlusion_map is None:
             raise ValueError("this model was trained with an occlusion map: pass the one from dense_motion")
         device, dtype = self.device, self.dtype
-        features = self.generator.encode(source.to(device, dtype))
+        if isinstance(source, EncodedSource):
+            features = source.features.to(device, dtype)
+        else:
+            self.check_images(source, "source")
+            features = self.generator.encode(source.to(device, dtype))
         occlusion = None if occlusion_map is None else occlusion_map.to(device, dtype)
         return self.generator.decode(self.generator.warp_features(features, deformation.to(device, dtype), occlusion))
 

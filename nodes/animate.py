@@ -7,10 +7,10 @@ from comfy_api.latest import io
 from torch import Tensor
 
 from fomm_model.framing import fit as fit_frames
-from fomm_model.pipeline import MotionOptions, animate_batches
+from fomm_model.pipeline import animate_batches
 
-from .options import MODEL_TOOLTIP, batch_size_input, fit_input, motion_inputs, pipeline_reference
-from .runtime import FrameProgress, driving_chunks, first_image, image_batch, to_comfy_image, use_model
+from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, motion_inputs
+from .runtime import prepare_run, to_comfy_image
 from .types import FommModel, LoadedModel
 
 
@@ -49,22 +49,14 @@ class Animate(io.ComfyNode):
         reference_index: int,
         batch_size: int,
     ) -> io.NodeOutput:
-        source_fitted, framing = fit_frames(first_image(source, "source"), model.frame_size, fit)  # type: ignore[arg-type]
-        image_batch(driving[:1], "driving")
-        total = driving.shape[0]
-        options = MotionOptions(
-            relative=relative,
-            relative_jacobian=relative_jacobian,
-            adapt_scale=adapt_scale,
-            reference=pipeline_reference(reference, reference_index, total, relative),
-        )
-        fomm = use_model(model)
-        progress = FrameProgress(total)
+        motion = MotionInputs(relative, relative_jacobian, adapt_scale, reference, reference_index)
+        run = prepare_run(model, source, driving, motion, batch_size, fit_mode=fit)
+        source_fitted, framing = fit_frames(run.source, model.frame_size, fit)  # type: ignore[arg-type]
         frames = [
             to_comfy_image(framing.restore(batch.prediction.float().cpu()))
             for batch in animate_batches(
-                fomm, source_fitted, driving_chunks(driving, batch_size, model.frame_size, fit), options,
-                batch_size=batch_size, precision=model.precision, on_progress=progress.update,
+                run.fomm, source_fitted, run.driving, run.motion,
+                batch_size=batch_size, precision=model.precision, on_progress=run.progress.update,
             )
         ]
         return io.NodeOutput(torch.cat(frames))

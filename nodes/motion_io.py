@@ -13,11 +13,14 @@ from torch import Tensor
 from fomm_model.framing import fit
 from fomm_model.motion_file import MotionFormatError, compute_motion, read_motion, write_motion
 
-from .options import MODEL_TOOLTIP, batch_size_input, fit_input, motion_inputs, pipeline_reference
-from .runtime import FrameProgress, driving_chunks, first_image, image_batch, to_comfy_image, use_model
+from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, motion_inputs
+from .runtime import prepare_run, to_comfy_image
 from .types import FommModel, FommMotion, KeypointSet, LoadedModel, MotionData
 
-MOTION_SUFFIX = ".json"
+# Motion files are named *.fomm.json here, by the Blender add-on and in the docs, so the list
+# below is not filled with workflows and other JSON files.
+MOTION_SUFFIX = ".fomm.json"
+NO_MOTION_FILE = "(no motion file found)"
 
 
 class SaveMotion(io.ComfyNode):
@@ -69,17 +72,14 @@ class SaveMotion(io.ComfyNode):
     ) -> io.NodeOutput:
         import folder_paths
 
-        source_batch = first_image(source, "source")
-        image_batch(driving[:1], "driving")
-        total = driving.shape[0]
-        chosen = pipeline_reference(reference, reference_index, total, relative)
-        fomm = use_model(model)
-        progress = FrameProgress(total)
+        transfer = MotionInputs(relative, relative_jacobian, adapt_scale, reference, reference_index)
+        run = prepare_run(model, source, driving, transfer, batch_size)
         motion = compute_motion(
-            fomm, source_batch, driving_chunks(driving, batch_size),
-            relative=relative, relative_jacobian=relative_jacobian, adapt_scale=adapt_scale, reference=chosen,
+            run.fomm, run.source, run.driving,
+            relative=run.motion.relative, relative_jacobian=run.motion.relative_jacobian,
+            adapt_scale=run.motion.adapt_scale, reference=run.motion.reference,
             fps=fps, framing=fit, flow=include_flow, frames=include_frames, batch_size=batch_size,
-            progress=lambda stage, done, count: progress.update(done, count),
+            progress=lambda stage, done, count: run.progress.update(done, count),
         )
         output_dir = folder_paths.get_output_directory()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
@@ -102,7 +102,7 @@ class LoadMotion(io.ComfyNode):
                 io.Combo.Input(
                     "motion_file",
                     options=motion_files(),
-                    tooltip="Motion files (.json) in ComfyUI's input and output folders.",
+                    tooltip="Motion files (*.fomm.json) in ComfyUI's input and output folders and their subfolders.",
                 ),
             ],
             outputs=[
@@ -135,20 +135,63 @@ class LoadMotion(io.ComfyNode):
 
 
 def motion_files() -> list[str]:
-    """``*.json`` files under the input folder, and under the output folder as ``name [output]``."""
+    """``*.fomm.json`` files under the input folder, and under the output folder as ``name [output]``."""
     import folder_paths
 
-    found = []
-    for root, annotation in ((folder_paths.get_input_directory(), ""), (folder_paths.get_output_directory(), " [output]")):
-        for folder, _, files in os.walk(root):
-            for file in files:
-                if file.endswith(MOTION_SUFFIX):
-                    relative = Path(os.path.relpath(os.path.join(folder, file), root)).as_posix()
-                    found.append(relative + annotation)
-    return sorted(found) or ["(no motion file found)"]
+    found = _MOTION_FILES.under(folder_paths.get_input_directory())
+    found += [f"{name} [output]" for name in _MOTION_FILES.under(folder_paths.get_output_directory())]
+    return sorted(found) or [NO_MOTION_FILE]
 
 
 def motion_path(motion_file: str) -> Path:
+    """The file behind a :func:`motion_files` entry (``[output]`` names are in the output folder)."""
     import folder_paths
 
     return Path(folder_paths.get_annotated_filepath(motion_file))
+
+
+class _MotionFileIndex:
+    """The motion files under a folder, listed again only when a folder below it changed.
+
+    ComfyUI asks for every node's inputs (``/object_info``) on each page load, and the output
+    folder can hold thousands of images: like ComfyUI's own file lists, the result is kept
+    with the modification time of every folder it came from (a file added, removed or
+    renamed changes its folder's time), so an unchanged tree costs one ``stat`` per folder.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[dict[str, int], list[str]]] = {}
+
+    def under(self, root: str) -> list[str]:
+        """Paths relative to ``root`` (forward slashes) of the motion files below it."""
+        cached = self._cache.get(root)
+        if cached is not None and all(_mtime(folder) == mtime for folder, mtime in cached[0].items()):
+            return list(cached[1])
+        folders: dict[str, int] = {}
+        files: list[str] = []
+        pending = [root]
+        while pending:
+            folder = pending.pop()
+            mtime = _mtime(folder)  # before listing: a change during the listing is seen next time
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            folders[folder] = mtime
+            for entry in entries:
+                if entry.is_dir():
+                    pending.append(entry.path)
+                elif entry.name.endswith(MOTION_SUFFIX):
+                    files.append(Path(os.path.relpath(entry.path, root)).as_posix())
+        self._cache[root] = (folders, files)
+        return list(files)
+
+
+def _mtime(folder: str) -> int:
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return -1
+
+
+_MOTION_FILES = _MotionFileIndex()

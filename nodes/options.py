@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from comfy_api.latest import io
 
 from fomm_model import Keypoints
-from fomm_model.keypoints import find_best_frame
 from fomm_model.framing import FIT_MODES
+from fomm_model.pipeline import MotionOptions, Reference, reference_frame
 
 REFERENCE_FIRST = "first"
 REFERENCE_INDEX = "index"
@@ -16,6 +18,7 @@ MODEL_TOOLTIP = "From FOMM Load Model; use the same model for every step."
 
 
 def fit_input(name: str = "fit") -> io.Combo.Input:
+    """How an image of any size is brought to the model's frame size (``fomm_model.framing.fit``)."""
     return io.Combo.Input(
         name,
         options=list(FIT_MODES),
@@ -27,6 +30,7 @@ def fit_input(name: str = "fit") -> io.Combo.Input:
 
 
 def batch_size_input() -> io.Int.Input:
+    """Frames per model call: the memory/speed trade-off, and how often Cancel is noticed."""
     return io.Int.Input(
         "batch_size",
         default=8,
@@ -74,32 +78,42 @@ def motion_inputs() -> list[io.Input]:
     ]
 
 
-def pipeline_reference(reference: str, reference_index: int, total: int, relative: bool) -> str | int:
-    """The ``reference`` argument of ``fomm_model.pipeline`` for these inputs, checked early."""
-    if reference == REFERENCE_FIRST:
-        return "first"
-    if reference == REFERENCE_CLOSEST:
-        return "best"
-    if reference != REFERENCE_INDEX:
-        raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
-    if relative and not 0 <= reference_index < total:
-        raise ValueError(
-            f"reference_index {reference_index} is outside the driving video's {total} frames (0 to {total - 1})"
-        )
-    return reference_index
+@dataclass(frozen=True)
+class MotionInputs:
+    """The values of the :func:`motion_inputs` widgets, as a node receives them.
 
+    The reference frame is resolved by ``fomm_model.pipeline`` (the same rules for the
+    streaming nodes and for keypoints already in memory); this class only maps the widgets
+    onto its ``reference`` and checks the index early, in the widgets' own words.
+    """
 
-def reference_frame(reference: str, reference_index: int, kp_source: Keypoints, kp_driving: Keypoints) -> int:
-    """The reference driving frame chosen by the ``reference``/``reference_index`` inputs."""
-    count = len(kp_driving)
-    if reference == REFERENCE_FIRST:
-        return 0
-    if reference == REFERENCE_INDEX:
-        if not 0 <= reference_index < count:
+    relative: bool
+    relative_jacobian: bool
+    adapt_scale: bool
+    reference: str
+    reference_index: int
+
+    def options(self, frames: int) -> MotionOptions:
+        """The library's motion options for a driving video of ``frames`` frames."""
+        return MotionOptions(self.relative, self.relative_jacobian, self.adapt_scale, self._reference(frames))
+
+    def reference_frame(self, kp_source: Keypoints, kp_driving: Keypoints) -> int:
+        """The reference frame's index among driving keypoints already detected (0 in
+        absolute mode, which has no reference frame, as in ``fomm_model.pipeline``)."""
+        if not self.relative:
+            return 0
+        return reference_frame(self._reference(len(kp_driving)), kp_source, kp_driving)
+
+    def _reference(self, frames: int) -> Reference:
+        if self.reference == REFERENCE_FIRST:
+            return "first"
+        if self.reference == REFERENCE_CLOSEST:
+            return "best"
+        if self.reference != REFERENCE_INDEX:
+            raise ValueError(f"unknown reference {self.reference!r}; choose one of {', '.join(REFERENCES)}")
+        if self.relative and not 0 <= self.reference_index < frames:
             raise ValueError(
-                f"reference_index {reference_index} is outside the driving video's {count} frames (0 to {count - 1})"
+                f"reference_index {self.reference_index} is outside the driving video's {frames} frames "
+                f"(0 to {frames - 1})"
             )
-        return reference_index
-    if reference == REFERENCE_CLOSEST:
-        return int(find_best_frame(kp_source, kp_driving))
-    raise ValueError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
+        return self.reference_index

@@ -9,6 +9,7 @@ initialises a device.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -17,8 +18,9 @@ from torch import Tensor
 
 from fomm_model import FirstOrderModel
 from fomm_model.framing import Framing, fit, resize
-from fomm_model.pipeline import MappedFrames, map_frames
+from fomm_model.pipeline import MappedFrames, MotionOptions, map_frames
 
+from .options import MotionInputs
 from .types import LoadedModel
 
 log = logging.getLogger("comfyui-fomm")
@@ -57,11 +59,14 @@ class FrameProgress:
         self.bar = comfy.utils.ProgressBar(total)
 
     def check_cancelled(self) -> None:
+        """Raise ComfyUI's interruption if the user pressed Cancel."""
         import comfy.model_management
 
         comfy.model_management.throw_exception_if_processing_interrupted()
 
     def update(self, done: int, total: int | None = None) -> None:
+        """Honour Cancel, then show ``done`` of ``total`` (which may change: a reference
+        search pass doubles the work; see ``fomm_model.pipeline.animate_frames``)."""
         self.check_cancelled()
         if total is not None:
             self.total = total
@@ -114,6 +119,36 @@ def driving_chunks(
         return frames if fit_to is None else fit(frames, fit_to, mode)[0]  # type: ignore[arg-type]
 
     return map_frames(images, prepare, batch_size)
+
+
+@dataclass(frozen=True)
+class DrivenRun:
+    """What FOMM Animate and FOMM Save Motion both start from, checked before any work."""
+
+    fomm: FirstOrderModel  # on ComfyUI's device
+    source: Tensor  # (1, 3, H, W): the first image of the source batch, at its own size
+    driving: MappedFrames  # the driving IMAGE batch as (n, 3, H, W) chunks, converted as consumed
+    motion: MotionOptions
+    progress: FrameProgress
+
+
+def prepare_run(
+    model: LoadedModel, source: Tensor, driving: Tensor, motion: MotionInputs, batch_size: int, fit_mode: str | None = None
+) -> DrivenRun:
+    """Check the source, the driving batch and the motion inputs, load the model and start
+    the progress bar. ``fit_mode``: fit the driving chunks to the model's frame size this way
+    as they are read (None: leave them at their size, for a library call that fits them)."""
+    source_image = first_image(source, "source")
+    image_batch(driving[:1], "driving")  # validates the batch before any work
+    options = motion.options(driving.shape[0])
+    fit_to = None if fit_mode is None else model.frame_size
+    return DrivenRun(
+        fomm=use_model(model),
+        source=source_image,
+        driving=driving_chunks(driving, batch_size, fit_to, fit_mode or "pad"),
+        motion=options,
+        progress=FrameProgress(driving.shape[0]),
+    )
 
 
 def first_image(image: Tensor, name: str) -> Tensor:

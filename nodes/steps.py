@@ -15,7 +15,7 @@ from fomm_model import Keypoints, normalize_keypoints
 from fomm_model.framing import fit as fit_frames
 from fomm_model.framing import resize
 
-from .options import MODEL_TOOLTIP, batch_size_input, fit_input, motion_inputs, reference_frame
+from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, motion_inputs
 from .runtime import (
     FrameProgress,
     check_same_model,
@@ -111,8 +111,9 @@ class EstimateMotion(io.ComfyNode):
                 f"the source has {kp_source.num_kp} keypoints and the driving frames {kp_driving.num_kp}: "
                 "they were detected by different models"
             )
-        # absolute motion has no reference frame (as in fomm_model.pipeline)
-        ref = reference_frame(reference, reference_index, kp_source, kp_driving) if relative else 0
+        ref = MotionInputs(relative, relative_jacobian, adapt_scale, reference, reference_index).reference_frame(
+            kp_source, kp_driving
+        )
         moved = normalize_keypoints(
             kp_source, kp_driving, kp_driving[ref],
             relative=relative, relative_jacobian=relative_jacobian, adapt_scale=adapt_scale,
@@ -146,8 +147,10 @@ class DenseMotion(io.ComfyNode):
                 ),
                 io.Mask.Output(
                     display_name="keypoint_masks",
-                    tooltip="At the model's frame size, K+1 masks per frame (frame-major: frame t, region k is "
-                    "t*(K+1)+k): region 0 is the still background, region k follows keypoint k.",
+                    tooltip="K+1 masks per frame (frame-major: frame t, region k is t*(K+1)+k): region 0 is the "
+                    "still background, region k follows keypoint k. At the dense motion network's own "
+                    "resolution (a quarter of the model's frame size for the published models, e.g. 64x64 "
+                    "for 256x256), as the model computes them: scale them up where you use them.",
                 ),
             ],
         )
@@ -174,7 +177,7 @@ class DenseMotion(io.ComfyNode):
             if occlusion is not None
             else torch.ones(len(flow), 1, *framing.input_size)
         )
-        region_masks = rearrange(resize(masks, framing.target_size).clamp(0, 1), "n k h w -> (n k) 1 h w")
+        region_masks = rearrange(masks, "n k h w -> (n k) 1 h w")
         return io.NodeOutput(flow, to_comfy_mask(visible), to_comfy_mask(region_masks))
 
 
@@ -210,11 +213,12 @@ class Generate(io.ComfyNode):
         fitted = fit_like(first_image(source, "source"), flow.framing, "the source image")
         visibility = flow.occlusion if occlusion is None else _occlusion_for_flow(occlusion, flow)
         fomm = use_model(model)
+        encoded = fomm.encode_source(fitted)  # once, not per chunk
         progress = FrameProgress(len(flow))
         frames = []
         for part in chunks(len(flow), batch_size, progress):
             maps = None if visibility is None else visibility[part] if len(visibility) > 1 else visibility
-            rendered = fomm.render(fitted, flow.deformation[part], maps)
+            rendered = fomm.render(encoded, flow.deformation[part], maps)
             frames.append(to_comfy_image(flow.framing.restore(rendered.float().cpu())))
         return io.NodeOutput(torch.cat(frames))
 

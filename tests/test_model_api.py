@@ -130,5 +130,8 @@ def test_dense_motion_then_render_equals_generate(model: fm.FirstOrderModel) -> 
     expected = model.generate(source, kp_source, kp_driving)
     assert torch.equal(motion["deformation"], expected["deformation"])
     assert (frames - expected["prediction"]).abs().max() < 1e-6
+    encoded = model.encode_source(source)  # encoded once, rendered in two chunks
+    chunks = [model.render(encoded, motion["deformation"][part], motion["occlusion_map"][part]) for part in (slice(0, 2), slice(2, 3))]
+    assert (torch.cat(chunks) - frames).abs().max() < 1e-6
     with pytest.raises(ValueError, match="occlusion"):
         model.render(source, motion["deformation"])

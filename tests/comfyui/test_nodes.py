@@ -100,8 +100,9 @@ def test_steps_give_the_animate_frames_at_the_input_size(n: ModuleType, model) -
     assert steps["frames"].shape == animate.shape == (5, 90, 150, 3)
     torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
     assert steps["occlusion"].shape == (5, 90, 150)
-    assert steps["masks"].shape == (5 * 11, 128, 128)
-    torch.testing.assert_close(steps["masks"].reshape(5, 11, 128, 128).sum(1), torch.ones(5, 128, 128), atol=1e-4, rtol=0)
+    assert steps["masks"].shape == (5 * 11, 32, 32)  # the dense motion network's resolution, not 128x128
+    torch.testing.assert_close(steps["masks"].reshape(5, 11, 32, 32).sum(1), torch.ones(5, 32, 32), atol=1e-4, rtol=0)
+    torch.testing.assert_close(steps["masks"].reshape(5, 11, 32, 32).cpu(), steps["flow"].masks)
     assert len(steps["moved"].keypoints) == 5 and steps["motion"].reference_frame == 0
 
 
@@ -175,7 +176,10 @@ def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
         n.DrawKeypoints.execute(driving[:2], steps["kp_driving"])
 
 
-def test_progress_advances_per_frame_and_cancel_stops(n: ModuleType, model, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("reference", ["first", "closest to source"])
+def test_progress_advances_per_frame_and_cancel_stops(n: ModuleType, model, monkeypatch: pytest.MonkeyPatch, reference: str) -> None:
+    """"closest to source" first searches all frames for the reference (the first half of the
+    progress bar); Cancel must stop that search too, within one batch."""
     import comfy.model_management
     import comfy.utils
 
@@ -183,23 +187,44 @@ def test_progress_advances_per_frame_and_cancel_stops(n: ModuleType, model, monk
     monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None: updates.append((value, total)))
     source = comfy_images(1, 128, 128)
     driving = moving_video(5, 128, 128)
-    n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, 2)
+    total = 5 if reference == "first" else 10
+    n.Animate.execute(model, source, driving, "pad", True, True, True, reference, 0, 2)
     values = [value for value, _ in updates]
-    assert values == sorted(values) and set(values) == {0, 1, 2, 3, 4, 5} and {t for _, t in updates} == {5}
+    assert values == sorted(values) and set(values) >= set(range(total - 5, total + 1))
+    assert values[0] == 0 and {t for _, t in updates[1:]} == {total}
 
-    calls = 0
+    seen: list[int] = []
 
     def cancel_after_first(value, total, preview, node_id=None):
-        nonlocal calls
-        calls += 1
+        seen.append(value)
         if value >= 1:
             comfy.model_management.interrupt_current_processing()
 
+    detected: list[int] = []  # frames through the keypoint detector: the source, then the driving batches
+    hook = model.fomm.kp_detector.register_forward_hook(lambda module, args, out: detected.append(len(args[0])))
     monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", cancel_after_first)
-    with pytest.raises(comfy.model_management.InterruptProcessingException):
-        n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, 2)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            n.Animate.execute(model, source, moving_video(12, 128, 128), "pad", True, True, True, reference, 0, 2)
+    finally:
+        hook.remove()
     assert not comfy.model_management.processing_interrupted()  # the flag was consumed
-    assert calls <= 3  # stopped within the first batch of two frames
+    # Cancelled right after the first batch of two frames (of either pass): at most one more batch ran.
+    assert len(seen) <= 3 and max(seen) <= 2 and sum(detected) <= 1 + 2 * 2
+
+
+def test_motion_file_list_shows_only_motion_files_and_follows_changes(n: ModuleType, comfy_dirs: Path) -> None:
+    folder = comfy_dirs / "input" / "listing" / "deeper"
+    folder.mkdir(parents=True)
+    (folder.parent / "workflow.json").write_text("{}")  # a workflow, not a motion file
+    (folder.parent / "walk.fomm.json").write_text("{}")
+    listed = n.motion_io.motion_files()
+    assert "listing/walk.fomm.json" in listed and not any(name.endswith("workflow.json") for name in listed)
+    assert n.motion_io.motion_files() == listed  # unchanged folders: the same list (from the cache)
+    (folder / "run.fomm.json").write_text("{}")  # a new file two levels down
+    assert "listing/deeper/run.fomm.json" in n.motion_io.motion_files()
+    (folder.parent / "walk.fomm.json").unlink()
+    assert "listing/walk.fomm.json" not in n.motion_io.motion_files()
 
 
 def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path) -> None:
@@ -209,6 +234,7 @@ def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path) -> None:
     path = Path(path_out.args[0])
     assert path.is_file() and path.parent == comfy_dirs / "output" / "unit"
     assert path_out.ui["motion_files"][0]["subfolder"] == "unit"
+    assert path.name.endswith(".fomm.json")
     name = f"unit/{path.name} [output]"
     assert name in n.motion_io.motion_files()
     motion, texture, fps = n.LoadMotion.execute(name).args
