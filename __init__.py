@@ -42,11 +42,16 @@ from .nodes import NODES, install_samples, register_model_folder  # noqa: E402
 
 
 class FommExtension(ComfyExtension):
+    """The pack as ComfyUI's V3 API sees it: a list of node classes."""
+
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        """Every FOMM node (``nodes.NODES``)."""
         return NODES
 
 
 async def comfy_entrypoint() -> FommExtension:
+    """Called by ComfyUI when it loads the pack: register the ``models/fomm`` folder (before
+    any node lists its files) and copy the sample inputs the shipped workflows open with."""
     register_model_folder()
     install_samples()
     return FommExtension()

@@ -45,6 +45,8 @@ def register_model_folder() -> None:
 
 
 def model_folders() -> list[str]:
+    """Every folder FOMM checkpoints are read from (models/fomm and extra_model_paths.yaml
+    entries), for messages that tell the user where to put one."""
     import folder_paths
 
     return folder_paths.get_folder_paths(MODEL_FOLDER)

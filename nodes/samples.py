@@ -17,6 +17,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "workflows" / "inputs"
 
 
 def install_samples() -> None:
+    """Copy the shipped workflows' inputs into ComfyUI's input folder, once, never overwriting."""
     import folder_paths
 
     target = Path(folder_paths.get_input_directory())

@@ -48,6 +48,7 @@ class LoadedModel:
 
     @property
     def fomm(self) -> FirstOrderModel:
+        """The model itself, wherever ComfyUI has put it (call ``runtime.use_model`` first)."""
         return self.patcher.model.fomm  # type: ignore[attr-defined]
 
     @property
