@@ -13,7 +13,9 @@ from helpers import (
     expected_vertices,
     group_weights,
     import_motion,
+    RENDER_SIZE,
     load,
+    pixel_positions,
     plane_object,
     plane_scale,
     read_png,
@@ -21,7 +23,12 @@ from helpers import (
     render_setup,
     rest_vertices,
     weight_names,
+    weights_at,
 )
+
+# A keypoint "moves" when it travels more than this (normalised units; 6.4 pixels of the
+# model's 128x128 frames) between the first and the last frame.
+MOVING_KEYPOINT = 0.1
 
 
 @pytest.fixture
@@ -82,6 +89,59 @@ def test_rendered_frames_show_the_motion(scene, real, tmp_path) -> None:
         assert np.abs(got - expected).mean() < 2e-3, f"frame {frame} does not show the motion"
     moved = np.abs(rigged[1][..., :3] - rigged[0][..., :3]).max(-1)
     assert (moved > 0.1).mean() > 0.05, "the last frame looks like the first"
+
+
+def test_rendered_plane_moves_where_keypoints_move_and_stays_still_far_from_them(scene, real, tmp_path) -> None:
+    """Cycles renders of the first and the last frame, regions chosen by the model's own
+    keypoints and weights (read from the file, at each pixel's rest position):
+
+    - where the keypoints that moved own the plane (their weights sum to more than one half),
+      the picture changes: most pixels by more than 0.1, since the puppet's textures are
+      displaced by several pixels there;
+    - where the keypoints together own less than 1 % (the background weight is above 0.99),
+      the formula moves a point by at most its keypoint weight times the farthest any
+      keypoint's affine map takes it: a fraction of a render pixel. The picture there may change
+      by no more than that shift times the texture's steepest step to a neighbouring pixel,
+      plus one 8-bit level of rounding.
+    """
+    path, doc = real
+    import_motion(path, upright=False)
+    render_setup(extent=2.2)
+    last_frame = doc["num_frames"]
+    first = render(tmp_path / "first.png", 1)[..., :3]
+    last = render(tmp_path / "last.png", last_frame)[..., :3]
+    change = np.abs(last - first).max(-1)
+
+    scale = plane_scale(doc)
+    points = pixel_positions(2.2) @ np.linalg.inv(scale).T  # normalised rest position of each pixel
+    on_plane = (np.abs(points) < 0.97).all(-1)  # leave out the plane's anti-aliased rim
+    weights = weights_at(doc, points)  # (K+1, h, w)
+    kp_source = np.asarray(doc["source"]["keypoints"])
+    travel = np.linalg.norm(np.asarray(doc["motion"]["keypoints"][last_frame - 1]) - kp_source, axis=1)
+    moving = travel > MOVING_KEYPOINT
+    assert moving.any() and not moving.all(), travel  # the puppet moves, some keypoints stay
+
+    owned = (weights[1:][moving].sum(0) > 0.5) & on_plane
+    assert owned.mean() > 0.05, "the moving keypoints own hardly any of the plane"
+    assert (change[owned] > 0.1).mean() > 0.5 and change[owned].mean() > 0.1, "the plane did not move where its keypoints moved"
+
+    background = (weights[0] > 0.99) & on_plane
+    assert background.mean() > 0.15, "the weights leave hardly any of the plane to the background"
+    affine = np.asarray(doc["motion"]["jacobians"][last_frame - 1]) @ np.linalg.inv(np.asarray(doc["source"]["jacobians"]))
+    kp_driving = np.asarray(doc["motion"]["keypoints"][last_frame - 1])
+    mapped = kp_driving + np.einsum("kij,hwkj->hwki", affine, points[:, :, None] - kp_source)  # (h, w, K, 2)
+    reach = np.linalg.norm(mapped - points[:, :, None], axis=-1).max(-1)
+    render_pixels = RENDER_SIZE / 2.2 * np.abs(scale).max()  # render pixels per normalised unit, at most
+    shift = ((1 - weights[0]) * reach)[background].max() * render_pixels
+    bound = shift * steepest_step(first)[background].max() + 1.5 / 255
+    assert change[background].max() <= bound, f"the plane moved far from the keypoints: {change[background].max() * 255:.1f}/255 > {bound * 255:.1f}/255"
+
+
+def steepest_step(image: np.ndarray) -> np.ndarray:
+    """(h, w): the largest colour difference between each pixel and its four neighbours."""
+    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    neighbours = (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:])
+    return np.max([np.abs(image - other).max(-1) for other in neighbours], axis=0)
 
 
 def test_flow_cache_starts_at_rest_and_moves_like_the_flow(scene, real) -> None:

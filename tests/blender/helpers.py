@@ -86,6 +86,21 @@ def expected_vertices(doc: dict, rest: np.ndarray, weights: np.ndarray, frame: i
     return out
 
 
+def weights_at(doc: dict, points: np.ndarray) -> np.ndarray:
+    """The file's blend weights at normalised ``points`` (..., 2) -> (K+1, ...), bilinear
+    between the grid nodes (background first)."""
+    masks = np.asarray(doc["weights"]["masks"])
+    _, rows, columns = masks.shape
+    x = np.clip((points[..., 0] + 1) / 2 * (columns - 1), 0, columns - 1)
+    y = np.clip((points[..., 1] + 1) / 2 * (rows - 1), 0, rows - 1)
+    j = np.minimum(np.floor(x).astype(int), columns - 2)
+    i = np.minimum(np.floor(y).astype(int), rows - 2)
+    fx, fy = x - j, y - i
+    top = masks[:, i, j] * (1 - fx) + masks[:, i, j + 1] * fx
+    bottom = masks[:, i + 1, j] * (1 - fx) + masks[:, i + 1, j + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
 # ------------------------------------------------------------------------------ render
 def render_setup(extent: float) -> None:
     """Orthographic camera looking down at a flat plane centred at the origin; Cycles on the

@@ -1,8 +1,12 @@
-"""Real input files for the motion tests: a source picture and a driving video, drawn here.
+"""Real input files for the motion tests: source pictures and driving videos, drawn here.
 
-A textured backdrop (gradient + checkerboard) with a bright blob; in the video the blob slides
-to the right and grows. Written as a PNG and an MP4 with OpenCV, read back by `fomm motion`
-exactly as a user's files would be. Used by the torch-side tests only (numpy + OpenCV).
+Two kinds, written as PNG and MP4 with OpenCV and read back by `fomm motion` exactly as a
+user's files would be:
+- a textured backdrop (gradient + checkerboard) with a bright blob that, in the video, slides
+  to the right and grows: any model can run on it (the random fixture models of the CLI tests);
+- a synthetic puppet video of a seed the embedded default model was not trained on, the kind
+  of footage it knows, so its motion is meaningful (the Blender suite's real run).
+Used by the torch-side tests only (numpy + OpenCV, and fomm_model for the puppets).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from fomm_model.training.synthetic import render_video
 
 
 def scene(height: int, width: int, centre: tuple[float, float], radius: float) -> np.ndarray:
@@ -43,3 +49,19 @@ def write_driving(path: Path, frames: int = 10, size: int = 128, fps: float = 12
         writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     writer.release()
     return path
+
+
+def write_puppet_clip(folder: Path, seed: int, index: int, frames: int = 10, step: int = 3, fps: float = 12.0) -> tuple[Path, Path]:
+    """``source.png`` (the clip's first frame) and ``driving.mp4`` (every ``step``-th frame of a
+    synthetic puppet video, ``frames`` of them, so the puppet moves visibly) in ``folder``."""
+    video = render_video(seed, "test", index, frames * step)[::step]
+    source, driving = folder / "source.png", folder / "driving.mp4"
+    cv2.imwrite(str(source), cv2.cvtColor(video[0], cv2.COLOR_RGB2BGR))
+    height, width = video.shape[1:3]
+    writer = cv2.VideoWriter(str(driving), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {driving}")
+    for picture in video:
+        writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return source, driving
