@@ -35,6 +35,7 @@ BPY_VENV = REPO / (".venv-bpy" if BPY_VERSION == "5.0.1" else f".venv-bpy-{BPY_V
 CHECKPOINT = "default"
 PUPPET_SEED, PUPPET_VIDEO = 2024, 2
 DRIVING_FRAMES, DRIVING_FPS = 10, 12.0
+LONG_DRIVING_FRAMES = 200  # many seconds of work for the model: time to cancel a run midway
 
 
 def bpy_python() -> Path:
@@ -113,6 +114,7 @@ def synthetic_motion() -> Motion:
 def make_test_data(data: Path) -> Path:
     """The inputs of the Blender suite in ``data``, listed in ``data/manifest.json``."""
     source, driving = write_puppet_clip(data, PUPPET_SEED, PUPPET_VIDEO, DRIVING_FRAMES, fps=DRIVING_FPS)
+    _, long_driving = write_puppet_clip(data / "long", PUPPET_SEED, PUPPET_VIDEO, LONG_DRIVING_FRAMES, step=1, fps=DRIVING_FPS)
     fomm_motion(str(source), str(driving), "-o", str(data / "real" / "real.json"), "--checkpoint", CHECKPOINT, "--flow", "--frames")
     synthetic = synthetic_motion()
     write_motion(data / "synthetic" / "synthetic.json", synthetic)
@@ -124,6 +126,7 @@ def make_test_data(data: Path) -> Path:
         "embedded": str(data / "embedded" / "embedded.json"),
         "source": str(source),
         "driving": str(driving),
+        "long_driving": str(long_driving),
         "checkpoint": CHECKPOINT,
         "driving_fps": DRIVING_FPS,
         "driving_frames": DRIVING_FRAMES,

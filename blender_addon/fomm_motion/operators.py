@@ -138,6 +138,42 @@ class FommRunSettings(bpy.types.PropertyGroup, ImportOptions):
 
 
 _jobs: dict[str, FommJob] = {}  # the running job, for the panel and the cancel button
+TIMER_STEP = 0.2  # seconds between looks at the running job
+
+
+def progress_label(job: FommJob) -> str:
+    """Where ``job`` is, in words for the panel and the status bar."""
+    return "cancelling..." if job.cancelled else f"{job.stage} {job.fraction:.0%}"
+
+
+def status_text(job: FommJob) -> str:
+    """What the status bar says while ``job`` runs."""
+    return f"FOMM: {progress_label(job)}" + ("" if job.cancelled else " (Esc to cancel)")
+
+
+def begin_progress(context: bpy.types.Context) -> bpy.types.Timer:
+    """Start the timer that drives the modal loop and the window manager's progress display."""
+    window_manager = context.window_manager
+    timer = window_manager.event_timer_add(TIMER_STEP, window=context.window)
+    window_manager.progress_begin(0, 100)
+    return timer
+
+
+def show_progress(context: bpy.types.Context, job: FommJob) -> None:
+    """Progress in the window manager's cursor display and the status bar; the sidebar panel
+    draws its own bar from the job, so 3D views are asked to redraw."""
+    context.window_manager.progress_update(int(job.fraction * 100))
+    context.workspace.status_text_set(status_text(job))
+    for area in context.screen.areas:
+        if area.type == "VIEW_3D":
+            area.tag_redraw()
+
+
+def end_progress(context: bpy.types.Context, timer: bpy.types.Timer) -> None:
+    """Undo :func:`begin_progress` and clear the status bar."""
+    context.window_manager.event_timer_remove(timer)
+    context.window_manager.progress_end()
+    context.workspace.status_text_set(None)
 
 
 class FOMM_OT_run(bpy.types.Operator):
@@ -145,6 +181,8 @@ class FOMM_OT_run(bpy.types.Operator):
 
     bl_idname = "fomm_motion.run"
     bl_label = "Run FOMM"
+
+    _timer = None  # set while the modal loop runs
 
     @classmethod
     def poll(cls, context):
@@ -167,18 +205,17 @@ class FOMM_OT_run(bpy.types.Operator):
         return self.execute(context)
 
     def modal(self, context, event):
+        """Timer ticks poll the job (it runs in another process, so Blender stays responsive);
+        Esc asks it to stop and the ticks collect it. Other events pass through to Blender."""
         job = _jobs["job"]
-        if event.type == "ESC" or job.cancelled:
+        if event.type == "ESC":
             job.cancel()
-            return self._finish(context)
+            show_progress(context, job)
+            return {"RUNNING_MODAL"}
         if event.type == "TIMER":
             if not job.running:
                 return self._finish(context)
-            context.window_manager.progress_update(int(job.fraction * 100))
-            context.workspace.status_text_set(f"FOMM: {job.stage} {job.fraction:.0%} (Esc to cancel)")
-            for area in context.screen.areas:
-                if area.type == "VIEW_3D":
-                    area.tag_redraw()
+            show_progress(context, job)
         return {"PASS_THROUGH"}
 
     def _start(self, context) -> FommJob | None:
@@ -191,18 +228,17 @@ class FOMM_OT_run(bpy.types.Operator):
         return job
 
     def _go_modal(self, context):
-        window_manager = context.window_manager
-        self._timer = window_manager.event_timer_add(0.2, window=context.window)
-        window_manager.progress_begin(0, 100)
-        window_manager.modal_handler_add(self)
+        self._timer = begin_progress(context)
+        context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
     def _finish(self, context):
+        """The job has ended: clear the progress display, then import its motion file or report
+        why there is none."""
         job = _jobs.pop("job")
-        if not bpy.app.background:
-            context.window_manager.event_timer_remove(self._timer)
-            context.window_manager.progress_end()
-            context.workspace.status_text_set(None)
+        if self._timer is not None:
+            end_progress(context, self._timer)
+            self._timer = None
         if not job.succeeded:
             self.report({"WARNING"} if job.cancelled else {"ERROR"}, f"Run FOMM: {job.error()}")
             return {"CANCELLED"}
@@ -251,7 +287,7 @@ class VIEW3D_PT_fomm_motion(bpy.types.Panel):
             if not preferences(context).python:
                 box.label(text="Set the Python in the add-on preferences", icon="ERROR")
         else:
-            box.progress(factor=job.fraction, text=f"{job.stage} {job.fraction:.0%}")
+            box.progress(factor=job.fraction, text=progress_label(job))
             box.operator(FOMM_OT_cancel.bl_idname, icon="CANCEL")
 
 

@@ -2,7 +2,8 @@
 
 Blender's own Python has no torch, so the add-on starts the project's command line in the
 Python the user names in the preferences, reads its ``--progress lines`` output on a
-background thread, and lets the UI poll the job from a timer.
+background thread, and lets the UI poll the job from a timer. Nothing here blocks: cancelling
+sends the process a stop request and returns, and the next poll collects the process.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import collections
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 # Stages `fomm motion --progress lines` reports, in order; each takes an equal share.
 _STAGES = ("motion",)
+# A cancelled process that has not exited this many seconds after the stop request is killed.
+KILL_AFTER = 5.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class FommJob:
         self.fraction = 0.0
         self.stage = "starting"
         self.cancelled = False
+        self._cancelled_at: float | None = None
         self._errors: collections.deque[str] = collections.deque(maxlen=40)
         self._process = subprocess.Popen(
             request.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -86,28 +91,34 @@ class FommJob:
 
     @property
     def running(self) -> bool:
-        return self._process.poll() is None
+        """Whether the process is still alive. Polled by Blender's timer, so this is also where
+        a cancelled process that ignored the stop request for :data:`KILL_AFTER` seconds is
+        killed (its exit is collected by a later poll)."""
+        if self._process.poll() is not None:
+            return False
+        if self._cancelled_at is not None and time.monotonic() - self._cancelled_at > KILL_AFTER:
+            self._process.kill()
+        return True
 
     @property
     def succeeded(self) -> bool:
         return not self.running and self._process.returncode == 0 and not self.cancelled
 
     def wait(self, timeout: float | None = None) -> int:
+        """Block until the process exits (background mode and tests; the UI polls instead)."""
         code = self._process.wait(timeout)
         for reader in self._readers:
             reader.join(5)
         return code
 
     def cancel(self) -> None:
-        if not self.running:
+        """Ask the process to stop and return at once: Blender's UI thread must not wait.
+        ``running`` turns False when it has exited."""
+        if self._process.poll() is not None or self.cancelled:
             return
         self.cancelled = True
+        self._cancelled_at = time.monotonic()
         self._process.terminate()
-        try:
-            self._process.wait(5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
 
     def error(self) -> str:
         """The command's own error message (its last stderr line), or its exit status."""

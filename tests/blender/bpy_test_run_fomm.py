@@ -1,9 +1,18 @@
-"""Run FOMM from Blender: the project's command line in the torch Python, then the import."""
+"""Run FOMM from Blender: the project's command line in the torch Python, then the import.
+
+A headless Blender has no event loop, so the operator runs to the end there (execute); the
+modal loop a user gets is driven here by calling the operator's own ``modal`` with timer and
+Esc events, on a stand-in for the operator instance (bpy cannot create one from Python),
+against the real window manager, workspace and scene.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
@@ -50,19 +59,153 @@ def test_run_fomm_needs_the_python_preference(run_settings, addon) -> None:
         bpy.ops.fomm_motion.run()
 
 
-def test_a_running_job_can_be_cancelled(addon, manifest, tmp_path) -> None:
+# ------------------------------------------------------------------------------ modal loop
+@dataclass(frozen=True)
+class Event:
+    """The one field of Blender's event that the operator reads."""
+
+    type: str
+
+
+class StandIn:
+    """FOMM_OT_run's own methods on a plain object, with its reports recorded."""
+
+    def __init__(self, operator: type) -> None:
+        for name in ("modal", "_start", "_finish"):
+            setattr(self, name, getattr(operator, name).__get__(self))
+        self._timer = None
+        self.reports: list[tuple[set[str], str]] = []
+
+    def report(self, kind: set[str], message: str) -> None:
+        self.reports.append((kind, message))
+
+
+class StatusRecorder:
+    """The workspace, with what the operator writes to the status bar also recorded."""
+
+    def __init__(self, workspace: bpy.types.WorkSpace, texts: list[str | None]) -> None:
+        self.workspace, self.texts = workspace, texts
+
+    def status_text_set(self, text: str | None) -> None:
+        self.texts.append(text)
+        self.workspace.status_text_set(text)
+
+
+class WatchedContext:
+    """bpy.context, except that the status bar text is recorded on its way to Blender."""
+
+    def __init__(self) -> None:
+        self.status: list[str | None] = []
+
+    def __getattr__(self, name: str):
+        return getattr(bpy.context, name)
+
+    @property
+    def workspace(self) -> StatusRecorder:
+        return StatusRecorder(bpy.context.workspace, self.status)
+
+
+def tick_until(operator: StandIn, context: WatchedContext, done, timeout: float) -> set[str]:
+    """Timer events every 50 ms until ``done(result)``; returns the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = operator.modal(context, Event("TIMER"))
+        if done(result):
+            return result
+        assert result == {"PASS_THROUGH"}
+        assert time.monotonic() < deadline, f"no end after {timeout} s: {context.status[-3:]}"
+        time.sleep(0.05)
+
+
+def start_modal(addon) -> tuple[StandIn, WatchedContext]:
+    operators = addon.operators
+    operator, context = StandIn(operators.FOMM_OT_run), WatchedContext()
+    assert operator._start(context) is not None, operator.reports
+    operator._timer = operators.begin_progress(context)  # what _go_modal does before modal_handler_add
+    return operator, context
+
+
+STATUS = re.compile(r"FOMM: (starting|motion) \d+% \(Esc to cancel\)")
+
+
+def test_modal_run_shows_progress_then_imports(run_settings, addon, scene) -> None:
+    operator, context = start_modal(addon)
+    assert operator.modal(context, Event("MOUSEMOVE")) == {"PASS_THROUGH"}  # Blender stays usable
+    result = tick_until(operator, context, lambda result: result != {"PASS_THROUGH"}, timeout=300)
+    assert result == {"FINISHED"}, operator.reports
+    assert context.status and all(STATUS.fullmatch(text) for text in context.status[:-1]), context.status
+    assert context.status[-1] is None  # the status bar is given back
+    assert operator._timer is None and "job" not in addon.operators._jobs
+    assert bpy.data.objects["FOMM from_blender"].parent is not None  # imported with its rig
+    assert (scene.frame_start, scene.frame_end) == (1, 4)
+
+
+def test_escape_cancels_the_modal_run_without_waiting(run_settings, addon, manifest) -> None:
+    run_settings.driving = manifest["long_driving"]
+    run_settings.max_frames = 0
+    before = snapshot()
+    operator, context = start_modal(addon)
+    job = addon.operators._jobs["job"]
+    tick_until(operator, context, lambda _: job.stage == "motion", timeout=120)  # the model is at work
+    operator.modal(context, Event("TIMER"))
+    assert job.running and job.fraction < 1 and context.status[-1].startswith("FOMM: motion")
+    started = time.monotonic()
+    assert operator.modal(context, Event("ESC")) == {"RUNNING_MODAL"}
+    assert time.monotonic() - started < 0.5, "Esc blocked Blender's UI thread"
+    assert job.cancelled and context.status[-1] == "FOMM: cancelling..."
+    result = tick_until(operator, context, lambda result: result != {"PASS_THROUGH"}, timeout=addon.runner.KILL_AFTER + 10)
+    assert result == {"CANCELLED"} and operator.reports == [({"WARNING"}, "Run FOMM: cancelled")]
+    assert context.status[-1] is None and "job" not in addon.operators._jobs
+    assert snapshot() == before
+    assert not Path(run_settings.output).exists()
+
+
+# ------------------------------------------------------------------------------ runner
+def test_a_running_job_cancels_at_once(addon, manifest, tmp_path) -> None:
     runner = addon.runner
     output = tmp_path / "cancelled.json"
     job = runner.FommJob(runner.RunRequest(
-        python=manifest["python"], source=manifest["source"], driving=manifest["driving"],
+        python=manifest["python"], source=manifest["source"], driving=manifest["long_driving"],
         output=str(output), checkpoint=manifest["checkpoint"], frames=True,
     ))
-    assert job.running
+    deadline = time.monotonic() + 120
+    while job.stage != "motion":  # torch imported, the model loaded and at work
+        assert job.running and time.monotonic() < deadline
+        time.sleep(0.02)
+    assert job.running and job.fraction < 1
     started = time.monotonic()
     job.cancel()
-    assert not job.running and time.monotonic() - started < 10
-    assert job.cancelled and not job.succeeded and job.error() == "cancelled"
-    assert not output.exists()
+    assert time.monotonic() - started < 0.5, "cancel() waited for the process"
+    job.wait(runner.KILL_AFTER + 10)
+    assert not job.running and job.cancelled and not job.succeeded and job.error() == "cancelled"
+    assert not output.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_process_that_ignores_the_stop_request_is_killed(addon, manifest, tmp_path, monkeypatch) -> None:
+    """A command stuck where it does not answer SIGTERM: the next look at the job after
+    KILL_AFTER seconds kills it."""
+    runner = addon.runner
+    monkeypatch.setattr(runner, "KILL_AFTER", 0.5)
+    stubborn = tmp_path / "python"
+    stubborn.write_text("#!/bin/sh\ntrap '' TERM\necho progress motion 0 10\nwhile true; do sleep 0.1; done\n")
+    stubborn.chmod(stubborn.stat().st_mode | stat.S_IXUSR)
+    job = runner.FommJob(runner.RunRequest(
+        python=str(stubborn), source=manifest["source"], driving=manifest["driving"], output=str(tmp_path / "x.json"),
+    ))
+    deadline = time.monotonic() + 10
+    while job.stage != "motion":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    job.cancel()
+    assert time.monotonic() - started < 0.5, "cancel() waited for the process"
+    time.sleep(1.0)
+    assert job.running  # still there: it ignored the request; this look kills it
+    deadline = time.monotonic() + 10
+    while job.running:
+        assert time.monotonic() < deadline, "the process was not killed"
+        time.sleep(0.05)
+    assert job.cancelled and job.error() == "cancelled"
 
 
 def test_job_progress_reaches_the_end(addon, manifest, tmp_path) -> None:

@@ -55,6 +55,7 @@ def write_puppet_clip(folder: Path, seed: int, index: int, frames: int = 10, ste
     """``source.png`` (the clip's first frame) and ``driving.mp4`` (every ``step``-th frame of a
     synthetic puppet video, ``frames`` of them, so the puppet moves visibly) in ``folder``."""
     video = render_video(seed, "test", index, frames * step)[::step]
+    folder.mkdir(parents=True, exist_ok=True)
     source, driving = folder / "source.png", folder / "driving.mp4"
     cv2.imwrite(str(source), cv2.cvtColor(video[0], cv2.COLOR_RGB2BGR))
     height, width = video.shape[1:3]
