@@ -1,50 +1,26 @@
-"""Small models and frames for the animation, video and CLI tests.
+"""The model and frames for the animation, video and CLI tests.
 
 Every test of the animation pipeline gets its model from :func:`animation_model` and every
-CLI test its ``--checkpoint`` from :func:`model_checkpoint`; when the embedded default
-model exists, ``return fm.load_model("default")`` and ``return "default"`` there switch
-them all to it (sizes come from ``model.config.frame_shape``).
+CLI test its ``--checkpoint`` from :func:`model_checkpoint`: the embedded default model, the
+one users get (10 keypoints with jacobians, occlusion, 128x128 frames). Tests take sizes
+from ``model.config.frame_shape``, so another model is a one-line change here.
 """
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
 import fomm_model as fm
-from fomm_model.checkpoint import write_safetensors
-
-SMALL = fm.ModelConfig(
-    kp_detector=fm.KeypointDetectorConfig(block_expansion=8, max_features=32, num_blocks=3, scale_factor=0.5),
-    generator=fm.GeneratorConfig(
-        block_expansion=8,
-        max_features=32,
-        num_bottleneck_blocks=2,
-        dense_motion=fm.DenseMotionConfig(block_expansion=8, max_features=32, num_blocks=3, scale_factor=0.5),
-    ),
-    discriminator=None,
-    frame_shape=(64, 64),
-)
 
 
 @functools.lru_cache(maxsize=None)
 def animation_model() -> fm.FirstOrderModel:
-    """A small seeded model (occlusion, jacobians) whose batch norms are not the identity."""
-    generator = torch.Generator().manual_seed(1234)
-    model = fm.build_model(SMALL)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-        # Non-identity jacobians, so relative-jacobian composition is exercised.
-        jacobian = model.kp_detector.jacobian
-        jacobian.weight.copy_(torch.randn(jacobian.weight.shape, generator=generator) * 0.01)
-    return model
+    """The embedded default model (occlusion, jacobians, trained batch norms): what users get."""
+    return fm.load_model("default")
 
 
 def frame_size(model: fm.FirstOrderModel) -> tuple[int, int]:
@@ -70,15 +46,9 @@ def smooth_frames(count: int, size: tuple[int, int], seed: int = 0) -> torch.Ten
     return torch.stack(frames).clamp(0, 1)
 
 
-def model_checkpoint(folder: Path) -> str:
-    """The ``--checkpoint`` argument for CLI tests: :func:`animation_model` saved as safetensors."""
-    path = folder / "small.safetensors"
-    if not path.is_file():
-        model = animation_model()
-        write_safetensors(
-            path, {"kp_detector": model.kp_detector.state_dict(), "generator": model.generator.state_dict()}, model.config
-        )
-    return str(path)
+def model_checkpoint() -> str:
+    """The ``--checkpoint`` argument for CLI tests: the embedded model."""
+    return "default"
 
 
 def drawn_face(size: tuple[int, int], centre: tuple[int, int], scale: float = 1.0) -> torch.Tensor:

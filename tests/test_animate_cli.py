@@ -32,11 +32,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (folder / "frames").mkdir()
     for index, frame in enumerate(driving[:4]):
         write_image(folder / "frames" / f"{index:03d}.jpg", frame)
-    return {"folder": folder, "checkpoint": Path(model_checkpoint(folder))}
+    return {"folder": folder}
 
 
 def animate(files: dict[str, Path], *arguments: str) -> int:
-    return main(["animate", *arguments, "--checkpoint", str(files["checkpoint"])])
+    return main(["animate", *arguments, "--checkpoint", model_checkpoint()])
 
 
 def test_video_in_video_out(files, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,7 +149,7 @@ def test_interrupted_run_leaves_no_output(files, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "fomm_model", "animate", str(files["folder"] / "source.png"), str(driving), "-o", str(out),
-         "--checkpoint", str(files["checkpoint"]), "--batch-size", "1"],
+         "--checkpoint", model_checkpoint(), "--batch-size", "1"],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 120

@@ -38,7 +38,7 @@ def test_os_errors_are_one_line_naming_the_file(media, tmp_path, capsys) -> None
     fixture = shared_fixtures() / "fomm_parity" / "vox256_small" / "checkpoint.pth.tar"
     assert cli(["convert", str(fixture), str(in_the_way / "model.safetensors")]) == 1
     assert str(in_the_way) in one_line_error(capsys, "convert")
-    code = cli(["motion", str(source), str(driving), "-o", str(in_the_way / "clip.json"), "--checkpoint", model_checkpoint(tmp_path),
+    code = cli(["motion", str(source), str(driving), "-o", str(in_the_way / "clip.json"), "--checkpoint", model_checkpoint(),
                 "--progress", "none"])  # fmt: skip
     assert code == 1 and str(in_the_way) in one_line_error(capsys, "motion")
 
@@ -67,7 +67,7 @@ def test_motion_reads_folders_and_finds_the_best_reference(media, tmp_path, caps
         picture = cv2.imread(str(source)) if index == 3 else scene(240, 320, (0.2 + 0.15 * index, 0.5), 0.06)[..., ::-1]
         cv2.imwrite(str(folder / f"frame{index}.png"), picture)
     out = tmp_path / "clip.json"
-    assert cli(["motion", str(source), str(folder), "-o", str(out), "--checkpoint", model_checkpoint(tmp_path),
+    assert cli(["motion", str(source), str(folder), "-o", str(out), "--checkpoint", model_checkpoint(),
                 "--reference", "best", "--max-frames", "4", "--fps", "12", "--progress", "lines"]) == 0  # fmt: skip
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "progress motion 0 8" and printed[-2] == "progress motion 8 8"  # search pass + frames

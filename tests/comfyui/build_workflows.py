@@ -25,9 +25,9 @@ from .install import REPO, ComfyInstall, ensure_installed
 from .server import ComfyServer
 
 WORKFLOWS = REPO / "workflows"
-# The checkpoint the workflows load. Switch to "default" once the embedded model ships
-# (fomm_model/weights/default.safetensors), then rerun this script.
-MODEL_NAME = "fomm-test-vox-small.safetensors"
+# The checkpoint the workflows load: the embedded model that ships with the pack
+# (fomm_model/weights/default.safetensors), so they run out of the box.
+MODEL_NAME = "default"
 SOURCE_IMAGE = "fomm_source.png"
 DRIVING_VIDEO = "fomm_driving.mp4"
 

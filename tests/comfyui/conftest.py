@@ -22,9 +22,9 @@ from fomm_model import convert_checkpoint, resolve_config
 from .install import REPO, ComfyInstall, ensure_installed, site_packages
 
 FIXTURE_CASE = "vox256_small"
-# The checkpoint the workflows name. When the embedded default model lands, the workflows say
-# "default" instead (tests/comfyui/build_workflows.py MODEL_NAME) and this file is no longer
-# needed by them.
+# A checkpoint in models/fomm (the parity fixture), for the tests of the folder and dropdown
+# and of runs where only speed matters (Cancel). Tests of what the nodes produce use the
+# embedded model, "default", as the shipped workflows do.
 TEST_MODEL_NAME = "fomm-test-vox-small.safetensors"
 
 

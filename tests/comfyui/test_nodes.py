@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fomm_model.keypoints import find_best_frame
+from fomm_model.loading import DEFAULT_MODEL_NAME
 from fomm_model.motion_file import read_motion
 
 from .conftest import TEST_MODEL_NAME
@@ -22,7 +23,8 @@ def n(pack: ModuleType) -> ModuleType:
 
 @pytest.fixture(scope="module")
 def model(n: ModuleType):
-    return n.LoadModel.execute(TEST_MODEL_NAME, "auto", "fp32").args[0]
+    """The embedded model, as the shipped workflows load it."""
+    return n.LoadModel.execute(DEFAULT_MODEL_NAME, "auto", "fp32").args[0]
 
 
 def comfy_images(frames: int, height: int, width: int, channels: int = 3, seed: int = 0) -> torch.Tensor:
@@ -65,11 +67,13 @@ def test_every_node_is_prefixed_and_documented(n: ModuleType) -> None:
 
 
 def test_model_dropdown_and_loading(n: ModuleType, model) -> None:
-    assert TEST_MODEL_NAME in n.loader.model_choices()
+    assert n.loader.model_choices()[:1] == [DEFAULT_MODEL_NAME] and TEST_MODEL_NAME in n.loader.model_choices()
     assert model.frame_size == (128, 128) and model.fomm.discriminator is None
     assert model.patcher.load_device == torch.device("cpu")
+    from_folder = n.LoadModel.execute(TEST_MODEL_NAME, "auto", "fp32").args[0]
+    assert from_folder.key != model.key and from_folder.frame_size == (128, 128)
     again = n.LoadModel.execute(TEST_MODEL_NAME, "cpu", "bf16").args[0]
-    assert again.key == model.key and again.precision == "bf16"
+    assert again.key == from_folder.key and again.precision == "bf16"
 
 
 def test_missing_model_says_where_to_put_one(n: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
