@@ -57,7 +57,8 @@ class ImportFailed(Exception):
 
 class SceneGuard:
     """On an exception, remove every data-block created inside the block, restore the scene's
-    frame settings and delete files written, so the .blend is exactly as before."""
+    frame settings and delete the files this import created (``files``; never a file that was
+    there before), so the .blend and the folder are exactly as before."""
 
     def __init__(self, scene: bpy.types.Scene):
         self.scene = scene
@@ -81,6 +82,21 @@ class SceneGuard:
         for path in self.files:
             path.unlink(missing_ok=True)
         return False
+
+    def new_file(self, folder: Path, stem: str, suffix: str) -> Path:
+        """Create an empty file ``<stem><suffix>`` in ``folder``, or ``<stem>.001<suffix>``... if
+        that name is taken (another import's cache, in use by another plane or .blend file),
+        and remember it as this import's. Creation is exclusive, so two imports never share
+        a file."""
+        for number in range(1000):
+            path = folder / (f"{stem}{suffix}" if number == 0 else f"{stem}.{number:03d}{suffix}")
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            except FileExistsError:
+                continue
+            self.files.append(path)
+            return path
+        raise ImportFailed(f"{folder} already holds 1000 files named {stem}.*{suffix}: remove old ones")
 
 
 def _all_ids():
@@ -362,15 +378,13 @@ def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, settings: Impor
     rest = np.empty(len(plane.data.vertices) * 3, np.float32)
     plane.data.vertices.foreach_get("co", rest)
     coordinates = flow_positions(frame, data.flow, rest.reshape(-1, 3).astype(np.float64))
-    path = data.path.with_name(f"{data.name}.pc2")
-    scratch = path.with_name(f".{path.name}.partial")
-    guard.files.append(scratch)
     try:
+        path = guard.new_file(data.path.parent, data.name, ".pc2")
+        scratch = guard.new_file(data.path.parent, f".{path.name}", ".partial")
         write_pc2(scratch, coordinates)
+        os.replace(scratch, path)  # the cache appears whole or not at all
     except OSError as exc:
-        raise ImportFailed(f"cannot write the mesh cache {path}: {exc.strerror}; put the motion file in a writable folder") from None
-    os.replace(scratch, path)
-    guard.files.append(path)
+        raise ImportFailed(f"cannot write the mesh cache in {data.path.parent}: {exc.strerror}; put the motion file in a writable folder") from None
     modifier = plane.modifiers.new("FOMM Flow", "MESH_CACHE")
     modifier.cache_format = "PC2"
     modifier.filepath = bpy.path.relpath(str(path)) if bpy.data.filepath else str(path)

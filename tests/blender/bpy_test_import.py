@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import bpy
@@ -162,11 +163,45 @@ def test_flow_cache_plays_the_exact_flow(scene, synthetic) -> None:
     import_motion(path, deform="FLOW_CACHE", subdivisions=20)
     plane = plane_object(path)
     modifier = plane.modifiers["FOMM Flow"]
-    assert modifier.type == "MESH_CACHE" and Path(bpy.path.abspath(modifier.filepath)) == path.with_suffix(".pc2")
+    assert modifier.type == "MESH_CACHE" and cache_file(plane).parent == path.parent
+    assert re.fullmatch(rf"{path.stem}(\.\d{{3}})?\.pc2", cache_file(plane).name)  # numbered when an earlier test made one
+    assert_plays_the_flow(scene, plane, doc, frames=(1, 4, 6))
+
+
+def cache_file(plane: bpy.types.Object) -> Path:
+    return Path(bpy.path.abspath(plane.modifiers["FOMM Flow"].filepath))
+
+
+def assert_plays_the_flow(scene, plane: bpy.types.Object, doc: dict, frames: tuple[int, ...]) -> None:
+    """With 20 subdivisions the plane's vertices are the flow's grid nodes: they must be
+    exactly where the flow puts them."""
     positions = np.asarray(doc["flow"]["positions"])[:, ::-1].reshape(doc["num_frames"], -1, 2)
-    for frame in (1, 4, 6):
+    for frame in frames:
         scene.frame_set(frame)
         assert np.abs(evaluated_vertices(plane)[:, :2] - positions[frame - 1] @ plane_scale(doc).T).max() < 1e-5
+
+
+def test_each_import_bakes_its_own_cache_and_a_failed_one_removes_only_its_own(scene, synthetic, addon, monkeypatch) -> None:
+    """A second import of the same file must not overwrite the first one's cache (the first
+    plane still plays it), and an import that fails after baking deletes only the file it
+    wrote, never a cache another plane uses."""
+    path, doc = synthetic
+    import_motion(path, deform="FLOW_CACHE", subdivisions=20)
+    import_motion(path, deform="FLOW_CACHE", subdivisions=10)
+    first, second = plane_object(path), bpy.data.objects[f"FOMM {path.stem}.001"]
+    assert cache_file(first) != cache_file(second) and cache_file(first).is_file() and cache_file(second).is_file()
+    assert_plays_the_flow(scene, first, doc, frames=(4,))  # an 11x11 cache would not fit its 21x21 vertices
+
+    def failing(*_) -> None:
+        raise addon.build.ImportFailed("injected failure after the bake")
+
+    monkeypatch.setattr(addon.build, "_set_scene_timing", failing)
+    before, files = snapshot(), {p.name: p.read_bytes() for p in path.parent.iterdir() if p.is_file()}
+    with pytest.raises(RuntimeError, match="injected failure after the bake"):
+        import_motion(path, deform="FLOW_CACHE", subdivisions=20)
+    assert snapshot() == before
+    assert {p.name: p.read_bytes() for p in path.parent.iterdir() if p.is_file()} == files
+    assert_plays_the_flow(scene, first, doc, frames=(6,))
 
 
 def test_generated_frames_play_as_an_image_sequence(scene, synthetic, tmp_path) -> None:
