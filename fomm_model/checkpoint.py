@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -146,21 +147,60 @@ def _read_safetensors(path: Path) -> Checkpoint:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it into place only on success."""
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield an empty temporary file next to ``path``; when the block succeeds it gets the
+    permissions of a plainly created file and is renamed onto ``path`` (replacing any file
+    there), else it is removed. ``suffix`` ends the temporary name, for writers that choose
+    the format by suffix (OpenCV, ffmpeg). The one write-to-temp-then-rename of the package:
+    an interrupted write never leaves a half-written file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
     os.close(fd)
+    temporary = Path(name)
     try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the result is an ordinary file
-        os.replace(tmp, path)
+        yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private (0600)
+        os.replace(temporary, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """:func:`atomic_path` for a folder: yield an empty temporary folder next to ``path`` to
+    fill; when the block succeeds it gets ordinary permissions and takes the place of
+    ``path`` (a folder already there is moved aside first, and deleted once the new one is
+    in place), else it is removed with its contents."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield temporary
+        os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
+        previous = None
+        if path.exists():
+            previous = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            path.rename(previous / path.name)
+        try:
+            temporary.rename(path)
+        except BaseException:
+            if previous is not None:
+                (previous / path.name).rename(path)
+            raise
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)  # the new folder is in place; old leftovers are harmless
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it, so it is set back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_safetensors(

@@ -28,8 +28,7 @@ import base64
 import io
 import json
 import os
-import shutil
-import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -42,7 +41,7 @@ from PIL import Image
 from torch import Tensor
 
 from . import __version__
-from .checkpoint import atomic_path
+from .checkpoint import atomic_dir, atomic_path
 from .framing import FIT_MODES, fit, resize
 from .geometry import make_coordinate_grid
 from .keypoints import Keypoints, movement_scale
@@ -372,12 +371,14 @@ def _to_uint8(images: Tensor) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ write
 def write_motion(path: str | os.PathLike, motion: Motion, *, embed_image: bool = False) -> Path:
-    """Write ``motion`` as a motion file, atomically; returns the path.
+    """Write ``motion`` as a motion file, all or nothing; returns the path.
 
     The source texture goes next to the file as ``<name>.source.png`` (or into the file with
     ``embed_image``); generated frames in ``motion.frames`` go to ``<name>_frames/``. Every
-    file is written to a temporary name and renamed into place, the JSON last, so a failed
-    write leaves no half-written file behind.
+    part is first written in full under a temporary name; only then are they renamed into
+    place, the JSON last. So a write that fails (a bad frame, a full disk, an interrupted run)
+    leaves the previous motion file and its files as they were: never a new image or frames
+    folder beside an old JSON.
     """
     path = Path(path)
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
@@ -394,25 +395,18 @@ def write_motion(path: str | os.PathLike, motion: Motion, *, embed_image: bool =
     except MotionFormatError as exc:
         raise MotionFormatError(f"refusing to write an invalid motion file {path}: {exc}") from None
 
-    if not embed_image:
-        with atomic_path(path.parent / image_name) as tmp:
-            tmp.write_bytes(png)
-            _usual_permissions(tmp)
-    if motion.frames is not None:
-        assert frame_files is not None
-        _write_frames(frame_files, motion.frames)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(document, separators=(",", ":"), allow_nan=False), encoding="utf-8")
-        _usual_permissions(tmp)
+    # Contexts leave in reverse order: the image and frames are renamed before the JSON.
+    with ExitStack() as staged:
+        json_file = staged.enter_context(atomic_path(path))
+        if motion.frames is not None:
+            assert frame_files is not None
+            folder = staged.enter_context(atomic_dir(frame_files.directory))
+            for name, frame in zip(frame_files.files, motion.frames, strict=True):
+                Image.fromarray(frame).save(folder / name, format="PNG")
+        if not embed_image:
+            staged.enter_context(atomic_path(path.parent / image_name)).write_bytes(png)
+        json_file.write_text(json.dumps(document, separators=(",", ":"), allow_nan=False), encoding="utf-8")
     return path
-
-
-def _usual_permissions(path: Path) -> None:
-    """Temporary files and folders are private (0600/0700); give the result the permissions a
-    plain open() or mkdir() would have, so the motion can be shared like any other file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _to_document(motion: Motion, image_entry: dict[str, str], frame_files: FrameFiles | None, folder: Path) -> dict[str, Any]:
@@ -483,27 +477,6 @@ def _encode_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB").save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _write_frames(frame_files: FrameFiles, frames: np.ndarray) -> None:
-    """Write the frames into a fresh folder, then swap it in for any previous one."""
-    target = frame_files.directory
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        for name, frame in zip(frame_files.files, frames, strict=True):
-            Image.fromarray(frame).save(staging / name, format="PNG")
-        _usual_permissions(staging)
-        previous = None
-        if target.exists():
-            previous = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(previous)
-        staging.rename(target)
-        if previous is not None:
-            shutil.rmtree(previous)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 # ------------------------------------------------------------------------------ read

@@ -18,8 +18,8 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageSequence
 from torch import Tensor
+
+from .checkpoint import atomic_dir, atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".gif")
@@ -243,13 +245,8 @@ def write_image(path: str | os.PathLike, frame: Tensor) -> Path:
     ok, encoded = cv2.imencode(path.suffix.lower(), to_bgr_uint8(frame))
     if not ok:
         raise MediaError(f"OpenCV cannot encode {path.suffix} images here; use .png")
-    temporary = _temporary_path(path)
-    try:
+    with atomic_path(path) as temporary:
         temporary.write_bytes(encoded.tobytes())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -280,18 +277,17 @@ class VideoWriter:
         self.frames_written = 0
         self._writer: cv2.VideoWriter | None = None
         self._temporary: Path | None = None
+        self._staged: ExitStack | None = None  # renames the temporary into place, or removes it
 
     @property
     def is_folder(self) -> bool:
         return not self.path.suffix
 
     def __enter__(self) -> "VideoWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.is_folder:
-            self._temporary = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
-            os.chmod(self._temporary, 0o777 & ~_umask())
-        else:
-            self._temporary = _temporary_path(self.path)
+        self._staged = ExitStack()
+        # OpenCV picks the container by the file name's suffix, so the temporary keeps it
+        temporary = atomic_dir(self.path) if self.is_folder else atomic_path(self.path, suffix=self.path.suffix)
+        self._temporary = self._staged.enter_context(temporary)
         return self
 
     def write(self, frames: Tensor) -> None:
@@ -320,36 +316,19 @@ class VideoWriter:
     ) -> None:
         if self._writer is not None:
             self._writer.release()
-        temporary, self._temporary = self._temporary, None
-        if temporary is None:
+            self._writer = None
+        temporary, staged = self._temporary, self._staged
+        self._temporary = self._staged = None
+        if temporary is None or staged is None:
             return
-        try:
-            if kind is not None:
-                return
+        if kind is not None:
+            staged.__exit__(kind, error, traceback)  # removes the temporary; the error goes on
+            return
+        with staged:  # renamed into place when the checks below pass, removed when they raise
             if self.frames_written == 0:
                 raise MediaError(f"no frames were produced, so {self.path} was not written")
             if not self.is_folder and self.audio_from is not None:
                 self.audio = _copy_audio(temporary, self.audio_from, self.path.suffix.lower())
-            os.replace(temporary, self.path)
-        finally:
-            if temporary.is_dir():
-                shutil.rmtree(temporary, ignore_errors=True)
-            else:
-                temporary.unlink(missing_ok=True)
-
-
-def _temporary_path(path: Path) -> Path:
-    """An empty file next to ``path`` with the same suffix (OpenCV picks the format by suffix)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-    os.close(fd)
-    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it private; the result should not be
-    return Path(name)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ---------------------------------------------------------------------------- audio
@@ -379,14 +358,14 @@ def _copy_audio(video: Path, audio_source: Path, suffix: str) -> str:
         return "audio NOT copied: no ffmpeg binary on the PATH (install ffmpeg to keep the driving audio)"
     if has_audio_track(audio_source) is False:
         return f"no audio: {audio_source.name} has no audio track"
-    muxed = _temporary_path(video)
-    command = [
-        ffmpeg, "-v", "error", "-y", "-i", str(video), "-i", str(audio_source),
-        "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy", "-c:a", _AUDIO_CODEC.get(suffix, "aac"), "-shortest", str(muxed),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        muxed.unlink(missing_ok=True)
-        return f"audio NOT copied: ffmpeg failed ({result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no message'})"
-    os.replace(muxed, video)
+    try:
+        with atomic_path(video, suffix=suffix) as muxed:  # ffmpeg, too, picks the container by suffix
+            command = [
+                ffmpeg, "-v", "error", "-y", "-i", str(video), "-i", str(audio_source),
+                "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy", "-c:a", _AUDIO_CODEC.get(suffix, "aac"), "-shortest", str(muxed),
+            ]  # fmt: skip
+            subprocess.run(command, capture_output=True, text=True, check=True)
+    except subprocess.CalledProcessError as exc:
+        message = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else "no message"
+        return f"audio NOT copied: ffmpeg failed ({message})"
     return f"audio copied from {audio_source.name}"

@@ -180,3 +180,38 @@ def test_written_files_have_ordinary_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+
+
+def test_atomic_path_keeps_a_suffix_and_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    from fomm_model.checkpoint import atomic_path
+
+    (tmp_path / "clip.mp4").write_text("old")
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_path(tmp_path / "clip.mp4", suffix=".mp4") as temporary:
+            assert temporary.name.endswith(".partial.mp4") and temporary.parent == tmp_path
+            temporary.write_text("half")
+            raise OSError("disk full")
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"] and (tmp_path / "clip.mp4").read_text() == "old"
+
+
+def test_atomic_dir_replaces_a_folder_whole_with_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from fomm_model.checkpoint import atomic_dir
+
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "old.png").write_text("old")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_dir(target) as temporary:
+            (temporary / "new.png").write_text("new")
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"] and [p.name for p in target.iterdir()] == ["old.png"]
+    with atomic_dir(target) as temporary:
+        assert temporary.parent == tmp_path and not (temporary / "old.png").exists()
+        (temporary / "new.png").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"] and [p.name for p in target.iterdir()] == ["new.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~umask

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import fomm_model as fm
+from fomm_model import motion_file
 from fomm_model.geometry import make_coordinate_grid
 from fomm_model.motion_file import (
     MotionFormatError,
@@ -121,6 +122,32 @@ def test_rewriting_replaces_the_frames_folder_whole(tmp_path, motion) -> None:
     write_motion(tmp_path / "clip.json", shorter)
     assert sorted(p.name for p in (tmp_path / "clip_frames").iterdir()) == ["frame_00001.png", "frame_00002.png"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("failure", ["json", "frames"])
+def test_a_failed_write_leaves_the_previous_motion_as_it_was(tmp_path, motion, monkeypatch, failure) -> None:
+    """Everything is staged before anything is renamed: a write that fails while encoding the
+    JSON (the last part) or a frame leaves the earlier file, image and frames untouched."""
+    write_motion(tmp_path / "clip.json", motion)
+
+    def contents() -> dict[str, bytes]:
+        return {str(p.relative_to(tmp_path)): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+
+    before = contents()
+    changed = copy.copy(motion)
+    changed.source_image = 255 - motion.source_image
+    changed.frames = 255 - motion.frames
+    if failure == "json":
+        def full_disk(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(motion_file.json, "dumps", full_disk)
+    else:
+        changed.frames = changed.frames.astype(np.float64)  # PIL cannot write float RGB frames
+    with pytest.raises((OSError, TypeError)):
+        write_motion(tmp_path / "clip.json", changed)
+    assert contents() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.source.png", "clip_frames"]
 
 
 def test_invalid_motion_is_not_written(tmp_path, motion) -> None:

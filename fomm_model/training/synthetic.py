@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import cv2
 import numpy as np
+
+from ..checkpoint import atomic_dir
 
 SPLITS = ("train", "test")
 _SPLIT_KEYS = {"train": 0, "test": 1}
@@ -394,15 +395,12 @@ def render_video(seed: int, split: str, index: int, num_frames: int = 32, size: 
 
 # ----------------------------------------------------------------------------- dataset on disk
 def write_video_folder(frames: np.ndarray, folder: Path) -> None:
-    """Write frames as ``0000.png``... into ``folder`` atomically (a temp folder, then a rename)."""
-    temp = folder.with_name(f".{folder.name}.partial")
-    if temp.exists():
-        shutil.rmtree(temp)
-    temp.mkdir(parents=True)
-    for t, frame in enumerate(frames):
-        if not cv2.imwrite(str(temp / f"{t:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-            raise OSError(f"could not write {temp / f'{t:04d}.png'}")
-    temp.rename(folder)
+    """Write frames as ``0000.png``... into ``folder``, atomically (:func:`fomm_model.checkpoint.atomic_dir`)."""
+    with atomic_dir(folder) as temporary:
+        for t, frame in enumerate(frames):
+            name = temporary / f"{t:04d}.png"
+            if not cv2.imwrite(str(name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+                raise OSError(f"could not write {name}")
 
 
 def write_dataset(
