@@ -48,7 +48,7 @@ from .keypoints import Keypoints, movement_scale
 from .model import FirstOrderModel
 from .pipeline import MotionOptions as PipelineOptions
 from .pipeline import Reference, animate_batches, frame_count
-from .schemas.motion_format import FORMAT_NAME, FORMAT_VERSION, MotionFormatError, parse, validate
+from .schemas.motion_format import FORMAT_NAME, FORMAT_VERSION, LinkedFiles, MotionFormatError, linked_files, parse, validate
 
 __all__ = [
     "DenseFlow",
@@ -481,39 +481,32 @@ def _encode_png(pixels: np.ndarray) -> bytes:
 
 # ------------------------------------------------------------------------------ read
 def read_motion(path: str | os.PathLike) -> Motion:
-    """Read and validate a motion file; raises :class:`MotionFormatError` naming the problem."""
+    """Read and validate a motion file and the files it points to; raises
+    :class:`MotionFormatError` naming the problem."""
     path = Path(path)
     try:
         document = parse(path.read_bytes())
+        files = linked_files(document, path)
     except MotionFormatError as exc:
         raise MotionFormatError(f"{path}: {exc}") from None
     image = document["image"]
-    size = (image["height"], image["width"])
     source = document["source"]
-    source_image = _read_source_image(source["image"], path, size)
-    options = MotionOptions(**document["options"])
     flow = None
     if "flow" in document:
         flow = DenseFlow(_array(document["flow"]["positions"]), float(document["flow"]["max_residual"]))
     frame_files = None
-    if "frames" in document:
-        frame_files = FrameFiles(path.parent / document["frames"]["directory"], tuple(document["frames"]["files"]))
-        missing = [name for name in frame_files.files if not (frame_files.directory / name).is_file()]
-        if missing:
-            raise MotionFormatError(
-                f"{path}: {len(missing)} generated frame(s) missing from {frame_files.directory} (first: {missing[0]}); "
-                "keep the frames folder next to the motion file"
-            )
+    if files.frames_directory is not None:
+        frame_files = FrameFiles(files.frames_directory, files.frame_names)
     jacobians = source["jacobians"]
     return Motion(
-        image_size=size,
+        image_size=(image["height"], image["width"]),
         fps=float(document["fps"]),
-        source_image=source_image,
+        source_image=_decode_source_image(files, path),
         source=KeypointTrack(_array([source["keypoints"]]), None if jacobians is None else _array([jacobians])),
         driving=_read_track(document["driving"]),
         motion=_read_track(document["motion"]),
         masks=_array(document["weights"]["masks"]),
-        options=options,
+        options=MotionOptions(**document["options"]),
         align_corners=image["align_corners"],
         weights_method=document["weights"]["method"],
         flow=flow,
@@ -529,35 +522,13 @@ def _array(values: Sequence[Any]) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-def _read_source_image(entry: dict[str, str], path: Path, size: tuple[int, int]) -> np.ndarray:
-    if "png_base64" in entry:
-        try:
-            data = base64.b64decode(entry["png_base64"], validate=True)
-        except ValueError:
-            raise MotionFormatError(f"{path}: the embedded source image is not valid base64") from None
-        where = "the embedded source image"
-    else:
-        image_path = path.parent / entry["path"]
-        if not image_path.is_file():
-            raise MotionFormatError(
-                f"{path}: source image {image_path} not found; keep it next to the motion file "
-                "or write the file with the image embedded (fomm motion --embed-image)"
-            )
-        data = image_path.read_bytes()
-        where = f"source image {image_path}"
+def _decode_source_image(files: LinkedFiles, path: Path) -> np.ndarray:
+    """The checked source PNG as (h, w, 3 or 4) uint8 (the PNG's header was fine; its data may not be)."""
+    data = files.image_png if files.image_png is not None else files.image_path.read_bytes()  # type: ignore[union-attr]
     try:
         with Image.open(io.BytesIO(data)) as picture:
             picture.load()
-            pixels = np.asarray(picture.convert("RGBA" if "A" in picture.getbands() else "RGB"))
+            return np.asarray(picture.convert("RGBA" if "A" in picture.getbands() else "RGB"))
     except (OSError, SyntaxError, ValueError) as exc:
+        where = "the embedded source image" if files.image_png is not None else f"source image {files.image_path}"
         raise MotionFormatError(f"{path}: {where} cannot be read as an image ({exc})") from None
-    _check_aspect(pixels.shape[:2], size, f"{path}: {where}")
-    return pixels
-
-
-def _check_aspect(texture: tuple[int, int], size: tuple[int, int], what: str) -> None:
-    if abs(texture[1] / texture[0] - size[1] / size[0]) > 0.01 * size[1] / size[0]:
-        raise MotionFormatError(
-            f"{what} is {texture[1]}x{texture[0]} but the motion is for {size[1]}x{size[0]} frames: "
-            "the image does not belong to this motion file"
-        )

@@ -180,17 +180,17 @@ def _plane_mesh(name: str, grid: GridMesh) -> bpy.types.Mesh:
 def _load_texture(data: MotionData, settings: ImportSettings) -> bpy.types.Image:
     if settings.texture == "FRAMES":
         assert data.frames is not None
-        image = _load_image(data.frames.first, data)
+        image = _load_image(data.frames.first)
         image.source = "SEQUENCE"
         return image
     if data.image_path is not None:
-        return _load_image(data.image_path, data)
+        return _load_image(data.image_path)
     assert data.image_png is not None
     fd, scratch = tempfile.mkstemp(suffix=".png")
     try:
         with os.fdopen(fd, "wb") as stream:
             stream.write(data.image_png)
-        image = _load_image(Path(scratch), data)
+        image = _load_image(Path(scratch))
         image.pack()
     finally:
         os.unlink(scratch)
@@ -199,16 +199,13 @@ def _load_texture(data: MotionData, settings: ImportSettings) -> bpy.types.Image
     return image
 
 
-def _load_image(path: Path, data: MotionData) -> bpy.types.Image:
+def _load_image(path: Path) -> bpy.types.Image:
+    """Load an image the motion file's reader has checked (it exists, its PNG header gives the
+    motion's aspect ratio); its pixel data can still be damaged, which only loading shows."""
     image = bpy.data.images.load(str(path), check_existing=False)
     width, height = image.size  # reading the size loads the pixels
     if width == 0 or height == 0:
         raise ImportFailed(f"{path.name} cannot be read as an image")
-    if abs(width / height - data.width / data.height) > 0.01 * data.width / data.height:
-        raise ImportFailed(
-            f"{path.name} is {width}x{height} but the motion is for {data.width}x{data.height} frames: "
-            "the image does not belong to this motion file"
-        )
     return image
 
 

@@ -1,23 +1,18 @@
 """Reading a motion file into numpy arrays for the importer (no bpy, so it runs anywhere).
 
 Everything that can be wrong with the input is found here, before the importer creates
-anything in the scene: the JSON is parsed and validated (``motion_format``), the source
-image and the generated frames must exist, frame files must be numbered consecutively.
+anything in the scene: the JSON is parsed and validated and the source image and the
+generated frames are checked (``motion_format``, shared with ``fomm_model``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .motion_format import MotionFormatError, parse
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from .motion_format import MotionFormatError, linked_files, parse
 
 
 @dataclass(frozen=True)
@@ -64,17 +59,23 @@ class MotionData:
 
 def load_motion(path: str | Path) -> MotionData:
     """Parse, validate and resolve a motion file; raises MotionFormatError with a message for
-    the user."""
+    the user (also when the file cannot be read at all)."""
     path = Path(path)
     if not path.is_file():
         raise MotionFormatError(f"{path} not found")
     try:
-        document = parse(path.read_bytes())
+        text = path.read_bytes()
+    except OSError as exc:
+        raise MotionFormatError(f"{path.name} cannot be read ({exc.strerror}): check the file's permissions") from None
+    try:
+        document = parse(text)
+        files = linked_files(document, path)
     except MotionFormatError as exc:
         raise MotionFormatError(f"{path.name}: {exc}") from None
     image, source = document["image"], document["source"]
-    image_path, image_png = _source_image(source["image"], path)
-    frames = _frame_sequence(document["frames"], path) if "frames" in document else None
+    frames = None
+    if files.frames_directory is not None:
+        frames = FrameSequence(files.frames_directory.resolve() / files.frame_names[0], len(files.frame_names), files.first_frame_number)
     return MotionData(
         path=path,
         width=image["width"],
@@ -90,8 +91,8 @@ def load_motion(path: str | Path) -> MotionData:
         motion=_track(document["motion"]),
         masks=np.asarray(document["weights"]["masks"], np.float64),
         flow=np.asarray(document["flow"]["positions"], np.float64) if "flow" in document else None,
-        image_path=image_path,
-        image_png=image_png,
+        image_path=None if files.image_path is None else files.image_path.resolve(),
+        image_png=files.image_png,
         frames=frames,
     )
 
@@ -99,47 +100,3 @@ def load_motion(path: str | Path) -> MotionData:
 def _track(entry: dict) -> Track:
     jacobians = entry["jacobians"]
     return Track(np.asarray(entry["keypoints"], np.float64), None if jacobians is None else np.asarray(jacobians, np.float64))
-
-
-def _source_image(entry: dict, path: Path) -> tuple[Path | None, bytes | None]:
-    if "png_base64" in entry:
-        try:
-            data = base64.b64decode(entry["png_base64"], validate=True)
-        except (binascii.Error, ValueError):
-            raise MotionFormatError(f"{path.name}: the embedded source image is not valid base64") from None
-        if not data.startswith(PNG_SIGNATURE):
-            raise MotionFormatError(f"{path.name}: the embedded source image is not a PNG")
-        return None, data
-    image_path = (path.parent / entry["path"]).resolve()
-    if not image_path.is_file():
-        raise MotionFormatError(
-            f"{path.name}: source image {image_path} not found; keep it next to the motion file "
-            "or write the motion with the image embedded (fomm motion --embed-image)"
-        )
-    return image_path, None
-
-
-def _frame_sequence(entry: dict, path: Path) -> FrameSequence:
-    directory = (path.parent / entry["directory"]).resolve()
-    files = entry["files"]
-    missing = [name for name in files if not (directory / name).is_file()]
-    if missing:
-        raise MotionFormatError(f"{path.name}: {len(missing)} generated frame(s) missing in {directory}, first {missing[0]}")
-    numbers = [_frame_number(name) for name in files]
-    stems = {_frame_stem(name) for name in files}
-    if None in numbers or len(stems) != 1 or numbers != list(range(numbers[0], numbers[0] + len(files))):
-        raise MotionFormatError(f"{path.name}: the generated frames must be numbered consecutively, like frame_00001.png, frame_00002.png, ...")
-    return FrameSequence(directory / files[0], len(files), numbers[0])
-
-
-_NUMBERED = re.compile(r"^(.*?)(\d+)(\.[^.]+)$")
-
-
-def _frame_number(name: str) -> int | None:
-    match = _NUMBERED.match(name)
-    return int(match.group(2)) if match else None
-
-
-def _frame_stem(name: str) -> tuple[str, str] | None:
-    match = _NUMBERED.match(name)
-    return (match.group(1), match.group(3)) if match else None

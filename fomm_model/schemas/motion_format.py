@@ -8,14 +8,21 @@ format, and the add-on ships byte-identical copies of both (a test keeps them in
 Validation = the JSON Schema (the subset of draft 2020-12 keywords the schema uses; an
 unknown keyword is an error, so the schema cannot silently say more than is checked) plus the
 rules a schema cannot express: array sizes that follow ``num_frames``, ``num_kp`` and the
-grids, weights that sum to one, invertible source Jacobians, finite numbers.
+grids, weights that sum to one, invertible source Jacobians, finite numbers, consecutively
+numbered frame files. :func:`linked_files` then checks the files a document points to (the
+source image, the generated frames) before either reader uses them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
+import re
+import struct
 import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,8 @@ _ASSERTIONS = {
 _ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description"}
 _WEIGHT_SUM_TOLERANCE = 1e-3
 _MIN_JACOBIAN_DET = 1e-6
+_ASPECT_TOLERANCE = 0.01  # relative: rounding to whole pixels at small sizes
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class MotionFormatError(ValueError):
@@ -271,6 +280,7 @@ def _check_sizes(doc: dict[str, Any]) -> None:
             _expect_grid(rows, grid, f"$.flow.positions[{t}]", "$.flow.grid")
     if "frames" in doc:
         _expect_len(doc["frames"]["files"], frames, "$.frames.files", "num_frames")
+        _check_frame_names(doc["frames"]["files"])
 
 
 def _check_weights(weights: dict[str, Any], num_kp: int) -> None:
@@ -306,3 +316,97 @@ def _check_jacobian_presence(jacobians: Any, has_jacobians: bool, path: str) -> 
         raise MotionFormatError(f"{path} is null but has_jacobians is true")
     if not has_jacobians and jacobians is not None:
         raise MotionFormatError(f"{path} must be null because has_jacobians is false")
+
+
+_NUMBERED = re.compile(r"^([^/\\]*?)(\d+)(\.[^./\\]+)$")
+
+
+def _check_frame_names(files: list[str]) -> None:
+    """Frame files are plain names numbered consecutively (what an image sequence needs)."""
+    matches = [_NUMBERED.match(name) for name in files]
+    numbers = [int(match.group(2)) if match else None for match in matches]
+    patterns = {(match.group(1), match.group(3)) if match else None for match in matches}
+    if None in numbers or len(patterns) != 1 or numbers != list(range(numbers[0], numbers[0] + len(files))):
+        raise MotionFormatError(
+            "$.frames.files must be file names numbered consecutively, like frame_00001.png, frame_00002.png, ..."
+        )
+
+
+# ---------------------------------------------------------------------------- linked files
+@dataclass(frozen=True)
+class LinkedFiles:
+    """The files a motion document points to, found and checked by :func:`linked_files`."""
+
+    image_path: Path | None  # the source image beside the motion file ...
+    image_png: bytes | None  # ... or the PNG embedded in it
+    frames_directory: Path | None  # the generated frames, when the document lists them
+    frame_names: tuple[str, ...]
+
+    @property
+    def first_frame_number(self) -> int:
+        """The number in the first frame's name (validation made them consecutive)."""
+        match = _NUMBERED.match(self.frame_names[0])
+        assert match is not None
+        return int(match.group(2))
+
+
+def linked_files(document: dict[str, Any], path: Path) -> LinkedFiles:
+    """Find and check the files that a validated ``document``, read from ``path``, points to:
+    the source image exists and is a PNG of the motion's aspect ratio (the schema says PNG, so
+    its header gives the size without decoding it), and every generated frame is there.
+    Raises :class:`MotionFormatError` saying what is missing and what to do."""
+    entry = document["source"]["image"]
+    image_path, image_png = None, None
+    if "png_base64" in entry:
+        try:
+            image_png = base64.b64decode(entry["png_base64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise MotionFormatError("the embedded source image is not valid base64") from None
+        header, where = image_png[:24], "the embedded source image"
+    else:
+        image_path = path.parent / entry["path"]
+        if not image_path.is_file():
+            raise MotionFormatError(
+                f"source image {image_path} not found; keep it next to the motion file "
+                "or write the motion with the image embedded (fomm motion --embed-image)"
+            )
+        header, where = _read_head(image_path), f"source image {image_path}"
+    check_image_size(_png_size(header, where), document, where)
+
+    directory, names = None, ()
+    if "frames" in document:
+        directory, names = path.parent / document["frames"]["directory"], tuple(document["frames"]["files"])
+        missing = [name for name in names if not (directory / name).is_file()]
+        if missing:
+            raise MotionFormatError(
+                f"{len(missing)} generated frame(s) missing from {directory} (first: {missing[0]}); "
+                "keep the frames folder next to the motion file"
+            )
+        first = directory / names[0]
+        check_image_size(_png_size(_read_head(first), f"generated frame {first}"), document, f"generated frame {first}")
+    return LinkedFiles(image_path, image_png, directory, names)
+
+
+def check_image_size(size: tuple[int, int], document: dict[str, Any], where: str) -> None:
+    """An image of ``size`` (width, height) belongs to the motion when it has its aspect ratio
+    (the texture may have more pixels than the model saw, never another shape)."""
+    width, height = size
+    expected = document["image"]["width"] / document["image"]["height"]
+    if width <= 0 or height <= 0 or abs(width / height - expected) > _ASPECT_TOLERANCE * expected:
+        raise MotionFormatError(
+            f"{where} is {width}x{height} but the motion is for {document['image']['width']}x"
+            f"{document['image']['height']} frames: the image does not belong to this motion file"
+        )
+
+
+def _read_head(path: Path) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read(24)
+
+
+def _png_size(header: bytes, where: str) -> tuple[int, int]:
+    """(width, height) from a PNG's first 24 bytes: the signature, then the IHDR chunk."""
+    if len(header) < 24 or not header.startswith(PNG_SIGNATURE) or header[12:16] != b"IHDR":
+        raise MotionFormatError(f"{where} cannot be read as an image: it is not a PNG file (damaged or another format)")
+    width, height = struct.unpack(">II", header[16:24])
+    return width, height

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
 import bpy
@@ -97,11 +98,35 @@ def test_number_out_of_range(scene, broken) -> None:
     assert_refused(write(path, doc), r"masks\[0\]\[0\]\[0\] must be <= 1")
 
 
-def test_unreadable_source_image_fails_after_building_started(scene, broken) -> None:
-    """The image is found (so the import starts) but is not a picture: everything made
-    before the failure is removed again."""
+def test_source_image_that_is_not_a_png(scene, broken) -> None:
     path, doc = broken
-    (path.parent / doc["source"]["image"]["path"]).write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    (path.parent / doc["source"]["image"]["path"]).write_bytes(b"GIF89a not the PNG the format asks for")
+    assert_refused(write(path, doc), "source image .* cannot be read as an image: it is not a PNG file")
+
+
+def test_source_image_of_another_shape(scene, broken) -> None:
+    """A PNG whose header says 64x32 for a motion of square frames (the header is read
+    without decoding, so the check costs nothing for a large texture)."""
+    path, doc = broken
+    image = path.parent / doc["source"]["image"]["path"]
+    head = bytearray(image.read_bytes())
+    head[16:24] = struct.pack(">II", 64, 32)
+    image.write_bytes(bytes(head))
+    assert_refused(write(path, doc), "is 64x32 but the motion is for 128x128 frames: the image does not belong")
+
+
+def test_missing_generated_frame(scene, broken) -> None:
+    path, doc = broken
+    (path.parent / doc["frames"]["directory"] / doc["frames"]["files"][3]).unlink()
+    assert_refused(write(path, doc), "1 generated frame\\(s\\) missing .*first: frame_00004.png.*keep the frames folder")
+
+
+def test_unreadable_source_image_fails_after_building_started(scene, broken) -> None:
+    """The image's PNG header is intact (so the import starts) but its data is cut off:
+    everything made before Blender finds out is removed again."""
+    path, doc = broken
+    image = path.parent / doc["source"]["image"]["path"]
+    image.write_bytes(image.read_bytes()[:40])
     assert_refused(write(path, doc), "cannot be read as an image")
 
 
