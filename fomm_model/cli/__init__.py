@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from .. import __version__
@@ -41,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args.func(args) or 0)
     except (UserError, CheckpointError, ConfigError, ValueError) as exc:
@@ -52,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fomm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (a process manager, or the Blender add-on's Cancel) unwinds like Ctrl-C, so
+    temporary files are removed and nothing half-written is left behind."""
+    raise KeyboardInterrupt
 
 
 def describe_os_error(error: OSError) -> str:
