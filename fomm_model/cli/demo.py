@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="make a source image and a driving video and animate one with the other",
         description="Render a still of one synthetic puppet and a video of another (a seed the "
         "embedded model never saw), animate the still with the video's motion using the embedded "
-        "default model, and write source.png, driving.mp4, result.mp4 and visualization.mp4 "
-        "(source | driving with keypoints | deformed source | occlusion | result).",
+        "default model, and write source.png, driving.mp4, result.mp4 (at the source's resolution: "
+        "fomm animate --full-resolution) and visualization.mp4 (source | driving with keypoints | "
+        "deformed source | occlusion | the model's own output).",
     )
     parser.add_argument("--out", type=Path, default=Path("fomm-demo"), help="output folder (default: fomm-demo)")
     parser.add_argument("--checkpoint", default="default", help='model to animate with (default: "default")')
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     return fomm_main(
         [
             "animate", str(source_path), str(driving_path), "-o", str(out / "result.mp4"),
-            "--checkpoint", args.checkpoint, "--visualize", str(out / "visualization.mp4"),
+            "--checkpoint", args.checkpoint, "--full-resolution", "--visualize", str(out / "visualization.mp4"),
         ]
     )  # fmt: skip
 
