@@ -95,7 +95,7 @@ def animate_footage(
             on_batch(batch)
         for index in range(len(batch)):
             if renderer is not None:
-                generated = renderer.render(batch, index)
+                generated = renderer.render_frame(batch, index)
             else:
                 generated = framing.restore(batch.prediction[index : index + 1].float().cpu())[0]
             yield paste(source, generated.clamp(0, 1), source_box, mask)
@@ -112,19 +112,20 @@ class FullResolution:
         self.canvas = canvas.to(model.device, model.dtype)
         self.align_corners = model.align_corners
 
-    def render(self, batch: AnimatedBatch, index: int) -> Tensor:
-        """Frame ``index`` of ``batch`` as a (C, h, w) region at full resolution (CPU)."""
-        outputs = batch.outputs
-        deformation = outputs["deformation"][index : index + 1]
+    def render(self, prediction: Tensor, deformation: Tensor, occlusion_map: Tensor | None) -> Tensor:
+        """Frames (n, C, h, w) at the region's full resolution (CPU) from the model's
+        ``prediction`` (n, C, H, W), ``deformation`` (n, H', W', 2) and ``occlusion_map``."""
+        canvas = self.canvas.expand(prediction.shape[0], -1, -1, -1)
+        frames = render_full_resolution(canvas, prediction, deformation, occlusion_map, self.align_corners)
+        return self.framing.restore(frames.float().cpu())
+
+    def render_frame(self, batch: AnimatedBatch, index: int) -> Tensor:
+        """Frame ``index`` of ``batch`` as a (C, h, w) region (one at a time: a 4K batch is large)."""
+        outputs, frame = batch.outputs, slice(index, index + 1)
         occlusion = outputs.get("occlusion_map")
-        frame = render_full_resolution(
-            self.canvas,
-            outputs["prediction"][index : index + 1],
-            deformation,
-            None if occlusion is None else occlusion[index : index + 1],
-            self.align_corners,
-        )
-        return self.framing.restore(frame.float().cpu())[0]
+        return self.render(
+            outputs["prediction"][frame], outputs["deformation"][frame], None if occlusion is None else occlusion[frame]
+        )[0]
 
 
 def render_full_resolution(

@@ -6,10 +6,11 @@ import torch
 from comfy_api.latest import io
 from torch import Tensor
 
+from fomm_model.footage import FullResolution
 from fomm_model.framing import fit as fit_frames
 from fomm_model.pipeline import animate_batches
 
-from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, motion_inputs
+from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, full_resolution_input, motion_inputs
 from .runtime import prepare_run, to_comfy_image
 from .types import FommModel, LoadedModel
 
@@ -30,6 +31,7 @@ class Animate(io.ComfyNode):
                 io.Image.Input("driving", tooltip="The driving video's frames (e.g. from Load Video + Get Video Components)."),
                 fit_input(),
                 *motion_inputs(),
+                full_resolution_input(),
                 batch_size_input(),
             ],
             outputs=[io.Image.Output(display_name="frames", tooltip="One animated frame per driving frame.")],
@@ -47,16 +49,21 @@ class Animate(io.ComfyNode):
         adapt_scale: bool,
         reference: str,
         reference_index: int,
+        full_resolution: bool,
         batch_size: int,
     ) -> io.NodeOutput:
         motion = MotionInputs(relative, relative_jacobian, adapt_scale, reference, reference_index)
         run = prepare_run(model, source, driving, motion, batch_size, fit_mode=fit)
         source_fitted, framing = fit_frames(run.source, model.frame_size, fit)  # type: ignore[arg-type]
-        frames = [
-            to_comfy_image(framing.restore(batch.prediction.float().cpu()))
-            for batch in animate_batches(
-                run.fomm, source_fitted, run.driving, run.motion,
-                batch_size=batch_size, precision=model.precision, on_progress=run.progress.update,
-            )
-        ]
+        renderer = FullResolution(run.fomm, run.source[0], framing) if full_resolution else None
+        frames = []
+        for batch in animate_batches(
+            run.fomm, source_fitted, run.driving, run.motion,
+            batch_size=batch_size, precision=model.precision, on_progress=run.progress.update,
+        ):  # fmt: skip
+            if renderer is None:
+                rendered = framing.restore(batch.prediction.float().cpu())
+            else:
+                rendered = renderer.render(batch.prediction, batch.outputs["deformation"], batch.outputs.get("occlusion_map"))
+            frames.append(to_comfy_image(rendered))
         return io.NodeOutput(torch.cat(frames))

@@ -40,6 +40,17 @@ def batch_size_input() -> io.Int.Input:
     )
 
 
+def full_resolution_input() -> io.Boolean.Input:
+    """Sharp output from a large source (``fomm_model.footage.render_full_resolution``)."""
+    return io.Boolean.Input(
+        "full_resolution",
+        default=False,
+        tooltip="Off: the model's frame (e.g. 256x256) scaled up to the source's size. On: the full-size "
+        "source itself is warped by the model's motion and the generated pixels are used only where the "
+        "source is occluded, so a large photo stays sharp wherever it merely moves.",
+    )
+
+
 def motion_inputs() -> list[io.Input]:
     """How driving keypoints become motion of the source (FOMM's relative motion transfer)."""
     return [

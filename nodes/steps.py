@@ -12,10 +12,11 @@ from einops import rearrange
 from torch import Tensor
 
 from fomm_model import Keypoints, normalize_keypoints
+from fomm_model.footage import FullResolution
 from fomm_model.framing import fit as fit_frames
 from fomm_model.framing import resize
 
-from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, motion_inputs
+from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, full_resolution_input, motion_inputs
 from .runtime import (
     FrameProgress,
     check_same_model,
@@ -200,6 +201,7 @@ class Generate(io.ComfyNode):
                     tooltip="Optional replacement occlusion (1 = source visible), at the source's size, one per "
                     "frame or one for all. Unconnected: the flow's own occlusion is used.",
                 ),
+                full_resolution_input(),
                 batch_size_input(),
             ],
             outputs=[io.Image.Output(display_name="frames", tooltip="The animated frames, one per driving frame.")],
@@ -207,19 +209,31 @@ class Generate(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, model: LoadedModel, source: Tensor, flow: FlowData, batch_size: int, occlusion: Tensor | None = None
+        cls,
+        model: LoadedModel,
+        source: Tensor,
+        flow: FlowData,
+        full_resolution: bool,
+        batch_size: int,
+        occlusion: Tensor | None = None,
     ) -> io.NodeOutput:
         check_same_model(model, flow.model_key, "flow")
-        fitted = fit_like(first_image(source, "source"), flow.framing, "the source image")
+        image = first_image(source, "source")
+        fitted = fit_like(image, flow.framing, "the source image")
         visibility = flow.occlusion if occlusion is None else _occlusion_for_flow(occlusion, flow)
         fomm = use_model(model)
         encoded = fomm.encode_source(fitted)  # once, not per chunk
+        renderer = FullResolution(fomm, image[0], flow.framing) if full_resolution else None
         progress = FrameProgress(len(flow))
         frames = []
         for part in chunks(len(flow), batch_size, progress):
             maps = None if visibility is None else visibility[part] if len(visibility) > 1 else visibility
             rendered = fomm.render(encoded, flow.deformation[part], maps)
-            frames.append(to_comfy_image(flow.framing.restore(rendered.float().cpu())))
+            if renderer is None:
+                rendered = flow.framing.restore(rendered.float().cpu())
+            else:
+                rendered = renderer.render(rendered, flow.deformation[part].to(fomm.device), None if maps is None else maps.to(fomm.device))
+            frames.append(to_comfy_image(rendered))
         return io.NodeOutput(torch.cat(frames))
 
 

@@ -8,9 +8,11 @@ from types import ModuleType
 import pytest
 import torch
 
+from fomm_model.footage import FootageOptions, animate_footage
 from fomm_model.keypoints import find_best_frame
 from fomm_model.loading import DEFAULT_MODEL_NAME
 from fomm_model.motion_file import read_motion
+from fomm_model.pipeline import MotionOptions
 
 from .conftest import TEST_MODEL_NAME
 
@@ -40,14 +42,14 @@ def moving_video(frames: int, height: int, width: int) -> torch.Tensor:
     return torch.cat([base[:, :, 4 * t : 4 * t + width] for t in range(frames)])
 
 
-def run_steps(n: ModuleType, model, source, driving, **motion) -> dict:
+def run_steps(n: ModuleType, model, source, driving, full_resolution: bool = False, **motion) -> dict:
     kp_source = n.DetectKeypoints.execute(model, source, "pad", 8).args[0]
     kp_driving = n.DetectKeypoints.execute(model, driving, "pad", 3).args[0]
     options = dict(relative=True, relative_jacobian=True, adapt_scale=True, reference="first", reference_index=0)
     options.update(motion)
     motion_data, moved = n.EstimateMotion.execute(kp_source, kp_driving, **options).args
     flow, occlusion, masks = n.DenseMotion.execute(model, source, motion_data, 3).args
-    frames = n.Generate.execute(model, source, flow, 3).args[0]
+    frames = n.Generate.execute(model, source, flow, full_resolution, 3).args[0]
     return dict(kp_source=kp_source, kp_driving=kp_driving, motion=motion_data, moved=moved, flow=flow,
                 occlusion=occlusion, masks=masks, frames=frames)
 
@@ -100,7 +102,7 @@ def test_steps_give_the_animate_frames_at_the_input_size(n: ModuleType, model) -
     source = comfy_images(1, 90, 150, seed=3)  # not the model's size nor aspect
     driving = moving_video(5, 64, 96)
     steps = run_steps(n, model, source, driving)
-    animate = n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, 3).args[0]
+    animate = n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, False, 3).args[0]
     assert steps["frames"].shape == animate.shape == (5, 90, 150, 3)
     torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
     assert steps["occlusion"].shape == (5, 90, 150)
@@ -110,6 +112,29 @@ def test_steps_give_the_animate_frames_at_the_input_size(n: ModuleType, model) -
     assert len(steps["moved"].keypoints) == 5 and steps["motion"].reference_frame == 0
 
 
+def test_full_resolution_is_the_librarys_and_keeps_the_source_sharp(n: ModuleType, model) -> None:
+    """full_resolution on FOMM Animate and FOMM Generate: the same frames as fomm animate
+    --full-resolution (fomm_model.footage, one implementation), at the source's size; with a
+    still driving video the result is the source itself where the model sees it unoccluded,
+    much closer to it than the plain output (a 128x128 frame scaled up)."""
+    source = comfy_images(1, 300, 420, seed=5)  # larger than the model's frames, another aspect
+    driving = moving_video(4, 64, 96)
+    steps = run_steps(n, model, source, driving, full_resolution=True)
+    animate = n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, True, 3).args[0]
+    assert animate.shape == (4, 300, 420, 3)
+    torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
+    library = torch.stack(list(animate_footage(
+        model.fomm, source[0].permute(2, 0, 1), driving.permute(0, 3, 1, 2), MotionOptions(),
+        FootageOptions(full_resolution=True, fit="pad"), batch_size=3,
+    )))  # fmt: skip
+    torch.testing.assert_close(animate.cpu(), library.permute(0, 2, 3, 1), atol=2e-5, rtol=0)
+
+    still = n.Animate.execute(model, source, driving[:1].expand(3, -1, -1, -1), "pad", True, True, True, "first", 0, True, 3).args[0]
+    plain = n.Animate.execute(model, source, driving[:1].expand(3, -1, -1, -1), "pad", True, True, True, "first", 0, False, 3).args[0]
+    sharp, blurred = (still - source).abs().mean().item(), (plain - source).abs().mean().item()
+    assert sharp < 0.7 * blurred, f"full resolution is not closer to the still source: {sharp:.4f} vs {blurred:.4f}"
+
+
 @pytest.mark.parametrize("reference", ["index", "closest to source"])
 def test_reference_frame_choices_match_animate(n: ModuleType, model, reference: str) -> None:
     source = comfy_images(1, 128, 128, seed=4)
@@ -117,7 +142,7 @@ def test_reference_frame_choices_match_animate(n: ModuleType, model, reference: 
     steps = run_steps(n, model, source, driving, reference=reference, reference_index=2)
     expected = 2 if reference == "index" else find_best_frame(steps["kp_source"].keypoints, steps["kp_driving"].keypoints)
     assert steps["motion"].reference_frame == expected
-    animate = n.Animate.execute(model, source, driving, "pad", True, True, True, reference, 2, 8).args[0]
+    animate = n.Animate.execute(model, source, driving, "pad", True, True, True, reference, 2, False, 8).args[0]
     torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
 
 
@@ -126,10 +151,10 @@ def test_rgba_and_grayscale_images_are_accepted(n: ModuleType, model) -> None:
     rgba = torch.cat([rgb, torch.rand(1, 128, 128, 1)], dim=-1)
     gray = rgb.mean(-1, keepdim=True)
     driving = moving_video(2, 128, 128)
-    base = n.Animate.execute(model, rgb, driving, "crop", True, True, True, "first", 0, 8).args[0]
-    with_alpha = n.Animate.execute(model, rgba, driving, "crop", True, True, True, "first", 0, 8).args[0]
+    base = n.Animate.execute(model, rgb, driving, "crop", True, True, True, "first", 0, False, 8).args[0]
+    with_alpha = n.Animate.execute(model, rgba, driving, "crop", True, True, True, "first", 0, False, 8).args[0]
     torch.testing.assert_close(base, with_alpha)
-    grey = n.Animate.execute(model, gray, driving, "crop", True, True, True, "first", 0, 8).args[0]
+    grey = n.Animate.execute(model, gray, driving, "crop", True, True, True, "first", 0, False, 8).args[0]
     assert grey.shape == base.shape == (2, 128, 128, 3)
     assert n.runtime.image_batch(gray, "x").shape == (1, 3, 128, 128)
 
@@ -138,15 +163,15 @@ def test_bad_inputs_get_clear_messages(n: ModuleType, model) -> None:
     source = comfy_images(1, 128, 128)
     driving = moving_video(3, 128, 128)
     with pytest.raises(ValueError, match="empty batch"):
-        n.Animate.execute(model, source, driving[:0], "pad", True, True, True, "first", 0, 8)
+        n.Animate.execute(model, source, driving[:0], "pad", True, True, True, "first", 0, False, 8)
     with pytest.raises(ValueError, match="reference_index 7 is outside the driving video's 3 frames"):
-        n.Animate.execute(model, source, driving, "pad", True, True, True, "index", 7, 8)
+        n.Animate.execute(model, source, driving, "pad", True, True, True, "index", 7, False, 8)
     steps = run_steps(n, model, source, driving)
     with pytest.raises(ValueError, match=r"is 100x128 pixels but .* 128x128 image"):
         n.DenseMotion.execute(model, comfy_images(1, 128, 100), steps["motion"], 8)
     other = n.types.LoadedModel(model.patcher, "other.pth.tar", "another-file", "fp32")
     with pytest.raises(ValueError, match="computed with a different FOMM model"):
-        n.Generate.execute(other, source, steps["flow"], 8)
+        n.Generate.execute(other, source, steps["flow"], False, 8)
     foreign = n.types.KeypointSet(steps["kp_driving"].keypoints, steps["kp_driving"].framing, "another-file")
     with pytest.raises(ValueError, match="detected by different FOMM models"):
         n.EstimateMotion.execute(steps["kp_source"], foreign, True, True, True, "first", 0)
@@ -157,13 +182,13 @@ def test_bad_inputs_get_clear_messages(n: ModuleType, model) -> None:
 def test_user_occlusion_replaces_the_flow_occlusion(n: ModuleType, model) -> None:
     source = comfy_images(1, 128, 128)
     steps = run_steps(n, model, source, moving_video(2, 128, 128))
-    own = n.Generate.execute(model, source, steps["flow"], 8, occlusion=None).args[0]
-    same = n.Generate.execute(model, source, steps["flow"], 8, occlusion=steps["occlusion"]).args[0]
-    blind = n.Generate.execute(model, source, steps["flow"], 8, occlusion=torch.zeros(1, 128, 128)).args[0]
+    own = n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=None).args[0]
+    same = n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=steps["occlusion"]).args[0]
+    blind = n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.zeros(1, 128, 128)).args[0]
     # the same mask, sent to the source size and back, changes the frames far less than a blank one
     assert 0 < (same - own).abs().mean() < 0.25 * (blind - own).abs().mean()
     with pytest.raises(ValueError, match="one mask or one per frame"):
-        n.Generate.execute(model, source, steps["flow"], 8, occlusion=torch.zeros(3, 128, 128))
+        n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.zeros(3, 128, 128))
 
 
 def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
@@ -192,7 +217,7 @@ def test_progress_advances_per_frame_and_cancel_stops(n: ModuleType, model, monk
     source = comfy_images(1, 128, 128)
     driving = moving_video(5, 128, 128)
     total = 5 if reference == "first" else 10
-    n.Animate.execute(model, source, driving, "pad", True, True, True, reference, 0, 2)
+    n.Animate.execute(model, source, driving, "pad", True, True, True, reference, 0, False, 2)
     values = [value for value, _ in updates]
     assert values == sorted(values) and set(values) >= set(range(total - 5, total + 1))
     assert values[0] == 0 and {t for _, t in updates[1:]} == {total}
@@ -209,7 +234,7 @@ def test_progress_advances_per_frame_and_cancel_stops(n: ModuleType, model, monk
     monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", cancel_after_first)
     try:
         with pytest.raises(comfy.model_management.InterruptProcessingException):
-            n.Animate.execute(model, source, moving_video(12, 128, 128), "pad", True, True, True, reference, 0, 2)
+            n.Animate.execute(model, source, moving_video(12, 128, 128), "pad", True, True, True, reference, 0, False, 2)
     finally:
         hook.remove()
     assert not comfy.model_management.processing_interrupted()  # the flag was consumed
@@ -244,7 +269,7 @@ def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path) -> None:
     motion, texture, fps = n.LoadMotion.execute(name).args
     assert fps == 12.0 and len(motion.driving.keypoints) == 4
     flow = n.DenseMotion.execute(model, texture, motion, 8).args[0]
-    frames = n.Generate.execute(model, texture, flow, 8).args[0]
+    frames = n.Generate.execute(model, texture, flow, False, 8).args[0]
     assert frames.shape[0] == 4 and frames.shape[1:3] == texture.shape[1:3]
     with pytest.raises(ValueError, match="not found"):
         n.LoadMotion.execute("nothing-here.json")

@@ -206,7 +206,8 @@ def long_animation(source: str, driving: str, repeats: int, reference: str = "fi
         "5": {"class_type": "FOMM_LoadModel", "inputs": {"model_name": TEST_MODEL_NAME, "device": "auto", "precision": "fp32"}},
         "6": {"class_type": "FOMM_Animate", "inputs": {
             "model": ["5", 0], "source": ["1", 0], "driving": ["4", 0], "fit": "pad", "relative": True,
-            "relative_jacobian": True, "adapt_scale": True, "reference": reference, "reference_index": 0, "batch_size": 4}},
+            "relative_jacobian": True, "adapt_scale": True, "reference": reference, "reference_index": 0,
+            "full_resolution": False, "batch_size": 4}},
         "7": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}},
     }
 
