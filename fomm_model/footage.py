@@ -115,8 +115,10 @@ class FullResolution:
     def render(self, prediction: Tensor, deformation: Tensor, occlusion_map: Tensor | None) -> Tensor:
         """Frames (n, C, h, w) at the region's full resolution (CPU) from the model's
         ``prediction`` (n, C, H, W), ``deformation`` (n, H', W', 2) and ``occlusion_map``."""
+        device = self.canvas.device
         canvas = self.canvas.expand(prediction.shape[0], -1, -1, -1)
-        frames = render_full_resolution(canvas, prediction, deformation, occlusion_map, self.align_corners)
+        occlusion = None if occlusion_map is None else occlusion_map.to(device)
+        frames = render_full_resolution(canvas, prediction.to(device), deformation.to(device), occlusion, self.align_corners)
         return self.framing.restore(frames.float().cpu())
 
     def render_frame(self, batch: AnimatedBatch, index: int) -> Tensor:

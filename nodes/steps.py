@@ -232,7 +232,7 @@ class Generate(io.ComfyNode):
             if renderer is None:
                 rendered = flow.framing.restore(rendered.float().cpu())
             else:
-                rendered = renderer.render(rendered, flow.deformation[part].to(fomm.device), None if maps is None else maps.to(fomm.device))
+                rendered = renderer.render(rendered, flow.deformation[part], maps)
             frames.append(to_comfy_image(rendered))
         return io.NodeOutput(torch.cat(frames))
 
