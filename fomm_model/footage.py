@@ -78,7 +78,7 @@ def animate_footage(
     region = source_box.crop(source)
     model_source, framing = fit(region[None], model.config.frame_shape, options.fit)
     mask = paste_mask(source_box, (height, width), options.feather, framing.content_mask()[0])
-    renderer = FullResolution(model, region, framing) if options.full_resolution else None
+    renderer = RegionRenderer(model, region, framing, options.full_resolution)
 
     frames = map_frames(driving, _DrivingFraming(model.config.frame_shape, options.driving_box, options.fit), batch_size)
     for batch in animate_batches(
@@ -93,41 +93,45 @@ def animate_footage(
     ):
         if on_batch is not None:
             on_batch(batch)
-        for index in range(len(batch)):
-            if renderer is not None:
-                generated = renderer.render_frame(batch, index)
-            else:
-                generated = framing.restore(batch.prediction[index : index + 1].float().cpu())[0]
+        for index in range(len(batch)):  # one frame at a time: a batch of 4K frames is large
+            generated = renderer.render_batch(batch, slice(index, index + 1))[0]
             yield paste(source, generated.clamp(0, 1), source_box, mask)
 
 
-class FullResolution:
-    """Renders frames at the source region's own resolution from the model-size motion."""
+class RegionRenderer:
+    """Turns the model-size outputs into frames of the source region at its own size: plainly
+    (the generated frame restored to the region's size and aspect) or, with
+    ``full_resolution``, by :func:`render_full_resolution` on the region itself."""
 
-    def __init__(self, model: FirstOrderModel, region: Tensor, framing: Framing):
-        th, tw = framing.target_size
-        sh, sw = framing.scaled_size
-        scale = max(region.shape[-2] / sh, region.shape[-1] / sw, 1.0)
-        canvas, self.framing = fit(region[None], (round(th * scale), round(tw * scale)), framing.mode)  # type: ignore[arg-type]
-        self.canvas = canvas.to(model.device, model.dtype)
+    def __init__(self, model: FirstOrderModel, region: Tensor, framing: Framing, full_resolution: bool):
+        self.framing = framing
+        self.canvas: Tensor | None = None
+        if full_resolution:
+            th, tw = framing.target_size
+            sh, sw = framing.scaled_size
+            scale = max(region.shape[-2] / sh, region.shape[-1] / sw, 1.0)
+            canvas, self.framing = fit(region[None], (round(th * scale), round(tw * scale)), framing.mode)  # type: ignore[arg-type]
+            self.canvas = canvas.to(model.device, model.dtype)
         self.align_corners = model.align_corners
 
     def render(self, prediction: Tensor, deformation: Tensor, occlusion_map: Tensor | None) -> Tensor:
-        """Frames (n, C, h, w) at the region's full resolution (CPU) from the model's
-        ``prediction`` (n, C, H, W), ``deformation`` (n, H', W', 2) and ``occlusion_map``."""
+        """Frames (n, C, h, w) of the region (CPU) from the model's ``prediction``
+        (n, C, H, W), ``deformation`` (n, H', W', 2) and ``occlusion_map``."""
+        if self.canvas is None:
+            return self.framing.restore(prediction.float().cpu())
         device = self.canvas.device
         canvas = self.canvas.expand(prediction.shape[0], -1, -1, -1)
         occlusion = None if occlusion_map is None else occlusion_map.to(device)
         frames = render_full_resolution(canvas, prediction.to(device), deformation.to(device), occlusion, self.align_corners)
         return self.framing.restore(frames.float().cpu())
 
-    def render_frame(self, batch: AnimatedBatch, index: int) -> Tensor:
-        """Frame ``index`` of ``batch`` as a (C, h, w) region (one at a time: a 4K batch is large)."""
-        outputs, frame = batch.outputs, slice(index, index + 1)
+    def render_batch(self, batch: AnimatedBatch, frames: slice = slice(None)) -> Tensor:
+        """:meth:`render` on the ``frames`` of a pipeline batch."""
+        outputs = batch.outputs
         occlusion = outputs.get("occlusion_map")
         return self.render(
-            outputs["prediction"][frame], outputs["deformation"][frame], None if occlusion is None else occlusion[frame]
-        )[0]
+            outputs["prediction"][frames], outputs["deformation"][frames], None if occlusion is None else occlusion[frames]
+        )
 
 
 def render_full_resolution(

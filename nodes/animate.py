@@ -6,7 +6,7 @@ import torch
 from comfy_api.latest import io
 from torch import Tensor
 
-from fomm_model.footage import FullResolution
+from fomm_model.footage import RegionRenderer
 from fomm_model.framing import fit as fit_frames
 from fomm_model.pipeline import animate_batches
 
@@ -55,15 +55,12 @@ class Animate(io.ComfyNode):
         motion = MotionInputs(relative, relative_jacobian, adapt_scale, reference, reference_index)
         run = prepare_run(model, source, driving, motion, batch_size, fit_mode=fit)
         source_fitted, framing = fit_frames(run.source, model.frame_size, fit)  # type: ignore[arg-type]
-        renderer = FullResolution(run.fomm, run.source[0], framing) if full_resolution else None
-        frames = []
-        for batch in animate_batches(
-            run.fomm, source_fitted, run.driving, run.motion,
-            batch_size=batch_size, precision=model.precision, on_progress=run.progress.update,
-        ):  # fmt: skip
-            if renderer is None:
-                rendered = framing.restore(batch.prediction.float().cpu())
-            else:
-                rendered = renderer.render(batch.prediction, batch.outputs["deformation"], batch.outputs.get("occlusion_map"))
-            frames.append(to_comfy_image(rendered))
+        renderer = RegionRenderer(run.fomm, run.source[0], framing, full_resolution)
+        frames = [
+            to_comfy_image(renderer.render_batch(batch))
+            for batch in animate_batches(
+                run.fomm, source_fitted, run.driving, run.motion,
+                batch_size=batch_size, precision=model.precision, on_progress=run.progress.update,
+            )
+        ]
         return io.NodeOutput(torch.cat(frames))

@@ -12,7 +12,7 @@ from einops import rearrange
 from torch import Tensor
 
 from fomm_model import Keypoints, normalize_keypoints
-from fomm_model.footage import FullResolution
+from fomm_model.footage import RegionRenderer
 from fomm_model.framing import fit as fit_frames
 from fomm_model.framing import resize
 
@@ -223,17 +223,13 @@ class Generate(io.ComfyNode):
         visibility = flow.occlusion if occlusion is None else _occlusion_for_flow(occlusion, flow)
         fomm = use_model(model)
         encoded = fomm.encode_source(fitted)  # once, not per chunk
-        renderer = FullResolution(fomm, image[0], flow.framing) if full_resolution else None
+        renderer = RegionRenderer(fomm, image[0], flow.framing, full_resolution)
         progress = FrameProgress(len(flow))
         frames = []
         for part in chunks(len(flow), batch_size, progress):
             maps = None if visibility is None else visibility[part] if len(visibility) > 1 else visibility
-            rendered = fomm.render(encoded, flow.deformation[part], maps)
-            if renderer is None:
-                rendered = flow.framing.restore(rendered.float().cpu())
-            else:
-                rendered = renderer.render(rendered, flow.deformation[part], maps)
-            frames.append(to_comfy_image(rendered))
+            generated = fomm.render(encoded, flow.deformation[part], maps)
+            frames.append(to_comfy_image(renderer.render(generated, flow.deformation[part], maps)))
         return io.NodeOutput(torch.cat(frames))
 
 
