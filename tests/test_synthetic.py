@@ -94,6 +94,17 @@ def test_a_bigger_dataset_keeps_the_videos_of_a_smaller_one(tmp_path):
         assert (tmp_path / "small" / rel).read_bytes() == (tmp_path / "big" / rel).read_bytes()
 
 
+def test_parallel_workers_write_the_same_files(tmp_path):
+    spec = SyntheticSpec(seed=3, num_train=3, num_test=2, num_frames=3, size=40)
+    write_dataset(tmp_path / "one", spec)
+    assert main(["make-synthetic", str(tmp_path / "three"), "--num-videos", "5", "--test-videos", "2", "--seed", "3",
+                 "--frames", "3", "--size", "40", "--workers", "3", "--quiet"]) == 0
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    assert len(files) == 15
+    for rel in files:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "three" / rel).read_bytes()
+
+
 def test_refuses_to_write_into_an_existing_dataset(tmp_path):
     spec = SyntheticSpec(seed=0, num_train=1, num_test=1, num_frames=2, size=32)
     write_dataset(tmp_path, spec)

@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=int, default=32, help="frames per video (default 32)")
     parser.add_argument("--size", type=int, default=128, help="frame width and height in pixels (default 128)")
     parser.add_argument("--test-videos", type=int, help="number of test videos (default: 20%% of --num-videos)")
+    parser.add_argument("--workers", type=int, default=1, help="render videos in this many processes (same files whatever the number)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -43,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
     def progress(jobs: Iterator[tuple[str, int]], total: int) -> Iterator[tuple[str, int]]:
         return iter(tqdm(jobs, total=total, unit="video", desc="make-synthetic", disable=args.quiet))
 
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     try:
-        out = write_dataset(Path(args.out_dir), spec, progress)
+        out = write_dataset(Path(args.out_dir), spec, progress, workers=args.workers)
     except FileExistsError as exc:
         raise UserError(str(exc)) from None
     test = FramesDataset(DatasetParams(root_dir=str(out), frame_shape=(spec.size, spec.size, 3)), is_train=False)

@@ -11,8 +11,10 @@ OpenCV, a few milliseconds per 128x128 frame.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -403,25 +405,40 @@ def write_video_folder(frames: np.ndarray, folder: Path) -> None:
                 raise OSError(f"could not write {name}")
 
 
+def _write_one(job: tuple[SyntheticSpec, Path, str, int]) -> tuple[str, int]:
+    spec, out, split, index = job
+    write_video_folder(render_video(spec.seed, split, index, spec.num_frames, spec.size), out / split / video_name(split, index))
+    return split, index
+
+
 def write_dataset(
-    out_dir: str | Path, spec: SyntheticSpec, progress: Callable[[Iterator[tuple[str, int]], int], Iterator[tuple[str, int]]] | None = None
+    out_dir: str | Path,
+    spec: SyntheticSpec,
+    progress: Callable[[Iterator[tuple[str, int]], int], Iterator[tuple[str, int]]] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write ``out_dir/train/<video>/`` and ``out_dir/test/<video>/`` plus ``synthetic.json``.
 
     Refuses a folder that already holds a dataset (so one cannot mix two seeds by accident).
-    ``progress`` may wrap the iteration over (split, index), e.g. with tqdm.
+    ``progress`` may wrap the iteration over finished (split, index), e.g. with tqdm.
+    ``workers`` > 1 renders videos in that many processes; each video depends only on
+    (seed, split, index), so the files are the same whatever the number of workers.
     """
     out = Path(out_dir)
     for split in SPLITS:
         if (out / split).exists() and any((out / split).iterdir()):
             raise FileExistsError(f"{out / split} is not empty; write the dataset to a new folder or delete it first")
-    jobs = [(split, i) for split in SPLITS for i in range(spec.count(split))]
-    iterator: Iterator[tuple[str, int]] = iter(jobs)
-    if progress is not None:
-        iterator = progress(iterator, len(jobs))
-    for split, index in iterator:
-        frames = render_video(spec.seed, split, index, spec.num_frames, spec.size)
-        write_video_folder(frames, out / split / video_name(split, index))
+    jobs = [(spec, out, split, i) for split in SPLITS for i in range(spec.count(split))]
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(workers))
+            done: Iterator[tuple[str, int]] = pool.map(_write_one, jobs, chunksize=4)
+        else:
+            done = map(_write_one, jobs)
+        if progress is not None:
+            done = progress(done, len(jobs))
+        for _ in done:
+            pass
     manifest = out / "synthetic.json"
     temp = manifest.with_name(".synthetic.json.partial")
     temp.write_text(json.dumps({"generator": "fomm make-synthetic", "format_version": _FORMAT_VERSION, **asdict(spec)}, indent=2) + "\n")
