@@ -65,7 +65,9 @@ def mean_across_processes(values: dict[str, float]) -> dict[str, float]:
     if not dist.is_initialized() or not values:
         return values
     keys = sorted(values)
-    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    # NCCL reduces only tensors on this process's GPU; gloo takes CPU tensors.
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
     return {k: v / dist.get_world_size() for k, v in zip(keys, tensor.tolist())}
 

@@ -139,8 +139,12 @@ class Trainer:
             )
         if options.resume:
             self._resume()
+        # Without the GAN loss the discriminator's optimizer never steps (it is kept for the
+        # original checkpoint layout), so it gets no scheduler either.
         self.schedulers = {
-            name: _multistep_at(optimizer, params.epoch_milestones, self.epoch) for name, optimizer in self.optimizers.items()
+            name: _multistep_at(optimizer, params.epoch_milestones, self.epoch)
+            for name, optimizer in self.optimizers.items()
+            if name != "discriminator" or self.uses_gan
         }
         self._seed_rngs()
 
