@@ -41,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import fomm_model as fm
 from fomm_model.pipeline import animate_frames
 from fomm_model.precision import autocast, has_native_support, precision_dtype
+from fomm_model.threads import map_frame_shards
 
 PER_FRAME = "per-frame loop (original)"
 COMPILED = "fast path fp32, torch.compile'd decoder"
@@ -125,7 +126,9 @@ def synchronize(device: str) -> None:
 
 
 def conv_peak(device: str, precision: str, batch_size: int, repeats: int = 5) -> float:
-    """Best GFLOP/s of a 3x3 256->256 convolution at 64x64 in this precision."""
+    """Best GFLOP/s of a 3x3 256->256 convolution at 64x64 in this precision: batch 1 and the
+    batch size, NCHW and channels-last, and on a CPU also the batch split across threads
+    with one core each, as the fast path runs it (fomm_model.threads)."""
     conv = torch.nn.Conv2d(256, 256, 3, padding=1).to(device).eval()
     best = 0.0
     with torch.inference_mode():
@@ -133,12 +136,19 @@ def conv_peak(device: str, precision: str, batch_size: int, repeats: int = 5) ->
             x = torch.randn(batch, 256, 64, 64, device=device)
             for layout in (torch.contiguous_format, torch.channels_last):
                 x_layout, conv_layout = x.contiguous(memory_format=layout), conv.to(memory_format=layout)
-                with autocast(torch.device(device), precision):
-                    conv_layout(x_layout)
+
+                def frames_of(frames: slice, x=x_layout, conv=conv_layout) -> dict[str, torch.Tensor]:
+                    with autocast(torch.device(device), precision):  # thread-local, so set per worker
+                        return {"y": conv(x[frames])}
+
+                whole = lambda: frames_of(slice(None))  # noqa: E731
+                split = lambda: map_frame_shards(torch.device(device), batch, frames_of)  # noqa: E731
+                for run in (whole, split) if batch > 1 else (whole,):
+                    run()
                     for _ in range(repeats):
                         synchronize(device)
                         start = time.perf_counter()
-                        conv_layout(x_layout)
+                        run()
                         synchronize(device)
                         best = max(best, 2 * 9 * 256 * 256 * 64 * 64 * batch / (time.perf_counter() - start) / 1e9)
     return best
@@ -214,32 +224,36 @@ def main() -> None:
     def inputs_for(path: Measured) -> torch.Tensor:
         return driving[: args.emulated_frames] if path.precision in emulated else driving
 
-    # Warm-up round, counting FLOPs; its outputs are the ones compared.
-    outputs: dict[str, torch.Tensor] = {}
+    # Warm-up round, counting FLOPs. The counter sees only its own thread, so this round runs
+    # with one intra-op thread, which also keeps the fast path's frame-parallel CPU threads
+    # (fomm_model.threads) out of it.
+    torch.set_num_threads(1)
     for path in paths:
         run = runner(path.name, path.precision, setup, models, source, inputs_for(path))
         if path.name == COMPILED:  # same arithmetic as the eager fast path; this call compiles
-            outputs[path.name] = run()
+            run()
             path.flops = next(p.flops for p in paths if p.name == "fast path fp32")
             continue
         with FlopCounterMode(display=False) as counter:
-            outputs[path.name] = run()
+            run()
         path.flops = counter.get_total_flops() / len(inputs_for(path))
-    for path in paths[1:]:
-        expected = outputs[PER_FRAME][: len(outputs[path.name])]
-        difference = (outputs[path.name].float() - expected.float()).abs()
-        path.max_diff, path.mean_diff = difference.max().item(), difference.mean().item()
+    torch.set_num_threads(args.threads)
 
     peaks = {p: conv_peak(args.device, p, args.batch_size) for p in {"fp32", *precisions} - emulated}
+    outputs: dict[str, torch.Tensor] = {}  # the last round's, compared below
     for _ in range(args.rounds):
         for path in paths:
             frames = inputs_for(path)
             run = runner(path.name, path.precision, setup, models, source, frames)
             synchronize(args.device)
             start = time.perf_counter()
-            run()
+            outputs[path.name] = run()
             synchronize(args.device)
             path.seconds.append((time.perf_counter() - start) / len(frames))
+    for path in paths[1:]:
+        expected = outputs[PER_FRAME][: len(outputs[path.name])]
+        difference = (outputs[path.name].float() - expected.float()).abs()
+        path.max_diff, path.mean_diff = difference.max().item(), difference.mean().item()
     for precision, peak in list(peaks.items()):
         peaks[precision] = max(peak, conv_peak(args.device, precision, args.batch_size))
 

@@ -14,6 +14,7 @@ from .keypoints import Keypoints
 from .networks import KPDetector, MultiScaleDiscriminator, OcclusionAwareGenerator
 from .pipeline import Reference, animate_frames
 from .precision import Precision, autocast, check_precision
+from .threads import map_frame_shards
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,19 @@ class FirstOrderModel(nn.Module):
             raise ValueError(
                 f"source has {len(encoded)} images for {len(kp_driving)} driving frames; give one source or one per frame"
             )
+        kp_driving = kp_driving.to(self.device, self.dtype)
+        if len(encoded) == 1:  # one source: CPU batches run frame-parallel (fomm_model.threads)
+            return map_frame_shards(
+                self.device,
+                len(kp_driving),
+                lambda frames: self._generate_encoded(encoded, kp_driving[frames], precision, with_deformed),
+            )
+        return self._generate_encoded(encoded, kp_driving, precision, with_deformed)
+
+    def _generate_encoded(
+        self, encoded: EncodedSource, kp_driving: Keypoints, precision: Precision, with_deformed: bool
+    ) -> dict[str, Tensor]:
         device, dtype = self.device, self.dtype
-        kp_driving = kp_driving.to(device, dtype)
         generator = self.generator
         out = generator.dense_motion_network(
             encoded.image, kp_driving, encoded.keypoints.expand(len(kp_driving)), downscaled_source=encoded.downscaled

@@ -3,6 +3,7 @@ cancellation and errors."""
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import pytest
@@ -68,6 +69,39 @@ def test_fast_path_equals_per_frame_loop(model, clip, batch_size: int, relative:
     assert len(frames) == len(driving) and frames[0].shape == driving.shape[1:]
     assert (torch.stack(frames) - expected).abs().max() <= 1e-4
     assert (model.animate(source, driving, relative=relative, batch_size=batch_size) - expected).abs().max() <= 1e-4
+
+
+@pytest.fixture
+def two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cpu_batches_run_frame_parallel_with_the_same_frames(model, clip, two_threads, monkeypatch) -> None:
+    """With 2 intra-op threads a CPU batch is split in two halves, each generated in its own
+    worker thread (fomm_model.threads); the frames equal the per-frame loop's and the
+    caller's thread count is restored."""
+    source, driving = clip
+    expected = original_loop(model, source, driving[:5])
+    calls: list[tuple[str, int, bool]] = []
+    generate = model._generate_encoded
+
+    def spy(encoded, kp_driving, *args):
+        calls.append((threading.current_thread().name, len(kp_driving), torch.is_inference_mode_enabled()))
+        return generate(encoded, kp_driving, *args)
+
+    monkeypatch.setattr(model, "_generate_encoded", spy)
+    frames = torch.stack(list(animate_frames(model, source, driving[:5], batch_size=5)))
+    assert sorted(length for _, length, _ in calls) == [2, 3]
+    assert all(name.startswith("fomm-frames") and inference for name, _, inference in calls)
+    assert (frames - expected).abs().max() <= 1e-4
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
+    calls.clear()
+    assert (torch.stack(list(animate_frames(model, source, driving[:5], batch_size=5))) - frames).abs().max() <= 1e-6
+    assert [length for _, length, _ in calls] == [5]
 
 
 def test_driving_as_list_of_frames_and_chunks(model, clip) -> None:
