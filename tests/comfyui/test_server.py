@@ -144,7 +144,7 @@ def test_animate_workflow_makes_a_video_at_the_source_size(server: ComfyServer, 
     assert frames.std(axis=(1, 2, 3)).min() > 5  # pictures, not blank frames
     # Relative motion from the first driving frame: frame 0 has no motion, so it is the model's
     # reconstruction of the source. Mean absolute difference in 8-bit levels, measured with
-    # fomm_model.video and the library on these inputs: 9.5 for the embedded model (sharp
+    # fomm_model.video and the library on these inputs: 7.4 for the embedded model (sharp
     # detail is smoothed, the picture is there); 29.2 for the same architecture untrained and
     # 29.1 for the parity fixture's weights; 23.6 for a flat image of the source's mean colour.
     # 16 passes a model that reconstructs the picture and fails one that does not.
