@@ -93,16 +93,21 @@ def clips() -> list[Clip]:
     return found
 
 
-def skinned(rig_math: ModuleType, motion: Motion, points: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def skinned(
+    rig_math: ModuleType, motion: Motion, points: np.ndarray, weights: np.ndarray, region_pivots: bool = False
+) -> np.ndarray:
     """Where the add-on's rig puts normalised ``points`` (N, 2) in every frame -> (T, N, 2):
     each control's keyed channels recomposed into its affine map, blended with ``weights``
-    (N, K+1), the background column first."""
+    (N, K+1), the background column first. The controls rest at the source keypoints, or
+    with ``region_pivots`` at the centres of the points they move (the "Part centres" option)."""
     height, width = motion.image_size
     frame = rig_math.PlaneFrame.for_image(width, height, motion.align_corners, 2.0)
     kp_source, jac_source = motion.source.value[0], motion.source.jacobian[0]
-    pose = rig_math.bone_pose(frame, kp_source, jac_source, motion.motion.value, motion.motion.jacobian)
-    heads = frame.to_local(kp_source)  # (K, 2) controls at rest
     rest = frame.to_local(points)
+    heads = frame.to_local(kp_source)  # (K, 2) controls at rest
+    pivots = rig_math.region_pivots(weights, rest, heads) if region_pivots else None
+    pose = rig_math.bone_pose(frame, kp_source, jac_source, motion.motion.value, motion.motion.jacobian, pivots)
+    heads = heads if pivots is None else pivots
     frames, num_kp = pose.theta.shape
     maps = np.array([
         [rig_math.recompose(pose.theta[t, k], *pose.scale[t, k], pose.phi[t, k]) for k in range(num_kp)] for t in range(frames)
@@ -143,3 +148,21 @@ def test_rig_follows_the_models_dense_motion(rig_math, clips) -> None:
     assert figures["rig"] < MAX_SHARE_OF_BASELINE * figures["gaussian"]
     assert figures["rig"] < MAX_SHARE_OF_BASELINE * figures["still"]
     assert all(r < g and r < s for r, g, s in zip(rig, gaussian, still)), (rig, gaussian, still)
+
+
+def test_part_centre_pivots_move_the_plane_exactly_as_keypoint_pivots(rig_math, clips) -> None:
+    """Resting the bones at the centres of their parts changes where the bones are, not how
+    the plane moves; and it spreads out bones whose keypoints sit together."""
+    for clip in clips[:3]:
+        weights = rig_math.vertex_weights(clip.motion.masks.astype(np.float64), clip.points)
+        at_keypoints = skinned(rig_math, clip.motion, clip.points, weights)
+        at_centres = skinned(rig_math, clip.motion, clip.points, weights, region_pivots=True)
+        assert np.abs(at_centres - at_keypoints).max() < 1e-9
+        height, width = clip.motion.image_size
+        frame = rig_math.PlaneFrame.for_image(width, height, clip.motion.align_corners, 2.0)
+        keypoints = frame.to_local(clip.motion.source.value[0])
+        centres = rig_math.region_pivots(weights, frame.to_local(clip.points), keypoints)
+        owned = weights[:, 1:].sum(axis=0) >= 1.0
+        assert owned.sum() >= 2
+        spread = lambda p: np.linalg.norm(p - p.mean(axis=0), axis=1).mean()  # noqa: E731
+        assert spread(centres[owned]) > spread(keypoints[owned])

@@ -22,11 +22,22 @@ import bpy
 import numpy as np
 
 from .motion_data import FrameSequence, MotionData
-from .rig_math import BonePose, GridMesh, PlaneFrame, bone_pose, flow_positions, grid_mesh, vertex_weights, write_pc2
+from .rig_math import (
+    BonePose,
+    GridMesh,
+    PlaneFrame,
+    bone_pose,
+    flow_positions,
+    grid_mesh,
+    region_pivots,
+    vertex_weights,
+    write_pc2,
+)
 
 DEFORM_MODES = ("RIG", "FLOW_CACHE", "NONE")
 TEXTURE_MODES = ("SOURCE", "FRAMES")
 MOTION_MODES = ("FILE", "ABSOLUTE")
+PIVOT_MODES = ("KEYPOINTS", "REGIONS")
 BACKGROUND_BONE = "BG"
 
 
@@ -43,6 +54,7 @@ class ImportSettings:
     deform: str = "RIG"  # one of DEFORM_MODES
     texture: str = "SOURCE"  # one of TEXTURE_MODES
     motion: str = "FILE"  # one of MOTION_MODES: the file's (normalised) motion, or the raw driving keypoints
+    pivots: str = "KEYPOINTS"  # one of PIVOT_MODES: bones at the keypoints, or at the centres of the parts they move
     height: float = 2.0  # plane height in scene units
     subdivisions: int = 64  # quads along the plane's longer side
     upright: bool = True  # stand in the XZ plane facing -Y (front view); else lie in XY
@@ -149,7 +161,7 @@ def import_motion(context: bpy.types.Context, data: MotionData, settings: Import
 
 
 def _check_settings(data: MotionData, settings: ImportSettings) -> None:
-    for name, allowed in (("deform", DEFORM_MODES), ("texture", TEXTURE_MODES), ("motion", MOTION_MODES)):
+    for name, allowed in (("deform", DEFORM_MODES), ("texture", TEXTURE_MODES), ("motion", MOTION_MODES), ("pivots", PIVOT_MODES)):
         if getattr(settings, name) not in allowed:
             raise ImportFailed(f"{name} must be one of {', '.join(allowed)}, not {getattr(settings, name)!r}")
     if settings.deform == "FLOW_CACHE" and data.flow is None:
@@ -259,12 +271,17 @@ def _build_rig(context, collection, plane, frame: PlaneFrame, data: MotionData, 
     rig = bpy.data.objects.new(f"FOMM {data.name} Rig", armature)
     rig.show_in_front = True
     collection.objects.link(rig)
-    _add_bones(context, rig, frame.to_local(data.source_points), 0.04 * settings.height, data.num_kp)
-
-    plane.parent = rig
     rest = np.empty(len(plane.data.vertices) * 3, np.float32)
     plane.data.vertices.foreach_get("co", rest)
-    weights = vertex_weights(data.masks, frame.to_normalised(rest.reshape(-1, 3)))
+    rest = rest.reshape(-1, 3)
+    weights = vertex_weights(data.masks, frame.to_normalised(rest))
+    keypoints = frame.to_local(data.source_points)
+    # Keypoints can sit together or off the object (the default model's gather on the torso);
+    # at the centres of their parts the bones are where an artist looks for them.
+    pivots = region_pivots(weights, rest[:, :2].astype(np.float64), keypoints) if settings.pivots == "REGIONS" else None
+    _add_bones(context, rig, keypoints if pivots is None else pivots, 0.04 * settings.height, data.num_kp)
+
+    plane.parent = rig
     _assign_weights(plane, weights, [BACKGROUND_BONE] + [shear_bone(k) for k in range(data.num_kp)])
     modifier = plane.modifiers.new("FOMM Rig", "ARMATURE")
     modifier.object = rig
@@ -272,7 +289,7 @@ def _build_rig(context, collection, plane, frame: PlaneFrame, data: MotionData, 
     modifier.use_bone_envelopes = False
 
     track = data.motion if settings.motion == "FILE" else data.driving
-    pose = bone_pose(frame, data.source_points, data.source_jacobians, track.points, track.jacobians)
+    pose = bone_pose(frame, data.source_points, data.source_jacobians, track.points, track.jacobians, pivots)
     _key_pose(rig, pose, settings.frame_start)
     return rig
 

@@ -31,6 +31,12 @@ MOTION_ITEMS = (
 )
 
 
+PIVOT_ITEMS = (
+    ("KEYPOINTS", "Keypoints", "Each bone rests at its keypoint, so the bones show where the model's keypoints are"),
+    ("REGIONS", "Part centres", "Each bone rests at the centre of the part it moves (same motion; easier to pick and edit when keypoints sit together)"),
+)
+
+
 class FommPreferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
@@ -54,6 +60,7 @@ class ImportOptions:
     deform: EnumProperty(name="Deform", items=DEFORM_ITEMS, default="RIG")
     texture: EnumProperty(name="Texture", items=TEXTURE_ITEMS, default="SOURCE")
     motion: EnumProperty(name="Motion", items=MOTION_ITEMS, default="FILE")
+    pivots: EnumProperty(name="Bone Pivots", items=PIVOT_ITEMS, default="KEYPOINTS")
     height: FloatProperty(name="Height", description="Plane height in scene units", default=2.0, min=1e-3, subtype="DISTANCE")
     subdivisions: IntProperty(name="Subdivisions", description="Grid quads along the longer side", default=64, min=1, max=512)
     upright: BoolProperty(name="Upright", description="Stand the plane up facing -Y (front view); off: lie flat facing +Z", default=True)
@@ -63,13 +70,13 @@ class ImportOptions:
 
     def settings(self) -> ImportSettings:
         return ImportSettings(
-            deform=self.deform, texture=self.texture, motion=self.motion, height=self.height,
+            deform=self.deform, texture=self.texture, motion=self.motion, pivots=self.pivots, height=self.height,
             subdivisions=self.subdivisions, upright=self.upright, emission=self.emission,
             frame_start=self.frame_start, set_scene=self.set_scene,
         )
 
     def draw_options(self, layout) -> None:
-        for name in ("deform", "texture", "motion", "height", "subdivisions", "upright", "emission", "frame_start", "set_scene"):
+        for name in ("deform", "texture", "motion", "pivots", "height", "subdivisions", "upright", "emission", "frame_start", "set_scene"):
             layout.prop(self, name)
 
 

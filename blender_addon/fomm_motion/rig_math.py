@@ -117,10 +117,26 @@ class BonePose:
     phi: np.ndarray
 
 
+def region_pivots(weights: np.ndarray, rest_local: np.ndarray, keypoints_local: np.ndarray,
+                  min_weight: float = 1.0) -> np.ndarray:
+    """Each keypoint's pivot: the weighted centre (K, 2) of the vertices it moves, from
+    :func:`vertex_weights` (N, K+1) at ``rest_local`` (N, 2); a keypoint that moves less than
+    ``min_weight`` vertices' worth keeps its own position (``keypoints_local``, (K, 2))."""
+    owned = weights[:, 1:]
+    total = owned.sum(axis=0)
+    centres = (owned.T @ rest_local) / np.maximum(total, 1e-12)[:, None]
+    return np.where((total >= min_weight)[:, None], centres, keypoints_local)
+
+
 def bone_pose(frame: PlaneFrame, kp_source: np.ndarray, jac_source: np.ndarray | None,
-              kp_driving: np.ndarray, jac_driving: np.ndarray | None) -> BonePose:
+              kp_driving: np.ndarray, jac_driving: np.ndarray | None,
+              pivots_local: np.ndarray | None = None) -> BonePose:
     """Bone channels that move keypoint k from kp_source (K, 2) to kp_driving (T, K, 2) with
-    A = J_d J_s^-1 (identity without Jacobians), exactly, shear included."""
+    A = J_d J_s^-1 (identity without Jacobians), exactly, shear included.
+
+    The bones rest at ``pivots_local`` (K, 2, plane units; default: the source keypoints).
+    The motion is one affine map per keypoint, p -> kp_d + A (p - kp_s), and any pivot h
+    expresses it exactly: h moves to kp_d + A (h - kp_s) and the rest turns about it."""
     frames, num_kp = kp_driving.shape[:2]
     location = frame.to_local(kp_driving) - frame.to_local(kp_source)[None]
     if jac_source is None or jac_driving is None:
@@ -128,6 +144,9 @@ def bone_pose(frame: PlaneFrame, kp_source: np.ndarray, jac_source: np.ndarray |
     else:
         affine = np.asarray(jac_driving, np.float64) @ np.linalg.inv(np.asarray(jac_source, np.float64))[None]
     local = frame.affine_to_local(affine)
+    if pivots_local is not None:
+        offset = pivots_local - frame.to_local(kp_source)  # (K, 2)
+        location = location + np.einsum("tkij,kj->tki", local - np.eye(2), offset)
     theta = np.zeros((frames, num_kp))
     phi = np.zeros((frames, num_kp))
     scale = np.ones((frames, num_kp, 2))

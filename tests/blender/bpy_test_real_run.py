@@ -63,6 +63,27 @@ def test_rig_follows_the_keypoints_and_reproduces_the_motion(scene, real) -> Non
     assert np.abs(evaluated_vertices(plane) - rest).max() < 1e-5
 
 
+def test_part_centre_pivots_move_bones_not_the_plane(scene, real) -> None:
+    """"Part centres" rests each control at the weighted centre of the vertices it moves
+    (away from the keypoints, which the default model puts together on the torso); the
+    plane follows the same motion at every frame."""
+    path, doc = real
+    import_motion(path, subdivisions=48, upright=False, pivots="REGIONS")
+    plane, rig = plane_object(path), bpy.data.objects[f"FOMM {path.stem} Rig"]
+    rest = rest_vertices(plane)
+    weights = group_weights(plane, weight_names(doc["num_kp"]))
+    owned = weights[:, 1:].sum(0)
+    centres = (weights[:, 1:].T @ rest[:, :2]) / np.maximum(owned, 1e-12)[:, None]
+    keypoints = np.asarray(doc["source"]["keypoints"]) @ plane_scale(doc).T
+    expected_heads = np.where((owned >= 1.0)[:, None], centres, keypoints)
+    heads = np.array([rig.data.bones[f"KP_{k:02d}"].head_local[:2] for k in range(doc["num_kp"])])
+    assert np.abs(heads - expected_heads).max() < 1e-4
+    assert np.linalg.norm(heads - keypoints, axis=1).max() > 0.1  # some moved off their keypoints
+    for frame in range(doc["num_frames"]):
+        scene.frame_set(frame + 1)
+        assert np.abs(evaluated_vertices(plane) - expected_vertices(doc, rest, weights, frame)).max() < 5e-5
+
+
 def test_rendered_frames_show_the_motion(scene, real, tmp_path) -> None:
     """Renders of the rigged plane equal renders of a still copy of the plane whose vertices
     were put where the FOMM formula says: at rest in frame 1, moved in the last frame."""
