@@ -224,19 +224,22 @@ def main() -> None:
     def inputs_for(path: Measured) -> torch.Tensor:
         return driving[: args.emulated_frames] if path.precision in emulated else driving
 
-    # Warm-up round, counting FLOPs. The counter sees only its own thread, so this round runs
-    # with one intra-op thread, which also keeps the fast path's frame-parallel CPU threads
-    # (fomm_model.threads) out of it.
+    # Warm-up round with the timed thread count (torch.compile fixes its kernels' thread
+    # count and input shapes when it compiles, here).
+    for path in paths:
+        runner(path.name, path.precision, setup, models, source, inputs_for(path))()
+    # FLOPs. The counter sees only its own thread, so this runs with one intra-op thread,
+    # which keeps the fast path's frame-parallel CPU threads (fomm_model.threads) out of it;
+    # the compiled decoder does the eager fast path's arithmetic.
     torch.set_num_threads(1)
     for path in paths:
-        run = runner(path.name, path.precision, setup, models, source, inputs_for(path))
-        if path.name == COMPILED:  # same arithmetic as the eager fast path; this call compiles
-            run()
+        if path.name != COMPILED:
+            with FlopCounterMode(display=False) as counter:
+                runner(path.name, path.precision, setup, models, source, inputs_for(path))()
+            path.flops = counter.get_total_flops() / len(inputs_for(path))
+    for path in paths:
+        if path.name == COMPILED:
             path.flops = next(p.flops for p in paths if p.name == "fast path fp32")
-            continue
-        with FlopCounterMode(display=False) as counter:
-            run()
-        path.flops = counter.get_total_flops() / len(inputs_for(path))
     torch.set_num_threads(args.threads)
 
     peaks = {p: conv_peak(args.device, p, args.batch_size) for p in {"fp32", *precisions} - emulated}

@@ -154,7 +154,9 @@ class FirstOrderModel(nn.Module):
                 f"source has {len(encoded)} images for {len(kp_driving)} driving frames; give one source or one per frame"
             )
         kp_driving = kp_driving.to(self.device, self.dtype)
-        if len(encoded) == 1:  # one source: CPU batches run frame-parallel (fomm_model.threads)
+        # One source, inference: CPU batches run frame-parallel (fomm_model.threads). Not in
+        # train mode, where batch norm would use each slice's statistics.
+        if len(encoded) == 1 and not self.training:
             return map_frame_shards(
                 self.device,
                 len(kp_driving),

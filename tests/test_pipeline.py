@@ -82,9 +82,9 @@ def two_threads():
 def test_cpu_batches_run_frame_parallel_with_the_same_frames(model, clip, two_threads, monkeypatch) -> None:
     """With 2 intra-op threads a CPU batch is split in two halves, each generated in its own
     worker thread (fomm_model.threads); the frames equal the per-frame loop's and the
-    caller's thread count is restored."""
+    caller's thread count is restored. Not in train mode (batch norm would see halves)."""
     source, driving = clip
-    expected = original_loop(model, source, driving[:5])
+    expected = original_loop(model, source, driving[:6])
     calls: list[tuple[str, int, bool]] = []
     generate = model._generate_encoded
 
@@ -93,15 +93,52 @@ def test_cpu_batches_run_frame_parallel_with_the_same_frames(model, clip, two_th
         return generate(encoded, kp_driving, *args)
 
     monkeypatch.setattr(model, "_generate_encoded", spy)
-    frames = torch.stack(list(animate_frames(model, source, driving[:5], batch_size=5)))
-    assert sorted(length for _, length, _ in calls) == [2, 3]
+    frames = torch.stack(list(animate_frames(model, source, driving[:6], batch_size=6)))
+    assert sorted(length for _, length, _ in calls) == [3, 3]
     assert all(name.startswith("fomm-frames") and inference for name, _, inference in calls)
     assert (frames - expected).abs().max() <= 1e-4
     assert torch.get_num_threads() == 2
     torch.set_num_threads(1)
     calls.clear()
-    assert (torch.stack(list(animate_frames(model, source, driving[:5], batch_size=5))) - frames).abs().max() <= 1e-6
-    assert [length for _, length, _ in calls] == [5]
+    assert (torch.stack(list(animate_frames(model, source, driving[:6], batch_size=6))) - frames).abs().max() <= 1e-6
+    assert [length for _, length, _ in calls] == [6]
+    torch.set_num_threads(2)
+    calls.clear()
+    model.train()
+    try:
+        model.animate(source, driving[:6], batch_size=6)
+    finally:
+        model.eval()
+    assert [length for _, length, _ in calls] == [6]
+
+
+def test_frame_shards_give_every_thread_work() -> None:
+    from fomm_model.threads import frame_shards
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    threads = torch.get_num_threads()
+    try:
+        expected = {(2, 8): [4, 4], (2, 1): [1], (12, 8): [2, 2, 2, 2], (16, 8): [1] * 8, (3, 2): [2], (2, 0): [0]}
+        for (count, frames), lengths in expected.items():
+            torch.set_num_threads(count)
+            assert [s.stop - s.start for s in frame_shards(cpu, frames)] == lengths, (count, frames)
+        assert frame_shards(cuda, 8) == [slice(0, 8)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_callers_autocast_reaches_the_workers(two_threads) -> None:
+    from fomm_model.threads import map_frame_shards
+
+    seen: list[bool] = []
+
+    def probe(frames: slice) -> dict[str, torch.Tensor]:
+        seen.append(torch.is_autocast_enabled("cpu") if hasattr(torch, "get_autocast_dtype") else torch.is_autocast_cpu_enabled())
+        return {"x": torch.zeros(frames.stop - frames.start)}
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = map_frame_shards(torch.device("cpu"), 4, probe)
+    assert seen == [True, True] and out["x"].shape == (4,)
 
 
 def test_driving_as_list_of_frames_and_chunks(model, clip) -> None:
