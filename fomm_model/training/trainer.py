@@ -207,6 +207,19 @@ class Trainer:
             )
             self.epoch_items = 0
         self._say(f"resumed {path} at step {self.step} (epoch {self.epoch})")
+        if self.info.is_main:
+            self._remove_stale_partials()
+
+    def _remove_stale_partials(self) -> None:
+        """A run killed while writing (SIGKILL, power loss) leaves its temporary file beside the
+        intact previous checkpoint; the resumed run owns the folder, so it clears them."""
+        stale = [
+            p for name in (CHECKPOINT_NAME, "model.safetensors") for p in self.out_dir.glob(f".{name}.*.partial")
+        ]
+        for partial in stale:
+            partial.unlink(missing_ok=True)
+        if stale:
+            self._say(f"removed {len(stale)} half-written file(s) of the interrupted run: {', '.join(p.name for p in stale)}")
 
     def _say(self, message: str) -> None:
         if self.info.is_main:
