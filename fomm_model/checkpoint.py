@@ -167,6 +167,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_path` made for ``path`` that a killed process (SIGKILL,
+    power loss) could not remove; the file at ``path`` itself is the last complete one."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*.partial*"))
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """:func:`atomic_path` for a folder: yield an empty temporary folder next to ``path`` to

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from ..checkpoint import atomic_dir
+from ..checkpoint import atomic_dir, atomic_path
 
 SPLITS = ("train", "test")
 _SPLIT_KEYS = {"train": 0, "test": 1}
@@ -439,8 +439,6 @@ def write_dataset(
             done = progress(done, len(jobs))
         for _ in done:
             pass
-    manifest = out / "synthetic.json"
-    temp = manifest.with_name(".synthetic.json.partial")
-    temp.write_text(json.dumps({"generator": "fomm make-synthetic", "format_version": _FORMAT_VERSION, **asdict(spec)}, indent=2) + "\n")
-    temp.replace(manifest)
+    with atomic_path(out / "synthetic.json") as manifest:
+        manifest.write_text(json.dumps({"generator": "fomm make-synthetic", "format_version": _FORMAT_VERSION, **asdict(spec)}, indent=2) + "\n")
     return out

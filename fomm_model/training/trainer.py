@@ -27,7 +27,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import atomic_path, read_checkpoint, write_safetensors
+from ..checkpoint import atomic_path, leftover_temporaries, read_checkpoint, write_safetensors
 from ..model import FirstOrderModel
 from ..visualize import draw_keypoints, gray_to_rgb, masks_to_color, side_by_side
 from . import distributed
@@ -213,9 +213,7 @@ class Trainer:
     def _remove_stale_partials(self) -> None:
         """A run killed while writing (SIGKILL, power loss) leaves its temporary file beside the
         intact previous checkpoint; the resumed run owns the folder, so it clears them."""
-        stale = [
-            p for name in (CHECKPOINT_NAME, "model.safetensors") for p in self.out_dir.glob(f".{name}.*.partial")
-        ]
+        stale = [p for name in (CHECKPOINT_NAME, MODEL_NAME) for p in leftover_temporaries(self.out_dir / name)]
         for partial in stale:
             partial.unlink(missing_ok=True)
         if stale:
