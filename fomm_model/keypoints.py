@@ -66,6 +66,17 @@ class Keypoints:
             None if self.jacobian is None else self.jacobian.expand(batch, -1, -1, -1),
         )
 
+    def spread(self) -> Tensor:
+        """(N,) mean distance of each frame's keypoints from their centroid, in frame sizes.
+
+        A training health figure: keypoints that drift together (falling spread) have
+        stopped covering separate parts, a known failure of unsupervised keypoints, and
+        then one part's motion has to be expressed about a point on another.
+        """
+        centroid = self.value.mean(dim=1, keepdim=True)
+        # Coordinates span 2 units across the frame, so half the distance is a frame fraction.
+        return (self.value - centroid).norm(dim=-1).mean(dim=1) / 2
+
     @staticmethod
     def cat(parts: Iterable["Keypoints"]) -> "Keypoints":
         parts = list(parts)

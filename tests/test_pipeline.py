@@ -352,3 +352,12 @@ def test_bad_arguments_are_explained(model, clip) -> None:
         next(animate_frames(model, source, [driving[0, 0]]))
     with pytest.raises(ValueError, match="one source"):
         next(animate_frames(model, driving[:2], driving))
+
+
+def test_keypoint_spread_is_the_mean_distance_from_the_centroid_in_frame_sizes() -> None:
+    spread_out = torch.tensor([[[-0.5, 0.0], [0.5, 0.0], [0.0, 0.5], [0.0, -0.5]]])  # 0.5 units = a quarter frame
+    collapsed = torch.full((1, 4, 2), 0.3)
+    spreads = fm.Keypoints(torch.cat([spread_out, collapsed + 0.01 * spread_out])).spread()
+    assert spreads.shape == (2,)
+    assert spreads[0].item() == pytest.approx(0.25)
+    assert spreads[1].item() == pytest.approx(0.0025)

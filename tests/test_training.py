@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,8 @@ import yaml
 
 import fomm_model as fm
 from fomm_model.cli import main as cli
-from fomm_model.training.config import RunConfig
+from fomm_model.training.config import DatasetParams, RunConfig
+from fomm_model.training.data import FramesDataset
 from fomm_model.training.trainer import Trainer, TrainingOptions
 
 from conftest import parity_cases
@@ -87,10 +89,11 @@ def test_single_process_run(data: Path, config_path: Path, tmp_path: Path) -> No
                                            vis_every=2, save_every=2, log_every=1, progress=False))
     result = trainer.train()
     assert result.steps == 4
-    assert set(result.last_losses) >= {"perceptual", "gen_gan", "feature_matching", "equivariance_value",
+    assert set(result.last_logged) >= {"perceptual", "gen_gan", "feature_matching", "equivariance_value",
                                        "equivariance_jacobian", "disc_gan"}
     rows = list(csv.DictReader((tmp_path / "log.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(0 < float(r["kp_spread"]) < 1 for r in rows)  # the collapse figure, a fraction of the frame
     assert sorted(p.name for p in (tmp_path / "train-vis").iterdir()) == ["step-00000002.png", "step-00000004.png"]
     # The run folder's checkpoint is in the original layout, optimizers included.
     raw = torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)
@@ -158,6 +161,25 @@ def test_killed_run_resumes_to_the_same_result(data: Path, config_path: Path, tm
     assert steps == sorted(set(steps)) and steps[-1] == 6
 
 
+def test_resumed_run_keeps_the_log_columns_it_started_with(data: Path, config_path: Path, tmp_path: Path) -> None:
+    """A run logged by a version without ``kp_spread`` and resumed by this one stays one table."""
+    run = RunConfig.from_yaml(config_path)
+    options = TrainingOptions(out_dir=tmp_path, data_dir=data, max_steps=2, num_workers=0, vis_every=0,
+                              save_every=2, log_every=1, progress=False)
+    Trainer(run, options).train()
+    log = tmp_path / "log.csv"
+    rows = list(csv.DictReader(log.open()))
+    old_columns = [c for c in rows[0] if c != "kp_spread"]
+    with log.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=old_columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    Trainer(run, dataclasses.replace(options, max_steps=4, resume=True)).train()
+    lines = list(csv.reader(log.open()))
+    assert lines[0] == old_columns and [int(line[0]) for line in lines[1:]] == [1, 2, 3, 4]
+    assert all(len(line) == len(old_columns) for line in lines)
+
+
 def test_torchrun_two_processes_gloo(data: Path, config_path: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
@@ -198,7 +220,18 @@ def test_reconstruct_reports_per_video_and_overall(data: Path, config_path: Path
     out = capsys.readouterr().out
     assert out.count("\tL1 ") == 2 and "overall: L1" in out
     assert len(list((tmp_path / "rec" / "png").glob("*.png"))) == 2
-    assert (tmp_path / "rec" / "report.json").is_file()
+    report = json.loads((tmp_path / "rec" / "report.json").read_text())
+    # The keypoint spread of a video is that of its frames' keypoints, averaged.
+    model = fm.load_model(tmp_path / "model.safetensors")
+    first = FramesDataset(DatasetParams(root_dir=str(data), frame_shape=(64, 64, 3)), is_train=False)[0]
+    with torch.no_grad():
+        kp = model.detect_keypoints(first["video"].permute(1, 0, 2, 3))
+    video = next(v for v in report["videos"] if v["name"] == first["name"])
+    assert video["kp_spread"] == pytest.approx(kp.spread().mean().item(), rel=1e-4)
+    assert report["kp_spread"] == pytest.approx(
+        sum(v["kp_spread"] * v["frames"] for v in report["videos"]) / report["frames"]
+    )
+    assert f"keypoint spread {report['kp_spread']:.3f} of the frame" in out
 
 
 def test_clear_errors(config_path: Path, tmp_path: Path, capsys) -> None:

@@ -109,7 +109,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     report = evaluate_reconstruction(model, dataset, args.num_videos, args.out, args.batch_size, on_video=show)
     print(
         f"overall: L1 {report.l1:.5f} over {report.frames} frames of {len(report.videos)} videos; "
-        f"no-motion baseline {report.no_motion_l1:.5f}; ratio {report.ratio:.3f}",
+        f"no-motion baseline {report.no_motion_l1:.5f}; ratio {report.ratio:.3f}; "
+        f"keypoint spread {report.kp_spread:.3f} of the frame",
         file=sys.stdout,
     )
     return 0

@@ -3,7 +3,9 @@
 Each test video is reconstructed from its first frame with the keypoints of every frame in
 absolute mode; the score is the mean L1 between predicted and real frames. The no-motion
 baseline (predicting the first frame everywhere) is reported next to it, because a score
-only means something relative to how much the video moves.
+only means something relative to how much the video moves. The keypoint spread
+is reported too: keypoints that collapsed together score well on easy motion but model
+each part badly.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class VideoScore:
     frames: int
     l1: float
     no_motion_l1: float
+    kp_spread: float  # mean Keypoints.spread over the video's frames
 
 
 @dataclass
@@ -47,6 +50,10 @@ class ReconstructionReport:
         return sum(v.no_motion_l1 * v.frames for v in self.videos) / max(self.frames, 1)
 
     @property
+    def kp_spread(self) -> float:
+        return sum(v.kp_spread * v.frames for v in self.videos) / max(self.frames, 1)
+
+    @property
     def ratio(self) -> float:
         """Reconstruction L1 relative to the no-motion baseline (lower is better; 1 = no better)."""
         return self.l1 / self.no_motion_l1 if self.no_motion_l1 > 0 else float("nan")
@@ -57,6 +64,7 @@ class ReconstructionReport:
                 "l1": self.l1,
                 "no_motion_l1": self.no_motion_l1,
                 "ratio_to_no_motion": self.ratio,
+                "kp_spread": self.kp_spread,
                 "frames": self.frames,
                 "videos": [asdict(v) for v in self.videos],
             },
@@ -65,16 +73,22 @@ class ReconstructionReport:
 
 
 @torch.no_grad()
-def reconstruct_video(model: FirstOrderModel, video: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    """Reconstruct (T, 3, H, W) frames from frame 0 with absolute keypoints."""
+def reconstruct_video(
+    model: FirstOrderModel, video: torch.Tensor, batch_size: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reconstruct (T, 3, H, W) frames from frame 0 with absolute keypoints.
+
+    Returns the predicted frames and each frame's keypoint spread (T,).
+    """
     source = video[:1]
     kp_source = model.detect_keypoints(source)
-    outputs = []
+    outputs, spreads = [], []
     for start in range(0, video.shape[0], batch_size):
         chunk = video[start : start + batch_size]
         kp_driving = model.detect_keypoints(chunk)
         outputs.append(model.generate(source, kp_source, kp_driving)["prediction"].float().cpu())
-    return torch.cat(outputs)
+        spreads.append(kp_driving.spread().float().cpu())
+    return torch.cat(outputs), torch.cat(spreads)
 
 
 def evaluate_reconstruction(
@@ -92,10 +106,12 @@ def evaluate_reconstruction(
             break
         item = videos[index]
         video = item["video"].permute(1, 0, 2, 3).contiguous()  # (T, 3, H, W)
-        prediction = reconstruct_video(model, video, batch_size)
+        prediction, spread = reconstruct_video(model, video, batch_size)
         per_frame = (prediction - video).abs().mean(dim=(1, 2, 3))
         still = (video - video[:1]).abs().mean(dim=(1, 2, 3))
-        score = VideoScore(item["name"], video.shape[0], per_frame.mean().item(), still.mean().item())
+        score = VideoScore(
+            item["name"], video.shape[0], per_frame.mean().item(), still.mean().item(), spread.mean().item()
+        )
         report.videos.append(score)
         if on_video:
             on_video(score)

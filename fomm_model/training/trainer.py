@@ -67,7 +67,7 @@ class TrainingResult:
     epochs_completed: int
     checkpoint: Path
     model: Path | None
-    last_losses: dict[str, float]
+    last_logged: dict[str, float]  # the last step's losses, "total" and "kp_spread", as in log.csv
 
 
 class Trainer:
@@ -309,6 +309,7 @@ class Trainer:
         self._last_generated = generated
         values = {name: value.mean().item() for name, value in losses.items()}
         values["total"] = float(loss.item())
+        values["kp_spread"] = generated["kp_driving"].spread().mean().item()
         for name, value in values.items():
             if not math.isfinite(value):
                 raise FloatingPointError(
@@ -366,8 +367,12 @@ class Trainer:
         row = {"step": self.step, "epoch": self.epoch, "lr_generator": self.optimizers["generator"].param_groups[0]["lr"],
                "seconds": round(elapsed, 1), **{k: round(v, 6) for k, v in values.items()}}
         new = not path.exists()
+        fieldnames = list(row)
+        if not new:  # keep the log's own columns: a run resumed by another version may log others
+            with path.open(newline="") as handle:
+                fieldnames = next(csv.reader(handle), None) or fieldnames
         with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
+            writer = csv.DictWriter(handle, fieldnames=fieldnames, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)
