@@ -10,8 +10,8 @@ generated driving video (a 512x512 source, 128x128 driving mp4) and reports its 
 resident memory (VmHWM from /proc). Frames are read, animated in batches and written as
 they come, so the peak should not grow with the video's length: the long run should stay
 within 1.2x of the short one. Without ``--checkpoint`` a seeded model with the embedded
-default model's shape (10 keypoints with jacobians, occlusion, 128x128) is built, so the
-figures do not depend on the weights.
+default model's config (read from its file) is built, so the figures do not depend on the
+weights.
 """
 
 from __future__ import annotations
@@ -30,19 +30,6 @@ import torch.nn.functional as F
 import fomm_model as fm
 from fomm_model.checkpoint import write_safetensors
 from fomm_model.video import VideoWriter, write_image
-
-SEEDED_CONFIG = fm.ModelConfig(
-    kp_detector=fm.KeypointDetectorConfig(block_expansion=16, max_features=256, num_blocks=5, scale_factor=0.25),
-    generator=fm.GeneratorConfig(
-        block_expansion=16,
-        max_features=256,
-        num_bottleneck_blocks=3,
-        dense_motion=fm.DenseMotionConfig(block_expansion=16, max_features=256, num_blocks=5, scale_factor=0.25),
-    ),
-    discriminator=None,
-    frame_shape=(128, 128),
-)
-
 
 def make_inputs(folder: Path, frame_counts: list[int]) -> tuple[Path, dict[int, Path]]:
     generator = torch.Generator().manual_seed(0)
@@ -87,7 +74,7 @@ def main() -> None:
         checkpoint = args.checkpoint
         if checkpoint is None:
             torch.manual_seed(0)
-            model = fm.build_model(SEEDED_CONFIG)
+            model = fm.build_model(fm.load_model("default").config)  # the default's shape, other weights
             checkpoint = str(folder / "seeded.safetensors")
             write_safetensors(checkpoint, {"kp_detector": model.kp_detector.state_dict(), "generator": model.generator.state_dict()}, model.config)
         source, videos = make_inputs(folder, args.frames)

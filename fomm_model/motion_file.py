@@ -370,18 +370,29 @@ def _to_uint8(images: Tensor) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ write
+MOTION_SUFFIX = ".fomm.json"  # the name the ComfyUI pack lists
+
+
+def _stem(path: Path) -> str:
+    """``face`` for ``face.fomm.json`` as for ``face.json``: the side files' common name."""
+    if path.name.lower().endswith(MOTION_SUFFIX) and len(path.name) > len(MOTION_SUFFIX):
+        return path.name[: -len(MOTION_SUFFIX)]
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
+
+
 def write_motion(path: str | os.PathLike, motion: Motion, *, embed_image: bool = False) -> Path:
     """Write ``motion`` as a motion file, all or nothing; returns the path.
 
     The source texture goes next to the file as ``<name>.source.png`` (or into the file with
-    ``embed_image``); generated frames in ``motion.frames`` go to ``<name>_frames/``. Every
+    ``embed_image``); generated frames in ``motion.frames`` go to ``<name>_frames/``, where
+    ``<name>`` is the file name without ``.fomm.json`` (or its last suffix). Every
     part is first written in full under a temporary name; only then are they renamed into
     place, the JSON last. So a write that fails (a bad frame, a full disk, an interrupted run)
     leaves the previous motion file and its files as they were: never a new image or frames
     folder beside an old JSON.
     """
     path = Path(path)
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    stem = _stem(path)
     image_name = f"{stem}.source.png"
     png = _encode_png(motion.source_image)
     image_entry = {"png_base64": base64.b64encode(png).decode("ascii")} if embed_image else {"path": image_name}

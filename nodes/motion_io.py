@@ -11,15 +11,14 @@ from comfy_api.latest import io
 from torch import Tensor
 
 from fomm_model.framing import fit
-from fomm_model.motion_file import MotionFormatError, compute_motion, read_motion, write_motion
+from fomm_model.motion_file import MOTION_SUFFIX, MotionFormatError, compute_motion, read_motion, write_motion
 
 from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, motion_inputs
 from .runtime import prepare_run, to_comfy_image
 from .types import FommModel, FommMotion, KeypointSet, LoadedModel, MotionData
 
-# Motion files are named *.fomm.json here, by the Blender add-on and in the docs, so the list
-# below is not filled with workflows and other JSON files.
-MOTION_SUFFIX = ".fomm.json"
+# Motion files are named *.fomm.json (MOTION_SUFFIX) here and in the docs, so the list below
+# is not filled with workflows and other JSON files.
 NO_MOTION_FILE = "(no motion file found)"
 
 

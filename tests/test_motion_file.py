@@ -111,6 +111,12 @@ def test_embedded_image_makes_one_self_contained_file(tmp_path, motion) -> None:
     assert np.array_equal(read_motion(path).source_image, motion.source_image)
 
 
+def test_side_files_of_a_fomm_json_drop_the_whole_suffix(tmp_path, motion) -> None:
+    path = write_motion(tmp_path / "Clip.FOMM.json", motion)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Clip.FOMM.json", "Clip.source.png", "Clip_frames"]
+    assert read_motion(path).frame_files.directory == tmp_path / "Clip_frames"
+
+
 def test_rewriting_replaces_the_frames_folder_whole(tmp_path, motion) -> None:
     write_motion(tmp_path / "clip.json", motion)
     shorter = copy.copy(motion)

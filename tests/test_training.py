@@ -127,8 +127,8 @@ def test_training_lowers_the_reconstruction_error(data: Path, config_path: Path,
 
 def test_killed_run_resumes_to_the_same_result(data: Path, config_path: Path, tmp_path: Path) -> None:
     """SIGKILL mid-run, --resume, and end exactly where an uninterrupted run ends."""
-    common = ["train", "--config", str(config_path), "--data", str(data), "--max-steps", "6", "--workers", "0",
-              "--save-every", "2", "--vis-every", "0", "--no-progress"]
+    loop = ["--max-steps", "6", "--workers", "0", "--save-every", "2", "--vis-every", "0", "--no-progress"]
+    common = ["train", "--config", str(config_path), "--data", str(data), "--seed", "5", *loop]
     straight = tmp_path / "straight"
     finish(fomm(*common, "--out", str(straight)))
 
@@ -151,7 +151,8 @@ def test_killed_run_resumes_to_the_same_result(data: Path, config_path: Path, tm
     # previous checkpoint (loaded above). Plant one so the clean-up below is always exercised.
     (killed / ".checkpoint.pth.tar.planted.partial").write_bytes(b"half-written")
 
-    output = finish(fomm(*common, "--out", str(killed), "--resume"))
+    # README's form: the run folder alone; its config.yaml names the data, its checkpoint the seed.
+    output = finish(fomm("train", "--out", str(killed), "--resume", *loop))
     assert "resumed" in output and "half-written" in output
     assert not list(killed.glob(".*.partial"))  # the resumed run cleared what the killed one left
     a, b = weights(straight / "model.safetensors"), weights(killed / "model.safetensors")
@@ -161,7 +162,7 @@ def test_killed_run_resumes_to_the_same_result(data: Path, config_path: Path, tm
     assert steps == sorted(set(steps)) and steps[-1] == 6
 
 
-def test_resumed_run_keeps_the_log_columns_it_started_with(data: Path, config_path: Path, tmp_path: Path) -> None:
+def test_resumed_run_keeps_the_log_columns_it_started_with(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
     """A run logged by a version without ``kp_spread`` and resumed by this one stays one table."""
     run = RunConfig.from_yaml(config_path)
     options = TrainingOptions(out_dir=tmp_path, data_dir=data, max_steps=2, num_workers=0, vis_every=0,
@@ -178,6 +179,9 @@ def test_resumed_run_keeps_the_log_columns_it_started_with(data: Path, config_pa
     lines = list(csv.reader(log.open()))
     assert lines[0] == old_columns and [int(line[0]) for line in lines[1:]] == [1, 2, 3, 4]
     assert all(len(line) == len(old_columns) for line in lines)
+    # Another seed would redraw the data and the random warps: refused, naming the run's seed.
+    assert cli(["train", "--out", str(tmp_path), "--resume", "--seed", "9"]) == 1
+    assert "trained with --seed 0" in capsys.readouterr().err
 
 
 def test_torchrun_two_processes_gloo(data: Path, config_path: Path, tmp_path: Path) -> None:

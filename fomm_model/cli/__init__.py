@@ -25,6 +25,19 @@ class UserError(Exception):
     """An error the user can fix; printed without a traceback."""
 
 
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``, defaulting to the GPU when torch sees one (as training does)."""
+    parser.add_argument("--device", help="torch device, e.g. cpu, cuda or cuda:1 (default: cuda when available, else cpu)")
+
+
+def chosen_device(args: argparse.Namespace) -> str:
+    if args.device:
+        return args.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fomm",

@@ -17,7 +17,7 @@ from ..pipeline import AnimatedBatch, MotionOptions
 from ..precision import PRECISIONS
 from ..video import IMAGE_SUFFIXES, VideoReader, VideoWriter, read_image, read_video, write_image
 from ..visualize import visualize_generation
-from . import UserError
+from . import UserError, add_device_option, chosen_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "frames, or an image file when DRIVING is a single frame",
     )
     parser.add_argument("--checkpoint", default="default", help='model checkpoint (default: "default", the embedded model)')
-    parser.add_argument("--device", default="cpu", help="torch device to run on, e.g. cpu or cuda (default: cpu)")
+    add_device_option(parser)
 
     motion = parser.add_argument_group("motion transfer (as in the original demo)")
     mode = motion.add_mutually_exclusive_group()
@@ -100,7 +100,7 @@ def run_animate(args: argparse.Namespace) -> int:
     driving = read_video(args.driving, fps=args.fps)
     if single_image and driving.info.frame_count != 1:
         raise UserError(f"{output} is an image but {args.driving} has several frames: write a video (.mp4) or a folder")
-    model = load_model(args.checkpoint, device=args.device)
+    model = load_model(args.checkpoint, device=chosen_device(args))
     options = FootageOptions(
         source_box=face_box(source) if args.source_face else args.source_box,
         driving_box=_driving_face_box(driving, args.quiet) if args.driving_face else args.driving_box,

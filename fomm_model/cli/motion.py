@@ -13,7 +13,7 @@ from ..framing import FIT_MODES
 from ..loading import load_model
 from ..motion_file import compute_motion, write_motion
 from ..video import MediaError, VideoReader, read_image, read_video
-from . import UserError
+from . import UserError, add_device_option, chosen_device
 
 PROGRESS_STYLES = ("bar", "lines", "none")
 
@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("source", type=Path, help="source image (PNG, JPEG, ...)")
     parser.add_argument("driving", type=Path, help="driving video (mp4, mov, webm, mkv, avi, gif) or folder of frames")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="motion file to write (name it *.fomm.json: the ComfyUI pack and the Blender add-on list those)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="motion file to write (name it *.fomm.json: the ComfyUI pack lists those)")
     parser.add_argument("--checkpoint", default="default", help='checkpoint path, or "default" for the embedded model (default)')
     parser.add_argument("--config", help="preset name or YAML config (default: stored in or inferred from the checkpoint)")
     parser.add_argument("--absolute", action="store_true", help="use the driving keypoints as they are instead of relative motion")
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--embed-image", action="store_true", help="store the source image inside the motion file instead of next to it")
     parser.add_argument("--texture-size", type=int, default=2048, help="longest side of the stored source texture (default 2048)")
     parser.add_argument("--batch-size", type=int, default=8, help="frames per network call (default 8)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_option(parser)
     parser.add_argument("--progress", choices=PROGRESS_STYLES, default="bar", help='"lines" prints "progress STAGE DONE TOTAL" lines for other programs')
     parser.set_defaults(func=run)
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     source, video = _read_inputs(args)
-    model = load_model(args.checkpoint, config=args.config, device=args.device)
+    model = load_model(args.checkpoint, config=args.config, device=chosen_device(args))
     with _Progress(args.progress, video.info.frame_count) as progress:
         motion = compute_motion(
             model,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import UserError
+from . import UserError, add_device_option, chosen_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--vgg", type=Path, help="VGG19 ImageNet weights for the perceptual loss (.pth or .safetensors)")
     train.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     train.add_argument("--workers", type=int, default=2, help="data loading processes per training process")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="seed of the weights, the data order and the 80/20 split (default 0; "
+                       "with --resume, the run's own)")
     train.add_argument("--save-every", type=int, default=250, help="steps between resumable checkpoints")
     train.add_argument("--vis-every", type=int, default=500, help="steps between visualisation images (0: never)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -43,8 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--config", help="config for the dataset layout (default: frame size of the model)")
     rec.add_argument("--num-videos", type=int, help="evaluate only the first N test videos")
     rec.add_argument("--out", type=Path, help="write report.json and PNG strips here")
-    rec.add_argument("--device", default="cpu")
+    add_device_option(rec)
     rec.add_argument("--batch-size", type=int, default=16)
+    rec.add_argument("--seed", type=int, default=0,
+                     help="for a folder without train/ and test/: the --seed of the training run, which drew the 80/20 split")
     rec.set_defaults(func=run_reconstruct)
 
 
@@ -94,12 +97,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from ..training.data import FramesDataset
     from ..training.reconstruct import evaluate_reconstruction
 
-    model = load_model(args.checkpoint, device=args.device)
+    model = load_model(args.checkpoint, device=chosen_device(args))
     if args.config:
         dataset_params = RunConfig.from_yaml(args.config).dataset
     else:
         dataset_params = DatasetParams(frame_shape=(*model.config.frame_shape, 3))
-    dataset = FramesDataset(replace(dataset_params, root_dir=str(args.data)), is_train=False)
+    dataset = FramesDataset(replace(dataset_params, root_dir=str(args.data)), is_train=False, random_seed=args.seed)
     if len(dataset) == 0:
         raise UserError(f"no test videos found in {args.data}")
 

@@ -13,6 +13,7 @@ import math
 import random
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ class TrainingOptions:
     vgg_weights: Path | None = None
     device: str | None = None
     num_workers: int = 2
-    seed: int = 0
+    seed: int | None = None  # None: 0 for a new run, the run's own seed with resume
     save_every: int = 250
     log_every: int = 10
     vis_every: int = 500
@@ -81,8 +82,10 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.epoch_items = 0  # items this process consumed in the current epoch
+        resumed = self._read_resume_checkpoint() if options.resume else None
+        self.seed = self._choose_seed(resumed)
 
-        torch.manual_seed(options.seed)  # the same initial weights in every process
+        torch.manual_seed(self.seed)  # the same initial weights in every process
         self.model = FirstOrderModel(run.model)
         if self.model.discriminator is None:
             raise ValueError("the config has no discriminator_params; training needs them")
@@ -122,14 +125,12 @@ class Trainer:
         self.generator_objective: nn.Module = generator_objective
         self.discriminator_objective: nn.Module = discriminator_objective
 
-        dataset_params = run.dataset
         if options.data_dir is not None:
-            from dataclasses import replace
-
-            dataset_params = replace(dataset_params, root_dir=str(options.data_dir))
-        self.dataset = DatasetRepeater(FramesDataset(dataset_params, is_train=True, random_seed=options.seed), params.num_repeats)
+            # Recorded in the run's config.yaml, so that --resume finds the same data.
+            self.run = run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, root_dir=str(options.data_dir)))
+        self.dataset = DatasetRepeater(FramesDataset(run.dataset, is_train=True, random_seed=self.seed), params.num_repeats)
         self.sampler = distributed.ResumableSampler(
-            len(self.dataset), seed=options.seed, rank=self.info.rank, world_size=self.info.world_size
+            len(self.dataset), seed=self.seed, rank=self.info.rank, world_size=self.info.world_size
         )
         self.steps_per_epoch = self.sampler.per_process() // params.batch_size
         if self.steps_per_epoch == 0:
@@ -137,8 +138,8 @@ class Trainer:
                 f"batch_size {params.batch_size} is larger than the {self.sampler.per_process()} training items "
                 f"per process (dataset of {len(self.dataset)} items with num_repeats); lower batch_size"
             )
-        if options.resume:
-            self._resume()
+        if resumed is not None:
+            self._resume(resumed)
         # Without the GAN loss the discriminator's optimizer never steps (it is kept for the
         # original checkpoint layout), so it gets no scheduler either.
         self.schedulers = {
@@ -177,18 +178,34 @@ class Trainer:
     def _seed_rngs(self) -> None:
         if self.options.resume and self._restored_rng:
             return
-        seed = self.options.seed * 1000 + self.info.rank
+        seed = self.seed * 1000 + self.info.rank
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)
 
     _restored_rng = False
 
-    def _resume(self) -> None:
+    def _read_resume_checkpoint(self) -> dict[str, Any]:
         path = self.out_dir / CHECKPOINT_NAME
         if not path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume in {self.out_dir}")
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def _choose_seed(self, resumed: dict[str, Any] | None) -> int:
+        """The seed decides the initial weights, the data order and every random draw, so a
+        resumed run must keep its own (stored in the checkpoint; runs saved before it was
+        stored used the default, 0)."""
+        if resumed is None:
+            return 0 if self.options.seed is None else self.options.seed
+        stored = resumed[STATE_KEY].get("seed", 0)
+        if self.options.seed is not None and self.options.seed != stored:
+            raise ValueError(
+                f"{self.out_dir} was trained with --seed {stored}; resume it with that seed or without --seed"
+            )
+        return stored
+
+    def _resume(self, data: dict[str, Any]) -> None:
+        path = self.out_dir / CHECKPOINT_NAME
         for name in ("generator", "kp_detector", "discriminator"):
             getattr(self.model, name).load_state_dict(data[name])
         self.model.to(self.info.device)
@@ -250,7 +267,7 @@ class Trainer:
                     num_workers=self.options.num_workers,
                     # Its own generator: creating a loader mid-epoch (after a resume) must not
                     # shift the global random stream the equivariance transforms draw from.
-                    generator=torch.Generator().manual_seed(self.options.seed + self.epoch),
+                    generator=torch.Generator().manual_seed(self.seed + self.epoch),
                     persistent_workers=False, pin_memory=self.info.device.type == "cuda",
                 )
                 for batch in loader:
@@ -338,6 +355,7 @@ class Trainer:
                     "epoch": self.epoch,
                     "epoch_items": self.epoch_items,
                     "world_size": self.info.world_size,
+                    "seed": self.seed,
                     "rng": rng,
                 },
             }
