@@ -72,12 +72,14 @@ def test_motion_options_change_the_result(files, tmp_path: Path, capsys: pytest.
         "relative": [],
         "absolute": ["--absolute"],
         "best": ["--best-frame"],
+        "best by name": ["--reference", "best"],
         "third": ["--reference", "3", "--no-relative-jacobian", "--no-adapt-scale"],
     }.items():
         out = tmp_path / name
         assert animate(files, str(folder / "source.png"), str(folder / "frames"), "-o", str(out), *options) == 0
         outputs[name] = torch.stack(list(read_video(out)))
-    assert "best reference frame: " in capsys.readouterr().err
+    assert capsys.readouterr().err.count("best reference frame: ") == 2
+    assert torch.equal(outputs["best"], outputs["best by name"])
     assert not torch.equal(outputs["relative"], outputs["absolute"])
     assert not torch.equal(outputs["relative"], outputs["third"])
 

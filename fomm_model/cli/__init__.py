@@ -38,6 +38,19 @@ def chosen_device(args: argparse.Namespace) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def reference_frame(text: str) -> str | int:
+    """``--reference``: "first", "best" or a 0-based driving frame index."""
+    if text in ("first", "best"):
+        return text
+    try:
+        index = int(text)
+    except ValueError:
+        index = -1
+    if index < 0:
+        raise argparse.ArgumentTypeError(f'expected "first", "best" or a frame index >= 0, got {text!r}')
+    return index
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fomm",

@@ -17,7 +17,7 @@ from ..pipeline import AnimatedBatch, MotionOptions
 from ..precision import PRECISIONS
 from ..video import IMAGE_SUFFIXES, VideoReader, VideoWriter, read_image, read_video, write_image
 from ..visualize import visualize_generation
-from . import UserError, add_device_option, chosen_device
+from . import UserError, add_device_option, chosen_device, reference_frame
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,9 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     motion.add_argument("--adapt-scale", action=argparse.BooleanOptionalAction, default=True,
                         help="scale the motion by the ratio of source and driving object sizes (default: on)")  # fmt: skip
     reference = motion.add_mutually_exclusive_group()
-    reference.add_argument("--best-frame", action="store_true",
-                           help="start from the driving frame whose pose matches the source best")  # fmt: skip
-    reference.add_argument("--reference", type=int, metavar="N", help="start from driving frame N (0-based)")
+    reference.add_argument("--reference", type=reference_frame, metavar="first|best|N",
+                           help='driving frame the relative motion starts from: "first" (default), "best" (the frame '
+                           'posed most like the source) or a 0-based index')  # fmt: skip
+    reference.add_argument("--best-frame", dest="reference", action="store_const", const="best",
+                           help="the same as --reference best")  # fmt: skip
+    parser.set_defaults(reference="first")
 
     region = parser.add_argument_group("regions (default: the whole picture)")
     source_region = region.add_mutually_exclusive_group()
@@ -115,9 +118,9 @@ def run_animate(args: argparse.Namespace) -> int:
         relative=args.relative,
         relative_jacobian=args.relative_jacobian,
         adapt_scale=args.adapt_scale,
-        reference="best" if args.best_frame else ("first" if args.reference is None else args.reference),
+        reference=args.reference,
     )
-    if args.best_frame:
+    if args.reference == "best":
         _say(args, "searching the driving video for the frame posed most like the source")
 
     total = driving.info.frame_count
@@ -153,7 +156,7 @@ def run_animate(args: argparse.Namespace) -> int:
                 write_image(output, frame)
             else:
                 writer.write(frame)
-    if args.best_frame and references:
+    if args.reference == "best" and references:
         _say(args, f"best reference frame: {references.pop()}")
     height, width = source.shape[-2:]
     count = 1 if writer is None else writer.frames_written

@@ -13,7 +13,7 @@ from ..framing import FIT_MODES
 from ..loading import load_model
 from ..motion_file import compute_motion, write_motion
 from ..video import MediaError, VideoReader, read_image, read_video
-from . import UserError, add_device_option, chosen_device
+from . import UserError, add_device_option, chosen_device, reference_frame
 
 PROGRESS_STYLES = ("bar", "lines", "none")
 
@@ -35,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--absolute", action="store_true", help="use the driving keypoints as they are instead of relative motion")
     parser.add_argument("--no-relative-jacobian", dest="relative_jacobian", action="store_false", help="in relative mode, keep the driving Jacobians as they are")
     parser.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false", help="in relative mode, do not scale the motion to the source's keypoint spread")
-    parser.add_argument("--reference", default="first", type=_reference, help='driving frame the relative motion starts from: "first" (default), "best" (the frame posed most like the source) or a 0-based index')
-    parser.add_argument("--framing", choices=FIT_MODES, default="pad", help="how images are fitted to the model's frame size (default: pad)")
+    parser.add_argument("--reference", default="first", type=reference_frame, metavar="first|best|N", help='driving frame the relative motion starts from: "first" (default), "best" (the frame posed most like the source) or a 0-based index')
+    parser.add_argument("--fit", "--framing", dest="fit", choices=FIT_MODES, default="pad",
+                        help="how images are fitted to the model's frame size: pad (default), crop or stretch")  # fmt: skip
     parser.add_argument("--size", type=_size, help="frame size HxW the model runs at (default: the size it was trained at)")
     parser.add_argument("--fps", type=float, help="frame rate to record (default: the video's)")
     parser.add_argument("--max-frames", type=int, help="use at most this many driving frames")
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             adapt_scale=args.adapt_scale,
             reference=args.reference,
             fps=video.info.fps,
-            framing=args.framing,
+            framing=args.fit,
             frame_size=args.size,
             flow=args.flow,
             frames=args.frames,
@@ -117,18 +118,6 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         for bar in self.bars.values():
             bar.close()
-
-
-def _reference(text: str) -> str | int:
-    if text in ("first", "best"):
-        return text
-    try:
-        index = int(text)
-    except ValueError:
-        index = -1
-    if index < 0:
-        raise argparse.ArgumentTypeError(f'expected "first", "best" or a frame index >= 0, got {text!r}')
-    return index
 
 
 def _size(text: str) -> tuple[int, int]:
