@@ -162,6 +162,7 @@ def test_killed_run_resumes_to_the_same_result(data: Path, config_path: Path, tm
     assert steps == sorted(set(steps)) and steps[-1] == 6
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # resuming at an epoch's end once warned about the scheduler
 def test_resumed_run_keeps_the_log_columns_it_started_with(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
     """A run logged by a version without ``kp_spread`` and resumed by this one stays one table."""
     run = RunConfig.from_yaml(config_path)

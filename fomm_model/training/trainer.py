@@ -447,6 +447,9 @@ def _multistep_at(optimizer: torch.optim.Optimizer, milestones: tuple[int, ...],
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] * decay
     scheduler.last_epoch = epoch
+    # torch warns when a new scheduler steps before its optimizer has; a run resumed at the
+    # very end of an epoch does exactly that, rightly (the optimizer stepped before the kill).
+    scheduler._step_count = max(scheduler._step_count, 2)
     return scheduler
 
 
