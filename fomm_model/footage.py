@@ -77,7 +77,7 @@ def animate_footage(
     source_box.check_inside(height, width, "source")
     region = source_box.crop(source)
     model_source, framing = fit(region[None], model.config.frame_shape, options.fit)
-    mask = paste_mask(source_box, (height, width), options.feather, framing.content_mask()[0])
+    mask = paste_mask(source_box, (height, width), options.feather)
     renderer = RegionRenderer(model, region, framing, options.full_resolution)
 
     frames = map_frames(driving, _DrivingFraming(model.config.frame_shape, options.driving_box, options.fit), batch_size)
@@ -101,11 +101,17 @@ def animate_footage(
 class RegionRenderer:
     """Turns the model-size outputs into frames of the source region at its own size: plainly
     (the generated frame restored to the region's size and aspect) or, with
-    ``full_resolution``, by :func:`render_full_resolution` on the region itself."""
+    ``full_resolution``, by :func:`render_full_resolution` on the region itself. What a
+    ``crop`` fit cut off, the model never saw: there the frames keep the region's own pixels
+    rather than black."""
 
     def __init__(self, model: FirstOrderModel, region: Tensor, framing: Framing, full_resolution: bool):
         self.framing = framing
         self.canvas: Tensor | None = None
+        content = framing.content_mask()[0]
+        self.outside: tuple[Tensor, Tensor] | None = None  # (content mask, region) where a crop cut
+        if content.min() < 1:
+            self.outside = (content, region.float().cpu())
         if full_resolution:
             th, tw = framing.target_size
             sh, sw = framing.scaled_size
@@ -118,12 +124,17 @@ class RegionRenderer:
         """Frames (n, C, h, w) of the region (CPU) from the model's ``prediction``
         (n, C, H, W), ``deformation`` (n, H', W', 2) and ``occlusion_map``."""
         if self.canvas is None:
-            return self.framing.restore(prediction.float().cpu())
-        device = self.canvas.device
-        canvas = self.canvas.expand(prediction.shape[0], -1, -1, -1)
-        occlusion = None if occlusion_map is None else occlusion_map.to(device)
-        frames = render_full_resolution(canvas, prediction.to(device), deformation.to(device), occlusion, self.align_corners)
-        return self.framing.restore(frames.float().cpu())
+            frames = self.framing.restore(prediction.float().cpu())
+        else:
+            device = self.canvas.device
+            canvas = self.canvas.expand(prediction.shape[0], -1, -1, -1)
+            occlusion = None if occlusion_map is None else occlusion_map.to(device)
+            frames = render_full_resolution(canvas, prediction.to(device), deformation.to(device), occlusion, self.align_corners)
+            frames = self.framing.restore(frames.float().cpu())
+        if self.outside is not None:
+            content, region = self.outside
+            frames = content * frames + (1 - content) * region
+        return frames
 
     def render_batch(self, batch: AnimatedBatch, frames: slice = slice(None)) -> Tensor:
         """:meth:`render` on the ``frames`` of a pipeline batch."""

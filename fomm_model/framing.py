@@ -268,12 +268,10 @@ def paste(background: Tensor, region: Tensor, box: Box, mask: Tensor) -> Tensor:
     return out
 
 
-def paste_mask(box: Box, image_size: tuple[int, int], feather_fraction: float, content: Tensor | None = None) -> Tensor:
+def paste_mask(box: Box, image_size: tuple[int, int], feather_fraction: float) -> Tensor:
     """The blending mask for pasting a generated region back at ``box`` in an image of
-    ``image_size``: feathered on edges inside the image, times the ``content`` mask
-    (1, h, w) of what the model actually generated."""
+    ``image_size``: feathered on edges inside the image."""
     height, width = image_size
     inner = (box.y > 0, box.bottom < height, box.x > 0, box.right < width)
     feather = round(feather_fraction * min(box.width, box.height))
-    mask = feather_mask(box.height, box.width, feather, inner)
-    return mask if content is None else mask * content
+    return feather_mask(box.height, box.width, feather, inner)

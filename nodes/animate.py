@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io
 from torch import Tensor
 
-from fomm_model.footage import RegionRenderer
-from fomm_model.framing import fit as fit_frames
-from fomm_model.pipeline import animate_batches
+from fomm_model.footage import FootageOptions, animate_footage
 
 from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, full_resolution_input, motion_inputs
-from .runtime import prepare_run, to_comfy_image
+from .runtime import collect_images, prepare_run
 from .types import FommModel, LoadedModel
 
 
@@ -53,14 +50,9 @@ class Animate(io.ComfyNode):
         batch_size: int,
     ) -> io.NodeOutput:
         motion = MotionInputs(relative, relative_jacobian, adapt_scale, reference, reference_index)
-        run = prepare_run(model, source, driving, motion, batch_size, fit_mode=fit)
-        source_fitted, framing = fit_frames(run.source, model.frame_size, fit)  # type: ignore[arg-type]
-        renderer = RegionRenderer(run.fomm, run.source[0], framing, full_resolution)
-        frames = [
-            to_comfy_image(renderer.render_batch(batch))
-            for batch in animate_batches(
-                run.fomm, source_fitted, run.driving, run.motion,
-                batch_size=batch_size, precision=model.precision, on_progress=run.progress.update,
-            )
-        ]
-        return io.NodeOutput(torch.cat(frames))
+        run = prepare_run(model, source, driving, motion, batch_size)  # the library fits the frames
+        frames = animate_footage(
+            run.fomm, run.source[0], run.driving, run.motion, FootageOptions(fit=fit, full_resolution=full_resolution),  # type: ignore[arg-type]
+            batch_size=batch_size, precision=model.precision, on_progress=run.progress.update,
+        )  # fmt: skip
+        return io.NodeOutput(collect_images((frame[None] for frame in frames), driving.shape[0]))

@@ -56,7 +56,7 @@ def model_choices() -> list[str]:
     """The dropdown: the embedded default model (when installed), then the folder's files."""
     import folder_paths
 
-    files = [name for name in folder_paths.get_filename_list(MODEL_FOLDER) if name.endswith(CHECKPOINT_SUFFIXES)]
+    files = [name for name in folder_paths.get_filename_list(MODEL_FOLDER) if name.lower().endswith(CHECKPOINT_SUFFIXES)]
     embedded = [DEFAULT_MODEL_NAME] if default_model_path().is_file() else []
     return embedded + files or [NO_MODEL]
 
@@ -100,7 +100,8 @@ class LoadModel(io.ComfyNode):
                     "model_name",
                     options=model_choices(),
                     tooltip="Checkpoint in models/fomm (or a folder given as 'fomm' in extra_model_paths.yaml); "
-                    "'default' is the small model that ships with the pack.",
+                    "'default' is the small model that ships with the pack: it knows the synthetic puppets of "
+                    "its training only; for faces or bodies use a published checkpoint (vox, taichi...).",
                 ),
                 io.Combo.Input(
                     "device",

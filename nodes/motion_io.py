@@ -172,15 +172,15 @@ class _MotionFileIndex:
         while pending:
             folder = pending.pop()
             mtime = _mtime(folder)  # before listing: a change during the listing is seen next time
+            folders[folder] = mtime  # a folder that is missing now (-1) is looked at again once it exists
             try:
                 entries = list(os.scandir(folder))
             except OSError:
                 continue
-            folders[folder] = mtime
             for entry in entries:
                 if entry.is_dir():
                     pending.append(entry.path)
-                elif entry.name.endswith(MOTION_SUFFIX):
+                elif entry.name.lower().endswith(MOTION_SUFFIX):
                     files.append(Path(os.path.relpath(entry.path, root)).as_posix())
         self._cache[root] = (folders, files)
         return list(files)

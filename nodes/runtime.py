@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from einops import rearrange
@@ -161,6 +161,22 @@ def to_comfy_image(frames: Tensor) -> Tensor:
     return rearrange(frames.detach().float().clamp(0, 1), "n c h w -> n h w c").to(output_device()).contiguous()
 
 
+def collect_images(frames: Iterable[Tensor], count: int) -> Tensor:
+    """Frames (n, 3, H, W) as they come -> one IMAGE [count, H, W, 3], filled in place: the
+    result is never held twice (once in pieces, once joined)."""
+    out: Tensor | None = None
+    done = 0
+    for chunk in frames:
+        images = to_comfy_image(chunk)
+        if out is None:
+            out = torch.empty((count, *images.shape[1:]), dtype=images.dtype, device=images.device)
+        out[done : done + len(images)] = images
+        done += len(images)
+    if out is None or done != count:
+        raise RuntimeError(f"expected {count} frames, got {done}")
+    return out
+
+
 def to_comfy_mask(maps: Tensor) -> Tensor:
     """(N, 1, H, W) -> ComfyUI MASK [N, H, W] float32 on the output device."""
     return maps.detach().float().clamp(0, 1)[:, 0].to(output_device()).contiguous()
@@ -182,9 +198,14 @@ def fit_like(images: Tensor, framing: Framing, name: str) -> Tensor:
     return fitted
 
 
-def maps_to_input(maps: Tensor, framing: Framing) -> Tensor:
-    """Maps at the dense-motion resolution (N, C, h, w) -> the input image's size and aspect."""
-    return framing.restore(resize(maps.float(), framing.target_size)).clamp(0, 1)
+def maps_to_input(maps: Tensor, framing: Framing, outside: float = 0.0) -> Tensor:
+    """Maps at the dense-motion resolution (N, C, h, w) -> the input image's size and aspect;
+    ``outside``: the value where a crop fit cut the picture (the model saw nothing there)."""
+    restored = framing.restore(resize(maps.float(), framing.target_size)).clamp(0, 1)
+    if outside:
+        content = framing.content_mask()
+        restored = content * restored + (1 - content) * outside
+    return restored
 
 
 def check_same_model(model: LoadedModel, produced_by: str | None, what: str) -> None:

@@ -6,6 +6,8 @@ with every intermediate available to preview, edit or reuse.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from comfy_api.latest import io
 from einops import rearrange
@@ -21,11 +23,11 @@ from .runtime import (
     FrameProgress,
     check_same_model,
     chunks,
+    collect_images,
     first_image,
     fit_like,
     image_batch,
     maps_to_input,
-    to_comfy_image,
     to_comfy_mask,
     use_model,
 )
@@ -174,7 +176,7 @@ class DenseMotion(io.ComfyNode):
         occlusion = torch.cat([p["occlusion_map"] for p in parts]) if "occlusion_map" in parts[0] else None
         flow = FlowData(deformation, occlusion, masks, framing, model.key)
         visible = (
-            maps_to_input(occlusion, framing)
+            maps_to_input(occlusion, framing, outside=1.0)  # a crop's cut-off borders keep the source
             if occlusion is not None
             else torch.ones(len(flow), 1, *framing.input_size)
         )
@@ -225,12 +227,17 @@ class Generate(io.ComfyNode):
         encoded = fomm.encode_source(fitted)  # once, not per chunk
         renderer = RegionRenderer(fomm, image[0], flow.framing, full_resolution)
         progress = FrameProgress(len(flow))
-        frames = []
-        for part in chunks(len(flow), batch_size, progress):
-            maps = None if visibility is None else visibility[part] if len(visibility) > 1 else visibility
-            generated = fomm.render(encoded, flow.deformation[part], maps)
-            frames.append(to_comfy_image(renderer.render(generated, flow.deformation[part], maps)))
-        return io.NodeOutput(torch.cat(frames))
+
+        def frames() -> Iterator[Tensor]:
+            for part in chunks(len(flow), batch_size, progress):
+                maps = None if visibility is None else visibility[part] if len(visibility) > 1 else visibility
+                deformation = flow.deformation[part]
+                generated = fomm.render(encoded, deformation, maps)
+                for i in range(len(generated)):  # one frame at a time: full-resolution frames are large
+                    frame_maps = None if maps is None else maps[i : i + 1] if len(maps) > 1 else maps
+                    yield renderer.render(generated[i : i + 1], deformation[i : i + 1], frame_maps)
+
+        return io.NodeOutput(collect_images(frames(), len(flow)))
 
 
 def _occlusion_for_flow(occlusion: Tensor, flow: FlowData) -> Tensor:

@@ -42,9 +42,9 @@ def moving_video(frames: int, height: int, width: int) -> torch.Tensor:
     return torch.cat([base[:, :, 4 * t : 4 * t + width] for t in range(frames)])
 
 
-def run_steps(n: ModuleType, model, source, driving, full_resolution: bool = False, **motion) -> dict:
-    kp_source = n.DetectKeypoints.execute(model, source, "pad", 8).args[0]
-    kp_driving = n.DetectKeypoints.execute(model, driving, "pad", 3).args[0]
+def run_steps(n: ModuleType, model, source, driving, full_resolution: bool = False, fit: str = "pad", **motion) -> dict:
+    kp_source = n.DetectKeypoints.execute(model, source, fit, 8).args[0]
+    kp_driving = n.DetectKeypoints.execute(model, driving, fit, 3).args[0]
     options = dict(relative=True, relative_jacobian=True, adapt_scale=True, reference="first", reference_index=0)
     options.update(motion)
     motion_data, moved = n.EstimateMotion.execute(kp_source, kp_driving, **options).args
@@ -133,6 +133,23 @@ def test_full_resolution_is_the_librarys_and_keeps_the_source_sharp(n: ModuleTyp
     plain = n.Animate.execute(model, source, driving[:1].expand(3, -1, -1, -1), "pad", True, True, True, "first", 0, False, 3).args[0]
     sharp, blurred = (still - source).abs().mean().item(), (plain - source).abs().mean().item()
     assert sharp < 0.7 * blurred, f"full resolution is not closer to the still source: {sharp:.4f} vs {blurred:.4f}"
+
+
+@pytest.mark.parametrize("full_resolution", [False, True])
+def test_crop_keeps_the_source_where_the_model_saw_nothing(n: ModuleType, model, full_resolution: bool) -> None:
+    """fit=crop shows the model the middle square of a wide picture; the sides it cut off
+    stay the source's own pixels (not black), in FOMM Animate, FOMM Generate and the
+    occlusion mask (1 = the source shows), as in fomm animate --fit crop."""
+    source = comfy_images(1, 90, 160, seed=6)
+    driving = moving_video(3, 64, 96)
+    animate = n.Animate.execute(model, source, driving, "crop", True, True, True, "first", 0, full_resolution, 3).args[0]
+    steps = run_steps(n, model, source, driving, full_resolution=full_resolution, fit="crop")
+    torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
+    sides = torch.cat([animate[:, :, :30], animate[:, :, -30:]], dim=2).cpu()  # the middle 90 columns are seen
+    torch.testing.assert_close(sides, torch.cat([source[:, :, :30], source[:, :, -30:]], dim=2).expand_as(sides))
+    assert steps["occlusion"][:, :, :30].min() == 1 and steps["occlusion"][:, :, -30:].min() == 1
+    middle = animate[:, :, 40:120].cpu()
+    assert (middle - source[:, :, 40:120]).abs().mean() > 1e-3  # the seen part is the model's
 
 
 @pytest.mark.parametrize("reference", ["index", "closest to source"])
@@ -254,6 +271,29 @@ def test_motion_file_list_shows_only_motion_files_and_follows_changes(n: ModuleT
     assert "listing/deeper/run.fomm.json" in n.motion_io.motion_files()
     (folder.parent / "walk.fomm.json").unlink()
     assert "listing/walk.fomm.json" not in n.motion_io.motion_files()
+
+
+def test_motion_file_list_sees_a_folder_created_after_the_first_look(n: ModuleType, tmp_path: Path) -> None:
+    """ComfyUI makes output/ at the first save, after the pack listed it: the list must follow."""
+    index = n.motion_io._MotionFileIndex()
+    root = tmp_path / "output"
+    assert index.under(str(root)) == []
+    root.mkdir()
+    (root / "Walk.FOMM.json").write_text("{}")
+    assert index.under(str(root)) == ["Walk.FOMM.json"]
+
+
+def test_checkpoint_suffixes_are_matched_in_any_case(n: ModuleType, comfy_dirs: Path) -> None:
+    import folder_paths
+
+    upper = comfy_dirs / "models" / "fomm" / "VOX-CPK.PTH.TAR"
+    upper.write_bytes(b"listed only")
+    folder_paths.filename_list_cache.clear()
+    try:
+        assert "VOX-CPK.PTH.TAR" in n.loader.model_choices()
+    finally:
+        upper.unlink()
+        folder_paths.filename_list_cache.clear()
 
 
 def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path) -> None:
