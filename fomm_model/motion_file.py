@@ -48,7 +48,16 @@ from .keypoints import Keypoints, movement_scale
 from .model import FirstOrderModel
 from .pipeline import MotionOptions as PipelineOptions
 from .pipeline import Reference, animate_batches, frame_count
-from .schemas.motion_format import FORMAT_NAME, FORMAT_VERSION, LinkedFiles, MotionFormatError, linked_files, parse, validate
+from .schemas.motion_format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LinkedFiles,
+    MotionFormatError,
+    linked_files,
+    motion_stem,
+    parse,
+    validate,
+)
 
 __all__ = [
     "DenseFlow",
@@ -370,16 +379,6 @@ def _to_uint8(images: Tensor) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ write
-MOTION_SUFFIX = ".fomm.json"  # the name the ComfyUI pack lists
-
-
-def _stem(path: Path) -> str:
-    """``face`` for ``face.fomm.json`` as for ``face.json``: the side files' common name."""
-    if path.name.lower().endswith(MOTION_SUFFIX) and len(path.name) > len(MOTION_SUFFIX):
-        return path.name[: -len(MOTION_SUFFIX)]
-    return path.name[: -len(path.suffix)] if path.suffix else path.name
-
-
 def write_motion(path: str | os.PathLike, motion: Motion, *, embed_image: bool = False) -> Path:
     """Write ``motion`` as a motion file, all or nothing; returns the path.
 
@@ -392,7 +391,7 @@ def write_motion(path: str | os.PathLike, motion: Motion, *, embed_image: bool =
     folder beside an old JSON.
     """
     path = Path(path)
-    stem = _stem(path)
+    stem = motion_stem(path)
     image_name = f"{stem}.source.png"
     png = _encode_png(motion.source_image)
     image_entry = {"png_base64": base64.b64encode(png).decode("ascii")} if embed_image else {"path": image_name}

@@ -11,7 +11,8 @@ from comfy_api.latest import io
 from torch import Tensor
 
 from fomm_model.framing import fit
-from fomm_model.motion_file import MOTION_SUFFIX, MotionFormatError, compute_motion, read_motion, write_motion
+from fomm_model.motion_file import MotionFormatError, compute_motion, read_motion, write_motion
+from fomm_model.schemas.motion_format import MOTION_SUFFIX
 
 from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, motion_inputs
 from .runtime import prepare_run, to_comfy_image

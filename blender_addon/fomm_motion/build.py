@@ -401,7 +401,7 @@ def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, settings: Impor
         raise ImportFailed(f"cannot write the mesh cache in {data.path.parent}: {exc.strerror}; put the motion file in a writable folder") from None
     modifier = plane.modifiers.new("FOMM Flow", "MESH_CACHE")
     modifier.cache_format = "PC2"
-    modifier.filepath = bpy.path.relpath(str(path)) if bpy.data.filepath else str(path)
+    modifier.filepath = _blend_relative(path)
     modifier.time_mode = "FRAME"
     modifier.play_mode = "SCENE"
     modifier.frame_start = settings.frame_start  # scene frame of the first sample
@@ -416,3 +416,14 @@ def _set_scene_timing(scene: bpy.types.Scene, fps: float, frame_start: int, coun
     scene.render.fps_base = whole / fps
     scene.frame_start = frame_start
     scene.frame_end = frame_start + count - 1
+
+
+def _blend_relative(path: Path) -> str:
+    """``//``-relative to a saved .blend, so the project can move; absolute where it cannot
+    be (an unsaved .blend, or another drive on Windows)."""
+    if not bpy.data.filepath:
+        return str(path)
+    try:
+        return bpy.path.relpath(str(path))
+    except ValueError:
+        return str(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .motion_format import MotionFormatError, linked_files, parse
+from .motion_format import MotionFormatError, linked_files, motion_stem, parse
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class MotionData:
 
     @property
     def name(self) -> str:
-        return self.path.stem
+        """``face`` for ``face.fomm.json``: the collection, plane and cache names use it."""
+        return motion_stem(self.path)
 
 
 def load_motion(path: str | Path) -> MotionData:

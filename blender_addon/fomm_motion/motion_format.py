@@ -29,6 +29,7 @@ from typing import Any
 
 FORMAT_NAME = "fomm-motion"
 FORMAT_VERSION = 1
+MOTION_SUFFIX = ".fomm.json"  # the recommended name; any .json reads
 SCHEMA_PATH = Path(__file__).with_name("motion.schema.json")
 
 # Keywords this validator implements; annotations are accepted and ignored.
@@ -333,6 +334,14 @@ def _check_frame_names(files: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------------- linked files
+def motion_stem(path: Path) -> str:
+    """The name a motion file's side files (source image, frames, mesh cache) share: ``face``
+    for ``face.fomm.json`` as for ``face.json``."""
+    if path.name.lower().endswith(MOTION_SUFFIX) and len(path.name) > len(MOTION_SUFFIX):
+        return path.name[: -len(MOTION_SUFFIX)]
+    return path.name[: -len(path.suffix)] if path.suffix else path.name
+
+
 @dataclass(frozen=True)
 class LinkedFiles:
     """The files a motion document points to, found and checked by :func:`linked_files`."""

@@ -65,7 +65,7 @@ class ImportOptions:
     subdivisions: IntProperty(name="Subdivisions", description="Grid quads along the longer side", default=64, min=1, max=512)
     upright: BoolProperty(name="Upright", description="Stand the plane up facing -Y (front view); off: lie flat facing +Z", default=True)
     emission: BoolProperty(name="Unlit", description="Show the image's colours exactly (Emission) instead of a lit Principled BSDF", default=True)
-    frame_start: IntProperty(name="Start Frame", description="Scene frame of the first motion frame", default=1)
+    frame_start: IntProperty(name="Start Frame", description="Scene frame of the first motion frame", default=1, min=0)
     set_scene: BoolProperty(name="Set Scene Timing", description="Set the scene's frame rate and frame range to the motion's", default=True)
 
     def settings(self) -> ImportSettings:
@@ -99,7 +99,7 @@ class IMPORT_SCENE_OT_fomm_motion(bpy.types.Operator, ImportHelper, ImportOption
 
     def execute(self, context):
         try:
-            result = import_motion(context, load_motion(self.filepath), self.settings())
+            result = import_motion(context, load_motion(bpy.path.abspath(self.filepath)), self.settings())
         except (MotionFormatError, ImportFailed) as exc:
             self.report({"ERROR"}, f"FOMM import failed: {exc}")
             return {"CANCELLED"}
@@ -115,7 +115,10 @@ class FommRunSettings(bpy.types.PropertyGroup, ImportOptions):
 
     source: StringProperty(name="Source Image", subtype="FILE_PATH")
     driving: StringProperty(name="Driving Video", subtype="FILE_PATH")
-    checkpoint: StringProperty(name="Checkpoint", description='Checkpoint file, or "default" for the model shipped with fomm', default="default")
+    checkpoint: StringProperty(
+        name="Checkpoint", subtype="FILE_PATH", default="default",
+        description='Checkpoint file (.pth.tar or .safetensors), or "default" for the model shipped with fomm',
+    )
     output: StringProperty(
         name="Motion File", subtype="FILE_PATH",
         description="Where to write the motion file (default: next to the .blend, or the temporary folder)",
@@ -196,7 +199,10 @@ class FOMM_OT_run(bpy.types.Operator):
         if "job" in _jobs:
             cls.poll_message_set("FOMM is already running")
             return False
-        return context.mode == "OBJECT"
+        if context.mode != "OBJECT":
+            cls.poll_message_set("Switch to Object Mode to run FOMM")
+            return False
+        return True
 
     def execute(self, context):
         """Without a UI (background mode) run to the end; else hand over to the modal loop."""
@@ -214,7 +220,10 @@ class FOMM_OT_run(bpy.types.Operator):
     def modal(self, context, event):
         """Timer ticks poll the job (it runs in another process, so Blender stays responsive);
         Esc asks it to stop and the ticks collect it. Other events pass through to Blender."""
-        job = _jobs["job"]
+        job = _jobs.get("job")
+        if job is None:  # the add-on was reloaded under the running loop: nothing left to collect
+            self._stop_progress(context)
+            return {"CANCELLED"}
         if event.type == "ESC":
             job.cancel()
             show_progress(context, job)
@@ -225,6 +234,14 @@ class FOMM_OT_run(bpy.types.Operator):
             show_progress(context, job)
         return {"PASS_THROUGH"}
 
+    def cancel(self, context):
+        """Blender drops the modal loop (File > New/Open, closing the window): stop the job
+        too, or the panel would show it running forever."""
+        job = _jobs.pop("job", None)
+        if job is not None:
+            job.cancel()
+        self._stop_progress(context)
+
     def _start(self, context) -> FommJob | None:
         settings = context.scene.fomm_run
         try:
@@ -232,7 +249,14 @@ class FOMM_OT_run(bpy.types.Operator):
         except (ValueError, OSError) as exc:
             self.report({"ERROR"}, f"Run FOMM: {exc}")
             return None
+        # The import options as they are now: changing the panel during the run changes the next run.
+        self._options = {name: getattr(settings, name) for name in ImportOptions.__annotations__}
         return job
+
+    def _stop_progress(self, context) -> None:
+        if self._timer is not None:
+            end_progress(context, self._timer)
+            self._timer = None
 
     def _go_modal(self, context):
         self._timer = begin_progress(context)
@@ -243,16 +267,13 @@ class FOMM_OT_run(bpy.types.Operator):
         """The job has ended: clear the progress display, then import its motion file or report
         why there is none."""
         job = _jobs.pop("job")
-        if self._timer is not None:
-            end_progress(context, self._timer)
-            self._timer = None
+        self._stop_progress(context)
         if not job.succeeded:
             self.report({"WARNING"} if job.cancelled else {"ERROR"}, f"Run FOMM: {job.error()}")
             return {"CANCELLED"}
-        settings = context.scene.fomm_run
-        options = {name: getattr(settings, name) for name in ImportOptions.__annotations__}
         try:
-            return bpy.ops.import_scene.fomm_motion(filepath=job.request.output, **options)
+            # ("EXEC_DEFAULT", True): the import is one undo step, as when run from the menu.
+            return bpy.ops.import_scene.fomm_motion("EXEC_DEFAULT", True, filepath=job.request.output, **self._options)
         except RuntimeError as exc:  # the importer's own report, raised through bpy.ops
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -9,7 +9,10 @@ sends the process a stop request and returns, and the next poll collects the pro
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -80,7 +83,10 @@ class FommJob:
         self._errors: collections.deque[str] = collections.deque(maxlen=40)
         self._process = subprocess.Popen(
             request.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            text=True, bufsize=1,
+            # The command's messages are UTF-8 whatever the system's code page (Windows), and a
+            # stray byte must not stop the reader threads.
+            text=True, encoding="utf-8", errors="replace", bufsize=1, env={**os.environ, "PYTHONUTF8": "1"},
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0,
         )
         self._readers = [
             threading.Thread(target=self._read_progress, daemon=True),
@@ -121,14 +127,27 @@ class FommJob:
         self._process.terminate()
 
     def error(self) -> str:
-        """The command's own error message (its last stderr line), or its exit status."""
+        """The command's own error message (its last stderr line), or what its exit means."""
         if self.cancelled:
             return "cancelled"
-        lines = [line for line in self._errors if line.strip()]
+        for reader in self._readers:  # the process has exited; let the readers take its last lines
+            reader.join(1)
+        lines = [line.strip() for line in self._errors if line.strip()]
+        missing = next((line for line in lines if "No module named" in line), None)
+        if missing is not None:  # "python -m fomm_model" without the package, or without torch
+            return (
+                f"{self.request.python} cannot run fomm ({missing}): in Preferences > Add-ons > FOMM Motion choose "
+                "the python of the environment fomm is installed in (e.g. the project's .venv), or pip install fomm there"
+            )
         for line in reversed(lines):
             if "error:" in line:
-                return line.strip()
-        return lines[-1].strip() if lines else f"fomm motion exited with status {self._process.returncode}"
+                return line
+        if lines:
+            return lines[-1]
+        code = self._process.returncode
+        if code is not None and code < 0 and -code == getattr(signal, "SIGKILL", 9):
+            return "fomm motion was killed (out of memory?): try a shorter video (Max Frames) or close other programs"
+        return f"fomm motion exited with status {code}"
 
     def _read_progress(self) -> None:
         assert self._process.stdout is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from pathlib import Path
 
 import bpy
@@ -212,6 +213,15 @@ def test_generated_frames_play_as_an_image_sequence(scene, synthetic, tmp_path) 
         centre = render(tmp_path / f"f{frame}.png", frame)[54:74, 54:74, :3].mean((0, 1))
         expected = np.array([40 * (frame - 1), 255 - 40 * (frame - 1), 128]) / 255
         assert np.abs(centre - expected).max() < 0.02, f"frame {frame} shows {centre}"
+
+
+def test_a_fomm_json_names_its_objects_without_the_suffix(scene, synthetic, tmp_path) -> None:
+    """face.fomm.json (the recommended name) gives "FOMM face", like its side files."""
+    path, _ = synthetic
+    folder = shutil.copytree(path.parent, tmp_path / "copy")  # with the side files the document names
+    named = (folder / path.name).rename(folder / "clip.fomm.json")
+    assert import_motion(named) == {"FINISHED"}
+    assert "FOMM clip" in bpy.data.collections and bpy.data.objects["FOMM clip"].type == "MESH"
 
 
 def test_import_is_one_undo_step(scene, synthetic) -> None:

@@ -59,6 +59,16 @@ def test_run_fomm_needs_the_python_preference(run_settings, addon) -> None:
         bpy.ops.fomm_motion.run()
 
 
+def test_run_fomms_import_is_one_undo_step(run_settings) -> None:
+    bpy.ops.ed.undo_push(message="before Run FOMM")
+    before = snapshot()
+    # ("EXEC_DEFAULT", True): as from the panel; a plain Python call suppresses nested undo steps
+    assert bpy.ops.fomm_motion.run("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert snapshot() != before
+    bpy.ops.ed.undo()
+    assert snapshot() == before
+
+
 # ------------------------------------------------------------------------------ modal loop
 @dataclass(frozen=True)
 class Event:
@@ -71,7 +81,7 @@ class StandIn:
     """FOMM_OT_run's own methods on a plain object, with its reports recorded."""
 
     def __init__(self, operator: type) -> None:
-        for name in ("modal", "_start", "_finish"):
+        for name in ("modal", "cancel", "_start", "_finish", "_stop_progress"):
             setattr(self, name, getattr(operator, name).__get__(self))
         self._timer = None
         self.reports: list[tuple[set[str], str]] = []
@@ -160,7 +170,50 @@ def test_escape_cancels_the_modal_run_without_waiting(run_settings, addon, manif
     assert not Path(run_settings.output).exists()
 
 
+def test_options_are_those_the_run_started_with(run_settings, addon) -> None:
+    """Switching Deform to Flow cache during a run (the command was not asked for the flow)
+    must not spoil the import: the run imports with the options it started with."""
+    operator, context = start_modal(addon)
+    run_settings.deform = "FLOW_CACHE"
+    result = tick_until(operator, context, lambda result: result != {"PASS_THROUGH"}, timeout=300)
+    assert result == {"FINISHED"}, operator.reports
+    assert bpy.data.objects["FOMM from_blender"].parent is not None  # rigged, as when it started
+
+
+def test_a_dropped_modal_loop_stops_its_job(run_settings, addon, manifest) -> None:
+    """File > New/Open drops modal operators through their cancel(): the job stops with it
+    and the panel is free for the next run."""
+    run_settings.driving = manifest["long_driving"]
+    run_settings.max_frames = 0
+    operator, context = start_modal(addon)
+    job = addon.operators._jobs["job"]
+    operator.cancel(context)
+    assert job.cancelled and "job" not in addon.operators._jobs
+    assert operator._timer is None and context.status[-1] is None
+    assert operator.modal(context, Event("TIMER")) == {"CANCELLED"}  # a stale tick finds nothing to collect
+    job.wait(addon.runner.KILL_AFTER + 10)
+    assert not job.running and not Path(run_settings.output).exists()
+
+
 # ------------------------------------------------------------------------------ runner
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ('echo "$0: No module named fomm_model" >&2; exit 1', "cannot run fomm ("),
+        ("echo 'fomm motion: error: le fichier vidéo est illisible' >&2; exit 1", "le fichier vidéo est illisible"),
+        ("kill -9 $$", "killed (out of memory?)"),
+    ],
+)
+def test_failures_are_explained(addon, manifest, tmp_path, script: str, expected: str) -> None:
+    runner = addon.runner
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\n{script}\n", encoding="utf-8")
+    python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    job = runner.FommJob(runner.RunRequest(
+        python=str(python), source=manifest["source"], driving=manifest["driving"], output=str(tmp_path / "x.json"),
+    ))
+    job.wait(30)
+    assert not job.succeeded and expected in job.error()
 def test_a_running_job_cancels_at_once(addon, manifest, tmp_path) -> None:
     runner = addon.runner
     output = tmp_path / "cancelled.json"
