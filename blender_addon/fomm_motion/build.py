@@ -218,6 +218,7 @@ def _load_image(path: Path) -> bpy.types.Image:
     width, height = image.size  # reading the size loads the pixels
     if width == 0 or height == 0:
         raise ImportFailed(f"{path.name} cannot be read as an image")
+    image.filepath_raw = _blend_relative(path)  # the project can move with its motion files
     return image
 
 

@@ -78,6 +78,8 @@ class ImportOptions:
     def draw_options(self, layout) -> None:
         for name in ("deform", "texture", "motion", "pivots", "height", "subdivisions", "upright", "emission", "frame_start", "set_scene"):
             layout.prop(self, name)
+            if name == "texture" and self.texture == "FRAMES" and self.deform != "NONE":
+                layout.label(text="The frames already move: Deform None shows them as made", icon="INFO")
 
 
 class IMPORT_SCENE_OT_fomm_motion(bpy.types.Operator, ImportHelper, ImportOptions):
@@ -142,7 +144,8 @@ class FommRunSettings(bpy.types.PropertyGroup, ImportOptions):
     def output_path(self) -> str:
         if self.output:
             return bpy.path.abspath(self.output)
-        name = f"{Path(self.source).stem or 'motion'}.fomm.json"
+        # Named for both inputs: another driving video does not overwrite an earlier import's files.
+        name = f"{Path(self.source).stem or 'motion'}_{Path(self.driving).stem or 'driving'}.fomm.json"
         folder = Path(bpy.data.filepath).parent if bpy.data.filepath else Path(tempfile.gettempdir()) / "fomm"
         return str(folder / name)
 

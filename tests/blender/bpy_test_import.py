@@ -224,6 +224,23 @@ def test_a_fomm_json_names_its_objects_without_the_suffix(scene, synthetic, tmp_
     assert "FOMM clip" in bpy.data.collections and bpy.data.objects["FOMM clip"].type == "MESH"
 
 
+def test_a_saved_blend_links_its_textures_relatively(scene, synthetic, tmp_path) -> None:
+    """Moving the project folder (the .blend with its motion files) keeps the textures."""
+    path, _ = synthetic
+    folder = shutil.copytree(path.parent, tmp_path / "project")
+    bpy.ops.wm.save_as_mainfile(filepath=str(folder / "scene.blend"))
+    assert import_motion(folder / path.name) == {"FINISHED"}
+    image = plane_object(path).active_material.node_tree.nodes.active.image
+    assert image.filepath == f"//{path.stem}.source.png"
+    name = image.name
+    bpy.ops.wm.save_mainfile()
+    moved = shutil.move(str(folder), tmp_path / "moved")
+    bpy.ops.wm.open_mainfile(filepath=str(Path(moved) / "scene.blend"))
+    image = bpy.data.images[name]
+    image.reload()
+    assert tuple(image.size) == (256, 256) and image.has_data
+
+
 def test_import_is_one_undo_step(scene, synthetic) -> None:
     path, _ = synthetic
     bpy.ops.ed.undo_push(message="before import")
