@@ -182,17 +182,23 @@ def to_comfy_mask(maps: Tensor) -> Tensor:
     return maps.detach().float().clamp(0, 1)[:, 0].to(output_device()).contiguous()
 
 
-def fit_like(images: Tensor, framing: Framing, name: str) -> Tensor:
+SAME_SOURCE_HINT = (
+    "connect the same source image to every step (after FOMM Load Motion: its source output)"
+)
+
+
+def fit_like(images: Tensor, framing: Framing, name: str, hint: str = SAME_SOURCE_HINT) -> Tensor:
     """Fit images to the model exactly as an earlier step fitted the same picture.
 
     The sizes must agree: keypoints or flows computed for one image do not describe another.
+    ``hint`` tells the user what to connect instead.
     """
     size = tuple(images.shape[-2:])
     if size != tuple(framing.input_size):
         (h, w), (eh, ew) = size, framing.input_size
         raise ValueError(
             f"{name} is {w}x{h} pixels but the keypoints/flow it is used with were computed on a {ew}x{eh} "
-            "image: connect the same source image to every step"
+            f"image: {hint}"
         )
     fitted, _ = fit(images, framing.target_size, framing.mode)  # type: ignore[arg-type]
     return fitted

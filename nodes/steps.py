@@ -249,5 +249,5 @@ def _occlusion_for_flow(occlusion: Tensor, flow: FlowData) -> Tensor:
             f"occlusion must be one mask or one per frame ({len(flow)}), got a batch of shape {tuple(occlusion.shape)}"
         )
     maps = occlusion.detach().to("cpu", torch.float32)[:, None]
-    fitted = fit_like(maps, flow.framing, "the occlusion mask")
+    fitted = fit_like(maps, flow.framing, "the occlusion mask", hint="give the mask at the source image's size")
     return resize(fitted, tuple(flow.deformation.shape[1:3])).clamp(0, 1)

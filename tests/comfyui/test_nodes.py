@@ -184,7 +184,7 @@ def test_bad_inputs_get_clear_messages(n: ModuleType, model) -> None:
     with pytest.raises(ValueError, match="reference_index 7 is outside the driving video's 3 frames"):
         n.Animate.execute(model, source, driving, "pad", True, True, True, "index", 7, False, 8)
     steps = run_steps(n, model, source, driving)
-    with pytest.raises(ValueError, match=r"is 100x128 pixels but .* 128x128 image"):
+    with pytest.raises(ValueError, match=r"is 100x128 pixels but .* 128x128 image: connect the same source image"):
         n.DenseMotion.execute(model, comfy_images(1, 128, 100), steps["motion"], 8)
     other = n.types.LoadedModel(model.patcher, "other.pth.tar", "another-file", "fp32")
     with pytest.raises(ValueError, match="computed with a different FOMM model"):
@@ -206,6 +206,8 @@ def test_user_occlusion_replaces_the_flow_occlusion(n: ModuleType, model) -> Non
     assert 0 < (same - own).abs().mean() < 0.25 * (blind - own).abs().mean()
     with pytest.raises(ValueError, match="one mask or one per frame"):
         n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.zeros(3, 128, 128))
+    with pytest.raises(ValueError, match=r"occlusion mask is 64x64 .*: give the mask at the source image's size"):
+        n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.zeros(1, 64, 64))
 
 
 def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
