@@ -198,16 +198,14 @@ def _load_texture(data: MotionData, settings: ImportSettings) -> bpy.types.Image
     if data.image_path is not None:
         return _load_image(data.image_path)
     assert data.image_png is not None
-    fd, scratch = tempfile.mkstemp(suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data.image_png)
-        image = _load_image(Path(scratch))
-        image.pack()
-    finally:
-        os.unlink(scratch)
-    image.name = f"{data.name}.source.png"
-    image.filepath_raw = f"//{data.name}.source.png"  # where "Unpack" would put it
+    name = f"{data.name}.source.png"
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder) / name
+        scratch.write_bytes(data.image_png)
+        image = _load_image(scratch)
+    image.name = name
+    image.filepath_raw = f"//{name}"  # where Unpack writes it: packing from memory keeps this path
+    image.pack(data=data.image_png, data_len=len(data.image_png))
     return image
 
 

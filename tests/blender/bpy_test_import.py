@@ -50,7 +50,7 @@ def test_builds_textured_plane_rig_and_scene_timing(scene, synthetic) -> None:
     assert math.isclose(rig.rotation_euler.x, math.pi / 2, abs_tol=1e-6)  # upright by default: the XZ plane, facing -Y
 
 
-def test_embedded_image_is_packed_into_the_blend_file(scene, manifest) -> None:
+def test_embedded_image_is_packed_into_the_blend_file(scene, manifest, tmp_path) -> None:
     path = Path(manifest["embedded"])
     assert [p.name for p in path.parent.iterdir()] == ["embedded.json"]
     assert import_motion(path) == {"FINISHED"}
@@ -60,6 +60,10 @@ def test_embedded_image_is_packed_into_the_blend_file(scene, manifest) -> None:
     image.pixels.foreach_get(pixels)
     blob = pixels.reshape(256, 256, 4)[::-1][77, 77]  # first row at the top; the blob is centred at (0.3, 0.3)
     assert np.allclose(blob[:3], (1.0, 0.95, 0.3), atol=0.02)
+    # Unpacked beside a saved .blend it takes the name the side file would have had.
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    image.unpack(method="WRITE_ORIGINAL")
+    assert (tmp_path / "embedded.source.png").is_file(), image.filepath
 
 
 def test_rig_reproduces_the_motion_at_every_frame(scene, synthetic) -> None:
