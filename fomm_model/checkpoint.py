@@ -26,6 +26,7 @@ from torch import Tensor
 from .config import ConfigError, ModelConfig
 
 NETWORKS = ("kp_detector", "generator", "discriminator")
+CONFIG_KEY = "model_config"  # the config entry of our files (safetensors header, .pth.tar entry)
 FORMAT_NAME = "fomm"
 FORMAT_VERSION = "1"
 
@@ -98,8 +99,20 @@ def _read_torch(path: Path) -> Checkpoint:
     for name in NETWORKS:
         if name in data and data[name] is not None:
             state_dicts[name] = _tensor_dict(data[name], f"{path}: entry '{name}'")
-    extra = {k: v for k, v in data.items() if k not in NETWORKS}
-    return Checkpoint(state_dicts, extra=extra)
+    extra = {k: v for k, v in data.items() if k not in NETWORKS and k != CONFIG_KEY}
+    return Checkpoint(state_dicts, config=_stored_config(data.get(CONFIG_KEY), path), extra=extra)
+
+
+def _stored_config(text: Any, path: Path) -> ModelConfig | None:
+    """The config a file of ours carries (the original code ignores the entry)."""
+    if text is None:
+        return None
+    try:
+        if not isinstance(text, str):
+            raise ConfigError(f"expected a JSON string, got {type(text).__name__}")
+        return ModelConfig.from_json(text)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
 
 
 def _tensor_dict(value: Any, where: str) -> dict[str, Tensor]:
@@ -136,13 +149,8 @@ def _read_safetensors(path: Path) -> Checkpoint:
             f"{path}: not a FOMM safetensors file: expected tensors named 'kp_detector.*' and "
             f"'generator.*', found: {keys}"
         )
-    config = None
-    if "model_config" in metadata:
-        try:
-            config = ModelConfig.from_json(metadata["model_config"])
-        except ConfigError as exc:
-            raise CheckpointError(f"{path}: {exc}") from None
-    extra = {k: v for k, v in metadata.items() if k != "model_config"}
+    config = _stored_config(metadata.get(CONFIG_KEY), path)
+    extra = {k: v for k, v in metadata.items() if k != CONFIG_KEY}
     return Checkpoint(state_dicts, config=config, extra=extra)
 
 
@@ -222,16 +230,27 @@ def write_safetensors(
         for network in NETWORKS
         for key, value in (state_dicts.get(network) or {}).items()
     }
-    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model_config": config.to_json()}
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, CONFIG_KEY: config.to_json()}
     header.update(metadata or {})
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
 
 
-def write_original(path: str | os.PathLike, state_dicts: Mapping[str, Mapping[str, Tensor]], extra: Mapping[str, Any] | None = None) -> None:
-    """Write the original ``.pth.tar`` layout (``generator``, ``kp_detector``, ...), atomically."""
+def write_original(
+    path: str | os.PathLike,
+    state_dicts: Mapping[str, Mapping[str, Tensor]],
+    extra: Mapping[str, Any] | None = None,
+    config: ModelConfig | None = None,
+) -> None:
+    """Write the original ``.pth.tar`` layout (``generator``, ``kp_detector``, ...), atomically.
+
+    ``config`` travels as one more entry (a JSON string, as in our safetensors header), so the
+    frame size a model was trained at survives; the original code ignores the entry.
+    """
     payload: dict[str, Any] = {name: dict(sd) for name, sd in state_dicts.items() if sd}
     payload.update(extra or {})
+    if config is not None:
+        payload[CONFIG_KEY] = config.to_json()
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -257,6 +276,7 @@ def convert_checkpoint(
     target = Path(target)
     checkpoint = read_checkpoint(source)
     sds = dict(checkpoint.state_dicts)
+    known = config is not None or checkpoint.config is not None  # an inferred frame size is only a guess
     config = config or checkpoint.config or infer_model_config(sds["kp_detector"], sds["generator"], sds.get("discriminator"))
     if inference_only:
         sds.pop("discriminator", None)
@@ -268,7 +288,7 @@ def convert_checkpoint(
     if target.suffix == ".safetensors":
         write_safetensors(target, sds, config)
     elif target.name.endswith((".pth.tar", ".pth", ".pt")):
-        write_original(target, sds, {"epoch": int(checkpoint.extra.get("epoch", 0))} if "epoch" in checkpoint.extra else None)
+        write_original(target, sds, {"epoch": int(checkpoint.extra.get("epoch", 0))} if "epoch" in checkpoint.extra else None, config if known else None)
     else:
         raise CheckpointError(f"{target}: choose a .safetensors or .pth.tar output name")
     return target

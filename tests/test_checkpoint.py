@@ -52,6 +52,11 @@ def test_safetensors_carries_config(tmp_path: Path) -> None:
     source = torch.rand(1, 3, 128, 128)
     reference = fm.load_model(ORIGINAL)
     assert torch.equal(model.detect_keypoints(source).value, reference.detect_keypoints(source).value)
+    # Back to the original layout the config stays (one more entry the original code ignores);
+    # a file without one still gets an inferred config, and is not given a guessed one.
+    back = fm.convert_checkpoint(st, tmp_path / "back.pth.tar")
+    assert fm.load_model(back).config == model.config
+    assert fm.read_checkpoint(fm.convert_checkpoint(ORIGINAL, tmp_path / "plain.pth.tar")).config is None
 
 
 def test_optimizer_entries_are_ignored() -> None:

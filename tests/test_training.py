@@ -101,8 +101,13 @@ def test_single_process_run(data: Path, config_path: Path, tmp_path: Path) -> No
             "optimizer_discriminator", "epoch"} <= set(raw)
     model = fm.load_model(tmp_path / "model.safetensors")
     assert model.config.frame_shape == (64, 64)
+    # The run's checkpoint carries the config too, so it evaluates at the frame size it trained at.
+    assert fm.load_model(tmp_path / "checkpoint.pth.tar").config == model.config
     assert model.config == run.model.replace(frame_shape=(64, 64))
-    assert RunConfig.from_yaml(tmp_path / "config.yaml") == run
+    # config.yaml is the config used, with the data folder it was given
+    assert RunConfig.from_yaml(tmp_path / "config.yaml") == dataclasses.replace(
+        run, dataset=dataclasses.replace(run.dataset, root_dir=str(data))
+    )
 
 
 def test_training_lowers_the_reconstruction_error(data: Path, config_path: Path, tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import atomic_path, leftover_temporaries, read_checkpoint, write_safetensors
+from ..checkpoint import CONFIG_KEY, atomic_path, leftover_temporaries, read_checkpoint, write_safetensors
+from ..config import ModelConfig
 from ..model import FirstOrderModel
 from ..visualize import draw_keypoints, gray_to_rgb, masks_to_color, side_by_side
 from . import distributed
@@ -350,6 +351,7 @@ class Trainer:
                 "discriminator": _unwrapped_state(self.model.discriminator),
                 **{f"optimizer_{name}": opt.state_dict() for name, opt in self.optimizers.items()},
                 "epoch": self.epoch,
+                CONFIG_KEY: self.trained_config().to_json(),
                 STATE_KEY: {
                     "step": self.step,
                     "epoch": self.epoch,
@@ -364,15 +366,17 @@ class Trainer:
         distributed.barrier()
         return path
 
+    def trained_config(self) -> ModelConfig:
+        """The model's config with the frame size it is trained at."""
+        return self.run.model.replace(frame_shape=tuple(self.run.dataset.frame_shape[:2]))
+
     def export(self) -> Path:
         """The trained networks as safetensors with the config (and trained frame size)."""
-        frame_shape = tuple(self.run.dataset.frame_shape[:2])
-        config = self.run.model.replace(frame_shape=frame_shape)  # type: ignore[arg-type]
         path = self.out_dir / MODEL_NAME
         write_safetensors(
             path,
             {name: _unwrapped_state(getattr(self.model, name)) for name in ("kp_detector", "generator", "discriminator")},
-            config,
+            self.trained_config(),
             {"training_steps": str(self.step)},
         )
         return path
