@@ -28,6 +28,7 @@ from .runtime import (
     fit_like,
     image_batch,
     maps_to_input,
+    output_device,
     to_comfy_mask,
     use_model,
 )
@@ -175,13 +176,13 @@ class DenseMotion(io.ComfyNode):
         masks = torch.cat([p["mask"] for p in parts])
         occlusion = torch.cat([p["occlusion_map"] for p in parts]) if "occlusion_map" in parts[0] else None
         flow = FlowData(deformation, occlusion, masks, framing, model.key)
-        visible = (
-            maps_to_input(occlusion, framing, outside=1.0)  # a crop's cut-off borders keep the source
-            if occlusion is not None
-            else torch.ones(len(flow), 1, *framing.input_size)
-        )
+        visible = torch.ones(len(flow), *framing.input_size, device=output_device())
+        if occlusion is not None:  # at the source's size: filled a chunk at a time, never held twice
+            for start in range(0, len(flow), batch_size):
+                part = maps_to_input(occlusion[start : start + batch_size], framing, outside=1.0)  # a crop's borders keep the source
+                visible[start : start + len(part)] = to_comfy_mask(part)
         region_masks = rearrange(masks, "n k h w -> (n k) 1 h w")
-        return io.NodeOutput(flow, to_comfy_mask(visible), to_comfy_mask(region_masks))
+        return io.NodeOutput(flow, visible, to_comfy_mask(region_masks))
 
 
 class Generate(io.ComfyNode):

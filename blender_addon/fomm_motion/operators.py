@@ -165,17 +165,15 @@ def status_text(job: FommJob) -> str:
 
 
 def begin_progress(context: bpy.types.Context) -> bpy.types.Timer:
-    """Start the timer that drives the modal loop and the window manager's progress display."""
-    window_manager = context.window_manager
-    timer = window_manager.event_timer_add(TIMER_STEP, window=context.window)
-    window_manager.progress_begin(0, 100)
-    return timer
+    """Start the timer that drives the modal loop. Progress shows in the status bar and the
+    panel, not as the window manager's progress cursor: the run takes minutes, during which
+    the artist keeps working and needs the pointer."""
+    return context.window_manager.event_timer_add(TIMER_STEP, window=context.window)
 
 
 def show_progress(context: bpy.types.Context, job: FommJob) -> None:
-    """Progress in the window manager's cursor display and the status bar; the sidebar panel
-    draws its own bar from the job, so 3D views are asked to redraw."""
-    context.window_manager.progress_update(int(job.fraction * 100))
+    """Progress in the status bar; the sidebar panel draws its own bar from the job, so 3D
+    views are asked to redraw."""
     context.workspace.status_text_set(status_text(job))
     for area in context.screen.areas:
         if area.type == "VIEW_3D":
@@ -185,7 +183,6 @@ def show_progress(context: bpy.types.Context, job: FommJob) -> None:
 def end_progress(context: bpy.types.Context, timer: bpy.types.Timer) -> None:
     """Undo :func:`begin_progress` and clear the status bar."""
     context.window_manager.event_timer_remove(timer)
-    context.window_manager.progress_end()
     context.workspace.status_text_set(None)
 
 
