@@ -47,7 +47,7 @@ from .geometry import make_coordinate_grid
 from .keypoints import Keypoints, movement_scale
 from .model import FirstOrderModel
 from .pipeline import MotionOptions as PipelineOptions
-from .pipeline import Reference, animate_batches, frame_count
+from .pipeline import Reference, animate_batches, map_frames
 from .schemas.motion_format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -239,30 +239,16 @@ def compute_motion(
     )
 
 
-class _Fitted:
-    """Driving frames fitted to the model's frame size as they are read. Re-iterable when the
-    frames are (the pipeline reads them twice for a reference frame other than the first)."""
-
-    def __init__(self, driving: Tensor | Iterable[Tensor], size: tuple[int, int], framing: str):
-        self.driving, self.size, self.framing = driving, size, framing
-
-    def __iter__(self) -> Iterator[Tensor]:
-        for chunk in self.driving:
-            yield fit(_as_batch(chunk, "driving").float().clamp(0, 1), self.size, self.framing)[0]  # type: ignore[arg-type]
-
-    def __len__(self) -> int:
-        count = frame_count(self.driving)
-        if count is None:
-            raise TypeError("unknown number of frames")
-        return count
-
-
 def _fitted(driving: Tensor | Iterable[Tensor], size: tuple[int, int], framing: str, batch_size: int) -> Iterable[Tensor]:
+    """Driving frames fitted to the model's frame size as they are read (re-iterable when
+    the frames are: the pipeline reads them twice for a reference other than the first)."""
     if isinstance(driving, Tensor):
-        driving = _as_batch(driving, "driving").split(batch_size)
-    elif iter(driving) is driving:  # one-shot: keep it so, for the pipeline's own check
-        return iter(_Fitted(driving, size, framing))
-    return _Fitted(driving, size, framing)
+        driving = _as_batch(driving, "driving")
+
+    def prepare(chunk: Tensor) -> Tensor:
+        return fit(_as_batch(chunk, "driving").float().clamp(0, 1), size, framing)[0]  # type: ignore[arg-type]
+
+    return map_frames(driving, prepare, batch_size)
 
 
 def pull_back_masks(masks: Tensor, forward: Tensor) -> Tensor:
