@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fomm_model as fm
 from fomm_model.pipeline import animate_frames
-from fomm_model.precision import autocast, has_native_support, precision_dtype
+from fomm_model.precision import autocast, has_native_support
 from fomm_model.threads import map_frame_shards
 
 PER_FRAME = "per-frame loop (original)"

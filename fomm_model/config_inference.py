@@ -12,7 +12,6 @@ import math
 import re
 from typing import Mapping
 
-import torch
 from torch import Tensor
 
 from .config import (

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 import fomm_model as fm
 from fomm_model.config import ConfigError
