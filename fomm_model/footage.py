@@ -108,10 +108,9 @@ class RegionRenderer:
     def __init__(self, model: FirstOrderModel, region: Tensor, framing: Framing, full_resolution: bool):
         self.framing = framing
         self.canvas: Tensor | None = None
-        content = framing.content_mask()[0]
         self.outside: tuple[Tensor, Tensor] | None = None  # (content mask, region) where a crop cut
-        if content.min() < 1:
-            self.outside = (content, region.float().cpu())
+        if framing.cuts_picture():
+            self.outside = (framing.content_mask()[0], region.float().cpu())
         if full_resolution:
             th, tw = framing.target_size
             sh, sw = framing.scaled_size

@@ -59,6 +59,10 @@ class Framing:
         ]
         return resize(canvas, self.input_size)
 
+    def cuts_picture(self) -> bool:
+        """Whether the fit left part of the picture out (a crop to another aspect)."""
+        return bool(self.content_mask().min() < 0.5)  # 0 where cut; pad/stretch only ring by ~1e-6
+
     def content_mask(self) -> Tensor:
         """(1, 1, H, W) mask of the input pixels the model actually saw (1) vs cropped (0)."""
         ones = torch.ones(1, 1, *self.target_size)

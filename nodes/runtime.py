@@ -106,19 +106,12 @@ def image_batch(image: Tensor, name: str) -> Tensor:
     return rearrange(rgb.detach().to("cpu", torch.float32), "b h w c -> b c h w").clamp(0, 1)
 
 
-def driving_chunks(
-    images: Tensor, batch_size: int, fit_to: tuple[int, int] | None = None, mode: str = "pad"
-) -> MappedFrames:
-    """An IMAGE batch read as (n <= batch_size, 3, H, W) chunks, fitted to ``fit_to`` with
-    ``mode`` when given, as the pipeline consumes them: the whole video is never held twice
+def driving_chunks(images: Tensor, batch_size: int) -> MappedFrames:
+    """An IMAGE batch read as (n <= batch_size, 3, H, W) chunks at their own size, as the
+    library consumes them (it fits them to the model): the whole video is never held twice
     (once as ComfyUI's IMAGE, once converted). Re-iterable and sized, so a reference frame
     other than the first (read in a second pass) works."""
-
-    def prepare(chunk: Tensor) -> Tensor:
-        frames = image_batch(chunk, "driving")
-        return frames if fit_to is None else fit(frames, fit_to, mode)[0]  # type: ignore[arg-type]
-
-    return map_frames(images, prepare, batch_size)
+    return map_frames(images, lambda chunk: image_batch(chunk, "driving"), batch_size)
 
 
 @dataclass(frozen=True)
@@ -132,20 +125,16 @@ class DrivenRun:
     progress: FrameProgress
 
 
-def prepare_run(
-    model: LoadedModel, source: Tensor, driving: Tensor, motion: MotionInputs, batch_size: int, fit_mode: str | None = None
-) -> DrivenRun:
+def prepare_run(model: LoadedModel, source: Tensor, driving: Tensor, motion: MotionInputs, batch_size: int) -> DrivenRun:
     """Check the source, the driving batch and the motion inputs, load the model and start
-    the progress bar. ``fit_mode``: fit the driving chunks to the model's frame size this way
-    as they are read (None: leave them at their size, for a library call that fits them)."""
+    the progress bar. The driving chunks stay at their size: the library fits them."""
     source_image = first_image(source, "source")
     image_batch(driving[:1], "driving")  # validates the batch before any work
     options = motion.options(driving.shape[0])
-    fit_to = None if fit_mode is None else model.frame_size
     return DrivenRun(
         fomm=use_model(model),
         source=source_image,
-        driving=driving_chunks(driving, batch_size, fit_to, fit_mode or "pad"),
+        driving=driving_chunks(driving, batch_size),
         motion=options,
         progress=FrameProgress(driving.shape[0]),
     )
@@ -208,7 +197,7 @@ def maps_to_input(maps: Tensor, framing: Framing, outside: float = 0.0) -> Tenso
     """Maps at the dense-motion resolution (N, C, h, w) -> the input image's size and aspect;
     ``outside``: the value where a crop fit cut the picture (the model saw nothing there)."""
     restored = framing.restore(resize(maps.float(), framing.target_size)).clamp(0, 1)
-    if outside:
+    if outside and framing.cuts_picture():
         content = framing.content_mask()
         restored = content * restored + (1 - content) * outside
     return restored

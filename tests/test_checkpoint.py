@@ -57,6 +57,11 @@ def test_safetensors_carries_config(tmp_path: Path) -> None:
     back = fm.convert_checkpoint(st, tmp_path / "back.pth.tar")
     assert fm.load_model(back).config == model.config
     assert fm.read_checkpoint(fm.convert_checkpoint(ORIGINAL, tmp_path / "plain.pth.tar")).config is None
+    # Someone else's entry of that name (not our JSON string) is left alone, as the original code would.
+    foreign = torch.load(ORIGINAL, weights_only=True)
+    foreign["model_config"] = {"note": 1}
+    torch.save(foreign, tmp_path / "foreign.pth.tar")
+    assert fm.read_checkpoint(tmp_path / "foreign.pth.tar").config is None
 
 
 def test_optimizer_entries_are_ignored() -> None:

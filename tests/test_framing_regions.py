@@ -7,7 +7,7 @@ import pytest
 import torch
 from animation_helpers import drawn_face, smooth_frames
 
-from fomm_model.framing import Box, FaceNotFoundError, detect_faces, face_box, feather_mask, paste, paste_mask, stable_face_box
+from fomm_model.framing import Box, FaceNotFoundError, detect_faces, face_box, feather_mask, fit, paste, paste_mask, stable_face_box
 
 
 def test_box_parsing_and_geometry() -> None:
@@ -89,3 +89,12 @@ def test_paste_blends_inside_the_box_and_keeps_the_rest() -> None:
     assert background.eq(0).all()  # input untouched
     corner = paste_mask(Box(0, 0, 50, 40), (100, 120), 0.25)
     assert corner[0, 0, 0] == 1 and corner[0, -1, 0] < 0.1  # border edges are not feathered
+
+
+@pytest.mark.parametrize(
+    ("size", "mode", "cuts"),
+    [((90, 160), "crop", True), ((90, 160), "pad", False), ((97, 131), "stretch", False), ((60, 60), "crop", False)],
+)
+def test_only_a_crop_to_another_aspect_cuts_the_picture(size: tuple[int, int], mode: str, cuts: bool) -> None:
+    _, framing = fit(torch.rand(1, 3, *size), (64, 64), mode)  # type: ignore[arg-type]
+    assert framing.cuts_picture() is cuts

@@ -172,8 +172,12 @@ def test_resumed_run_keeps_the_log_columns_it_started_with(data: Path, config_pa
     """A run logged by a version without ``kp_spread`` and resumed by this one stays one table."""
     run = RunConfig.from_yaml(config_path)
     options = TrainingOptions(out_dir=tmp_path, data_dir=data, max_steps=2, num_workers=0, vis_every=0,
-                              save_every=2, log_every=1, progress=False)
+                              save_every=2, log_every=1, progress=False, seed=5)
     Trainer(run, options).train()
+    # ... and by a version that did not record the seed either: --seed 5 is taken, not refused.
+    checkpoint = torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)
+    del checkpoint["fomm_training"]["seed"]
+    torch.save(checkpoint, tmp_path / "checkpoint.pth.tar")
     log = tmp_path / "log.csv"
     rows = list(csv.DictReader(log.open()))
     old_columns = [c for c in rows[0] if c != "kp_spread"]
@@ -181,13 +185,15 @@ def test_resumed_run_keeps_the_log_columns_it_started_with(data: Path, config_pa
         writer = csv.DictWriter(handle, fieldnames=old_columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    Trainer(run, dataclasses.replace(options, max_steps=4, resume=True)).train()
+    resumed = Trainer(run, dataclasses.replace(options, max_steps=4, resume=True))
+    assert resumed.seed == 5
+    resumed.train()
     lines = list(csv.reader(log.open()))
     assert lines[0] == old_columns and [int(line[0]) for line in lines[1:]] == [1, 2, 3, 4]
     assert all(len(line) == len(old_columns) for line in lines)
     # Another seed would redraw the data and the random warps: refused, naming the run's seed.
     assert cli(["train", "--out", str(tmp_path), "--resume", "--seed", "9"]) == 1
-    assert "trained with --seed 0" in capsys.readouterr().err
+    assert "trained with --seed 5" in capsys.readouterr().err
 
 
 def test_torchrun_two_processes_gloo(data: Path, config_path: Path, tmp_path: Path) -> None:

@@ -132,22 +132,20 @@ class FommJob:
             return "cancelled"
         for reader in self._readers:  # the process has exited; let the readers take its last lines
             reader.join(1)
+        code = self._process.returncode
+        if code is not None and code < 0 and -code == getattr(signal, "SIGKILL", 9):  # whatever it printed before
+            return "fomm motion was killed (out of memory?): try a shorter video (Max Frames) or close other programs"
         lines = [line.strip() for line in self._errors if line.strip()]
+        for line in reversed(lines):
+            if "error:" in line:  # the command's own message
+                return line
         missing = next((line for line in lines if "No module named" in line), None)
         if missing is not None:  # "python -m fomm_model" without the package, or without torch
             return (
                 f"{self.request.python} cannot run fomm ({missing}): in Preferences > Add-ons > FOMM Motion choose "
                 "the python of the environment fomm is installed in (e.g. the project's .venv), or pip install fomm there"
             )
-        for line in reversed(lines):
-            if "error:" in line:
-                return line
-        if lines:
-            return lines[-1]
-        code = self._process.returncode
-        if code is not None and code < 0 and -code == getattr(signal, "SIGKILL", 9):
-            return "fomm motion was killed (out of memory?): try a shorter video (Max Frames) or close other programs"
-        return f"fomm motion exited with status {code}"
+        return lines[-1] if lines else f"fomm motion exited with status {code}"
 
     def _read_progress(self) -> None:
         assert self._process.stdout is not None

@@ -336,7 +336,7 @@ def _check_frame_names(files: list[str]) -> None:
 # ---------------------------------------------------------------------------- linked files
 def motion_stem(path: Path) -> str:
     """The name a motion file's side files (source image, frames, mesh cache) share: ``face``
-    for ``face.fomm.json`` as for ``face.json``."""
+    for ``face.fomm.json`` as for ``face.json`` (so those two in one folder share side files)."""
     if path.name.lower().endswith(MOTION_SUFFIX) and len(path.name) > len(MOTION_SUFFIX):
         return path.name[: -len(MOTION_SUFFIX)]
     return path.name[: -len(path.suffix)] if path.suffix else path.name

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import bisect
 import csv
+import dataclasses
 import math
 import random
 import sys
 import time
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,7 @@ class TrainingResult:
     epochs_completed: int
     checkpoint: Path
     model: Path | None
-    last_logged: dict[str, float]  # the last step's losses, "total" and "kp_spread", as in log.csv
+    last_logged: dict[str, float]  # the last step's losses, "total" and "kp_spread" (this process's values)
 
 
 class Trainer:
@@ -128,7 +128,8 @@ class Trainer:
 
         if options.data_dir is not None:
             # Recorded in the run's config.yaml, so that --resume finds the same data.
-            self.run = run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, root_dir=str(options.data_dir)))
+            data_dir = str(Path(options.data_dir).resolve())  # absolute: --resume may run from elsewhere
+            self.run = run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, root_dir=data_dir))
         self.dataset = DatasetRepeater(FramesDataset(run.dataset, is_train=True, random_seed=self.seed), params.num_repeats)
         self.sampler = distributed.ResumableSampler(
             len(self.dataset), seed=self.seed, rank=self.info.rank, world_size=self.info.world_size
@@ -194,11 +195,15 @@ class Trainer:
 
     def _choose_seed(self, resumed: dict[str, Any] | None) -> int:
         """The seed decides the initial weights, the data order and every random draw, so a
-        resumed run must keep its own (stored in the checkpoint; runs saved before it was
-        stored used the default, 0)."""
+        resumed run must keep its own (stored in the checkpoint; a checkpoint saved before it
+        was stored takes --seed, default 0)."""
+        given = 0 if self.options.seed is None else self.options.seed
         if resumed is None:
-            return 0 if self.options.seed is None else self.options.seed
-        stored = resumed[STATE_KEY].get("seed", 0)
+            return given
+        stored = resumed[STATE_KEY].get("seed")
+        if stored is None:
+            self._say(f"the checkpoint does not record its seed; continuing with {given} (pass the --seed it trained with)")
+            return given
         if self.options.seed is not None and self.options.seed != stored:
             raise ValueError(
                 f"{self.out_dir} was trained with --seed {stored}; resume it with that seed or without --seed"

@@ -201,7 +201,7 @@ def test_a_dropped_modal_loop_stops_its_job(run_settings, addon, manifest) -> No
     [
         ('echo "$0: No module named fomm_model" >&2; exit 1', "cannot run fomm ("),
         ("echo 'fomm motion: error: le fichier vidéo est illisible' >&2; exit 1", "le fichier vidéo est illisible"),
-        ("kill -9 $$", "killed (out of memory?)"),
+        ("echo 'UserWarning: something' >&2; kill -9 $$", "killed (out of memory?)"),
     ],
 )
 def test_failures_are_explained(addon, manifest, tmp_path, script: str, expected: str) -> None:
@@ -214,6 +214,8 @@ def test_failures_are_explained(addon, manifest, tmp_path, script: str, expected
     ))
     job.wait(30)
     assert not job.succeeded and expected in job.error()
+
+
 def test_a_running_job_cancels_at_once(addon, manifest, tmp_path) -> None:
     runner = addon.runner
     output = tmp_path / "cancelled.json"
