@@ -60,8 +60,9 @@ class Framing:
         return resize(canvas, self.input_size)
 
     def cuts_picture(self) -> bool:
-        """Whether the fit left part of the picture out (a crop to another aspect)."""
-        return bool(self.content_mask().min() < 0.5)  # 0 where cut; pad/stretch only ring by ~1e-6
+        """Whether the fit left part of the picture out (a crop to another aspect): read from
+        the geometry, where the content sits above or left of the target's origin."""
+        return self.mode == "crop" and min(self.offset) < 0
 
     def content_mask(self) -> Tensor:
         """(1, 1, H, W) mask of the input pixels the model actually saw (1) vs cropped (0)."""
