@@ -14,7 +14,7 @@ from einops import rearrange
 from torch import Tensor
 
 from fomm_model import Keypoints, normalize_keypoints
-from fomm_model.footage import RegionRenderer
+from fomm_model.footage import RegionRenderer, rest_occlusion
 from fomm_model.framing import fit as fit_frames
 from fomm_model.framing import resize
 
@@ -175,7 +175,8 @@ class DenseMotion(io.ComfyNode):
         deformation = torch.cat([p["deformation"] for p in parts])
         masks = torch.cat([p["mask"] for p in parts])
         occlusion = torch.cat([p["occlusion_map"] for p in parts]) if "occlusion_map" in parts[0] else None
-        flow = FlowData(deformation, occlusion, masks, framing, model.key)
+        rest = None if occlusion is None else rest_occlusion(fomm, fitted, kp_source)
+        flow = FlowData(deformation, occlusion, masks, framing, model.key, None if rest is None else rest.to("cpu", torch.float32))
         visible = torch.ones(len(flow), *framing.input_size, device=output_device())
         if occlusion is not None:  # at the source's size: filled a chunk at a time, never held twice
             for start in range(0, len(flow), batch_size):
@@ -236,7 +237,7 @@ class Generate(io.ComfyNode):
                 generated = fomm.render(encoded, deformation, maps)
                 for i in range(len(generated)):  # one frame at a time: full-resolution frames are large
                     frame_maps = None if maps is None else maps[i : i + 1] if len(maps) > 1 else maps
-                    yield renderer.render(generated[i : i + 1], deformation[i : i + 1], frame_maps)
+                    yield renderer.render(generated[i : i + 1], deformation[i : i + 1], frame_maps, flow.rest_occlusion)
 
         return io.NodeOutput(collect_images(frames(), len(flow)))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -10,10 +9,11 @@ import torch.nn.functional as F
 from animation_helpers import animation_model, frame_size, smooth_frames
 
 import fomm_model as fm
-from fomm_model.footage import FootageOptions, animate_footage, render_full_resolution
+from fomm_model.footage import FootageOptions, animate_footage, relative_visibility, render_full_resolution, rest_occlusion
 from fomm_model.framing import Box, fit
 from fomm_model.geometry import make_coordinate_grid
 from fomm_model.pipeline import MotionOptions, animate_frames
+from fomm_model.training.synthetic import render_video
 
 
 @pytest.fixture(scope="module")
@@ -94,24 +94,45 @@ def test_full_resolution_of_a_still_flow_is_the_source_itself() -> None:
     assert (no_occlusion - image).abs().max() < 1e-4
 
 
+def test_visibility_is_measured_against_the_rest_occlusion() -> None:
+    image = torch.rand(1, 3, 200, 260)
+    flow = make_coordinate_grid(16, 20)[None]
+    generated = torch.zeros(1, 3, 64, 80)
+    rest = torch.rand(1, 1, 16, 20) * 0.5 + 0.3
+    same = render_full_resolution(image, generated, flow, rest, True, rest)
+    assert (same - image).abs().max() < 1e-4  # as visible as at rest: the source itself
+    half = render_full_resolution(image, generated, flow, rest / 2, True, rest)
+    assert (half - image / 2).abs().max() < 1e-4
+    assert torch.equal(relative_visibility(rest * 1.5, rest), torch.ones_like(rest))  # never above 1
+
+
 def test_full_resolution_keeps_the_detail_of_a_large_source(model) -> None:
-    """Model with an occlusion map that sees everything: at the reference frame the motion is
-    the identity, so full resolution gives back the sharp source while the plain output is
-    the model-size frame scaled up."""
-    seeing = copy.deepcopy(model)
-    with torch.no_grad():
-        seeing.generator.dense_motion_network.occlusion.weight.zero_()
-        seeing.generator.dense_motion_network.occlusion.bias.fill_(30.0)
+    """At the reference frame the motion is the identity and the occlusion its rest level,
+    so full resolution gives back the sharp source, whatever the model's occlusion values
+    (a seeded model's are far from 1), while the plain output is the model-size frame
+    scaled up."""
     height, width = (4 * s for s in frame_size(model))
     source = (smooth_frames(1, (height, width), seed=7)[0] * 0.7 + torch.rand(3, height, width) * 0.3).clamp(0, 1)
     driving = smooth_frames(3, (60, 60), seed=8)
     motion = MotionOptions(adapt_scale=False)
-    sharp = torch.stack(list(animate_footage(seeing, source, driving, motion, FootageOptions(full_resolution=True))))
-    plain = torch.stack(list(animate_footage(seeing, source, driving, motion)))
+    sharp = torch.stack(list(animate_footage(model, source, driving, motion, FootageOptions(full_resolution=True))))
+    plain = torch.stack(list(animate_footage(model, source, driving, motion)))
     assert sharp.shape == plain.shape == (3, 3, height, width)
     assert (sharp[0] - source).abs().max() < 2e-3
     assert detail(sharp[0]) > 3 * detail(plain[0])
     assert (sharp[1:] - source).abs().mean() > 1e-4  # later frames do move
+
+
+def test_a_still_video_gives_back_the_source_with_the_default_model() -> None:
+    """The embedded model's occlusion map averages 0.74 when nothing moves; used directly as
+    the blend weight it mixed blur into every pixel of a still photo."""
+    model = fm.load_model("default")
+    source = torch.from_numpy(render_video(11, "test", 0, num_frames=1, size=512)[0]).permute(2, 0, 1).float() / 255
+    frames = list(animate_footage(model, source, source[None].repeat(3, 1, 1, 1), options=FootageOptions(full_resolution=True)))
+    small = fit(source[None], model.config.frame_shape)[0]
+    rest = rest_occlusion(model, small, model.detect_keypoints(small))
+    assert rest is not None and rest.mean() < 0.9
+    assert max((frame - source).abs().max().item() for frame in frames) < 1 / 255
 
 
 def test_full_resolution_uses_the_generator_where_occluded(model) -> None:
@@ -131,3 +152,7 @@ def test_footage_errors(model) -> None:
         list(animate_footage(model, source, smooth_frames(2, (64, 64)), options=FootageOptions(source_box=Box(50, 50, 60, 60))))
     with pytest.raises(ValueError, match="one-shot"):
         list(animate_footage(model, source, iter(smooth_frames(2, (64, 64))), MotionOptions(reference="best")))
+    with pytest.raises(ValueError, match="source must be floating point.*uint8"):
+        list(animate_footage(model, (source * 255).byte(), smooth_frames(2, (64, 64))))
+    with pytest.raises(ValueError, match="driving must be floating point.*uint8"):
+        list(animate_footage(model, source, (smooth_frames(2, (64, 64)) * 255).byte()))
