@@ -27,6 +27,10 @@ from .config import ConfigError, ModelConfig
 
 NETWORKS = ("kp_detector", "generator", "discriminator")
 CONFIG_KEY = "model_config"  # the config entry of our files (safetensors header, .pth.tar entry)
+# A training run folder holds these (``fomm train --out RUN``): the resumable state and the
+# inference weights.
+CHECKPOINT_NAME = "checkpoint.pth.tar"
+MODEL_NAME = "model.safetensors"
 FORMAT_NAME = "fomm"
 FORMAT_VERSION = "1"
 
@@ -46,6 +50,10 @@ class Checkpoint:
     @property
     def has_discriminator(self) -> bool:
         return bool(self.state_dicts.get("discriminator"))
+
+
+# What torch.load (weights_only) and safetensors raise on a damaged or foreign file.
+CORRUPT_FILE_ERRORS = (EOFError, RuntimeError, OSError, ValueError, AttributeError, IndexError, KeyError, SafetensorError)
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -83,7 +91,7 @@ def _read_torch(path: Path) -> Checkpoint:
             f"({detail.strip()}). FOMM checkpoints hold only tensors; a file like this could run "
             "code when unpickled, so it is never executed. Use a checkpoint from a trusted source"
         ) from None
-    except (EOFError, RuntimeError, OSError, ValueError, AttributeError, IndexError, KeyError) as exc:
+    except CORRUPT_FILE_ERRORS as exc:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{path}: not a FOMM checkpoint (holds a {type(data).__name__}, expected a dict)")

@@ -261,6 +261,27 @@ def _downscaled_side(side: int, scale: float) -> int:
     return -(-side // int(1 / scale))
 
 
+_BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    """YAML's true/false; a quoted "false" must not turn into True as ``bool("false")`` does."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
+        return _BOOLEAN_WORDS[value.strip().lower()]
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def frame_shape_entry(value: Any, name: str = "dataset_params.frame_shape") -> tuple[int, ...]:
+    """The config's ``frame_shape``: [height, width] or [height, width, channels]."""
+    if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
+        raise ConfigError(f"{name} must be [height, width, channels], e.g. [256, 256, 3], got {value!r}")
+    return tuple(_as_int(v, name) for v in value)
+
+
 def _as_int(value: Any, name: str) -> int:
     try:
         as_float = float(value)
@@ -293,7 +314,7 @@ def typed_from_mapping(cls: type, params: Mapping[str, Any], section: str) -> An
         if dataclasses.is_dataclass(value):
             values[name] = value
         elif isinstance(default, bool):
-            values[name] = bool(value)
+            values[name] = _as_bool(value, f"{section}.{name}")
         elif isinstance(default, int):
             values[name] = _as_int(value, f"{section}.{name}")
         elif isinstance(default, float):
@@ -302,6 +323,8 @@ def typed_from_mapping(cls: type, params: Mapping[str, Any], section: str) -> An
             except (TypeError, ValueError):
                 raise ConfigError(f"{section}.{name} must be a number, got {value!r}") from None
         elif isinstance(default, tuple) or name == "scales":
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{section}.{name} must be a list, e.g. [{value}], got {value!r}")
             values[name] = tuple(_number(v, f"{section}.{name}") for v in value)
         else:
             values[name] = value
@@ -340,9 +363,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def model_config_from_yaml_data(data: Mapping[str, Any], source: str = "config") -> ModelConfig:
     frame_shape = (data.get("dataset_params") or {}).get("frame_shape")
     try:
-        return ModelConfig.from_model_params(
-            data["model_params"], tuple(frame_shape[:2]) if frame_shape else None
-        )
+        shape = None if frame_shape is None else frame_shape_entry(frame_shape)
+        return ModelConfig.from_model_params(data["model_params"], shape[:2] if shape else None)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 

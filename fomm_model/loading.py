@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import Checkpoint, CheckpointError, read_checkpoint
+from .checkpoint import CHECKPOINT_NAME, MODEL_NAME, Checkpoint, CheckpointError, read_checkpoint
 from .config import ModelConfig, resolve_config
 from .config_inference import infer_model_config
 from .model import FirstOrderModel
@@ -30,7 +30,13 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
                 "reinstall the package or pass a checkpoint path"
             )
         return default
-    return Path(path)
+    path = Path(path)
+    if path.is_dir():  # a training run's folder: its latest weights (a resumed run's checkpoint is newer than its model)
+        files = [path / name for name in (MODEL_NAME, CHECKPOINT_NAME) if (path / name).is_file()]
+        if not files:
+            raise CheckpointError(f"{path} is a folder without a checkpoint: give a file, or a `fomm train` run folder")
+        return max(files, key=lambda file: file.stat().st_mtime_ns)
+    return path
 
 
 def load_model(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import fomm_model as fm
-from fomm_model.config import ConfigError
+from fomm_model.config import ConfigError, preset_path, read_yaml
 from fomm_model.training.config import RunConfig
 
 
@@ -111,3 +111,31 @@ def test_invalid_values_are_named() -> None:
         fm.ModelConfig.from_model_params(
             {**fm.resolve_config("vox-256").to_model_params(), "kp_detector_params": {"scale_factor": 2}}
         )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["dataset_params"].update(frame_shape=[100, 100, 3]), r"frame_shape: this model cannot take 100x100 images"),
+        (lambda c: c["dataset_params"].update(frame_shape=64), r"frame_shape must be \[height, width, channels\]"),
+        (lambda c: c["train_params"].update(epoch_milestones=15), r"epoch_milestones must be a list, e\.g\. \[15\]"),
+        (lambda c: c["train_params"].update(batch_size=0), r"batch_size must be at least 1"),
+        (lambda c: c.update(train_param=c.pop("train_params")), r"unknown sections \['train_param'\]"),
+        (lambda c: c["dataset_params"]["augmentation_params"]["flip_param"].update(horizontal_flip="maybe"),
+         r"horizontal_flip must be true or false, got 'maybe'"),
+    ],
+)
+def test_training_config_mistakes_are_named(edit, message: str) -> None:
+    """Mistakes that used to pass silently (a misspelt section: all defaults) or crash later
+    (a frame size the hourglasses cannot take: at the first step)."""
+    config = read_yaml(preset_path("vox-256"))
+    edit(config)
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_mapping(config, "vox.yaml")
+
+
+def test_quoted_booleans_mean_what_they_say() -> None:
+    config = read_yaml(preset_path("vox-256"))
+    config["dataset_params"]["augmentation_params"]["flip_param"].update(horizontal_flip="false", time_flip="True")
+    flips = RunConfig.from_mapping(config).dataset.augmentation_params.flip_param
+    assert flips is not None and flips.horizontal_flip is False and flips.time_flip is True

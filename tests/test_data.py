@@ -320,10 +320,40 @@ def test_unreadable_videos_are_reported_by_name_and_skipped(tmp_path, caplog):
         train = FramesDataset(params(tmp_path), is_train=True)
     assert train.names == ["good"]
     message = caplog.text
-    assert "skipping 3 of 4 videos" in message
-    for name in ("empty", "broken.mp4", "readme.txt"):
+    assert "skipping 2 of 3 videos" in message and "ignoring 1 file(s) that are not videos: readme.txt" in message
+    for name in ("empty", "broken.mp4"):
         assert name in message
     assert ".DS_Store" not in message
+
+
+def test_stray_files_do_not_change_the_80_20_split(tmp_path, caplog):
+    """A flat folder is split by name; a notes.txt beside the videos must not reshuffle it."""
+    for index in range(10):
+        write_folder(tmp_path / f"clip{index:02d}", make_frames(2))
+    before = FramesDataset(params(tmp_path), is_train=False).names
+    (tmp_path / "notes.txt").write_text("not a video")
+    with caplog.at_level(logging.WARNING, logger="fomm_model.training.data"):
+        after = FramesDataset(params(tmp_path), is_train=False).names
+    assert after == before and len(before) == 2 and "notes.txt" in caplog.text
+
+
+def test_datasets_with_nothing_to_learn_are_refused(tmp_path):
+    single = tmp_path / "single"
+    write_folder(single / "clip", make_frames(3))
+    with pytest.raises(VideoReadError, match=r"holds a single video \(clip\); the 80/20 split needs several"):
+        FramesDataset(params(single), is_train=True)
+    # --data naming one video's folder of frames: each frame a one-frame "strip"
+    frames = tmp_path / "frames"
+    write_folder(frames, make_frames(8))
+    with pytest.raises(VideoReadError, match="every video has a single frame.*put them in a subfolder"):
+        FramesDataset(params(frames), is_train=True)
+    nested = tmp_path / "nested"
+    for person in ("anna", "ben"):
+        write_folder(nested / person / "talk", make_frames(2))
+    with pytest.raises(VideoReadError, match="nested folders are not searched"):
+        FramesDataset(params(nested), is_train=True)
+    with pytest.raises(VideoReadError, match="a file, not a dataset folder"):
+        FramesDataset(params(frames / sorted(p.name for p in frames.iterdir())[0]), is_train=True)
 
 
 def test_all_unreadable_is_an_error(tmp_path):

@@ -254,3 +254,53 @@ def test_clear_errors(config_path: Path, tmp_path: Path, capsys) -> None:
     assert cli(["train", "--config", str(config_path), "--out", str(tmp_path)]) == 1
     assert "pass --data" in capsys.readouterr().err
     assert cli(["train", "--out", str(tmp_path), "--resume"]) == 1
+    assert f"no run to resume in {tmp_path} (no checkpoint.pth.tar); start it without --resume" in capsys.readouterr().err
+
+
+def test_a_run_is_never_overwritten_and_its_folder_names_its_model(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    base = ["train", "--config", str(config_path), "--data", str(data), "--workers", "0", "--no-progress"]
+    train = [*base, "--out", str(run)]
+    assert cli([*train, "--max-steps", "1"]) == 0
+    kept = (run / "checkpoint.pth.tar").read_bytes(), (run / "log.csv").read_text()
+    capsys.readouterr()
+    assert cli([*train, "--max-steps", "2"]) == 1  # forgot --resume
+    assert "already holds a training run; continue it with --resume" in capsys.readouterr().err
+    assert ((run / "checkpoint.pth.tar").read_bytes(), (run / "log.csv").read_text()) == kept
+    # the run folder stands for its model wherever a checkpoint is asked for
+    assert cli(["reconstruct", "--checkpoint", str(run), "--data", str(data)]) == 0
+    assert cli(["convert", str(run), str(tmp_path / "model.pth.tar")]) == 0
+    assert fm.load_model(run).config == fm.load_model(tmp_path / "model.pth.tar").config
+    capsys.readouterr()
+    (tmp_path / "log.csv").write_text("step,total\n1,0.5\n")  # not weights
+    for options, message in (
+        (["--save-every", "0"], "--save-every must be at least 1, got 0"),
+        (["--max-steps", "-1"], "--max-steps must be at least 1, got -1"),
+        (["--vgg", str(tmp_path / "log.csv")], "cannot be read as VGG19 weights"),
+    ):
+        assert cli([*base, "--out", str(tmp_path / "other"), *options]) == 1
+        error = capsys.readouterr().err
+        assert message in error and len(error.strip().splitlines()) <= 2, error  # the VGG note, then one line
+
+
+def test_interrupted_run_saves_a_whole_step_and_resumes_exactly(data: Path, config_path: Path, tmp_path: Path) -> None:
+    """Ctrl-C in a terminal reaches the whole process group, data workers included: the run
+    finishes its step, saves and exits 130; resumed, it ends where an uninterrupted run ends."""
+    loop = ["--max-steps", "12", "--workers", "1", "--save-every", "100", "--vis-every", "1", "--no-progress"]
+    common = ["train", "--config", str(config_path), "--data", str(data), "--seed", "5", *loop]
+    straight = tmp_path / "straight"
+    finish(fomm(*common, "--out", str(straight)))
+
+    stopped = tmp_path / "stopped"
+    process = fomm(*common, "--out", str(stopped), start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (stopped / "train-vis" / "step-00000002.png").exists():
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    step = torch.load(stopped / "checkpoint.pth.tar", weights_only=True)["fomm_training"]["step"]
+    assert 2 <= step < 12 and f"interrupted at step {step}" in output, "the run should have stopped mid-way"
+    output = finish(fomm("train", "--out", str(stopped), "--resume", *loop))
+    a, b = weights(straight / "model.safetensors"), weights(stopped / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "an interrupted run must resume exactly"

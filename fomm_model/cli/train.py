@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", help="preset name or YAML in the original schema (default with --resume: the run's config.yaml)")
     train.add_argument("--data", type=Path, help="dataset folder (overrides dataset_params.root_dir)")
     train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints, logs and pictures")
-    train.add_argument("--checkpoint", type=Path, help="weights to fine-tune from (e.g. a published .pth.tar)")
+    train.add_argument("--checkpoint", type=Path, help='weights to fine-tune from: a published .pth.tar, a run folder, or "default"')
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--max-steps", type=int, help="stop after this many optimisation steps in total")
     train.add_argument("--vgg", type=Path, help="VGG19 ImageNet weights for the perceptual loss (.pth or .safetensors)")
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "frame with the keypoints of each frame (absolute motion); prints the L1 per video and overall, "
         "and the no-motion baseline for scale.",
     )
-    rec.add_argument("--checkpoint", required=True, help='checkpoint, or "default"')
+    rec.add_argument("--checkpoint", required=True, help='checkpoint file, a training run folder, or "default"')
     rec.add_argument("--data", type=Path, required=True, help="dataset folder (its test/ split is used when present)")
     rec.add_argument("--config", help="config for the dataset layout (default: frame size of the model)")
     rec.add_argument("--num-videos", type=int, help="evaluate only the first N test videos")
@@ -52,9 +52,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from ..checkpoint import CHECKPOINT_NAME
     from ..training.config import RunConfig
     from ..training.trainer import Trainer, TrainingOptions
 
+    for option in ("max_steps", "save_every"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if args.vis_every < 0 or args.workers < 0:
+        raise UserError("--vis-every and --workers cannot be negative")
+    if args.resume and not (args.out / CHECKPOINT_NAME).is_file():
+        raise UserError(f"--resume: no run to resume in {args.out} (no {CHECKPOINT_NAME}); start it without --resume")
     config = args.config
     if config is None:
         if not args.resume:

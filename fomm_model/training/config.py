@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import ConfigError, ModelConfig, model_config_from_yaml_data, preset_path, read_yaml, typed_from_mapping, PRESET_NAMES
+from ..config import (
+    PRESET_NAMES,
+    ConfigError,
+    ModelConfig,
+    frame_shape_entry,
+    model_config_from_yaml_data,
+    preset_path,
+    read_yaml,
+    typed_from_mapping,
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,14 @@ class LossWeights:
     equivariance_jacobian: float = 10.0
 
 
+# Top-level sections of the original YAML schema (prediction_params: read by nothing here,
+# but kept in some original configs).
+_SECTIONS = {
+    "dataset_params", "model_params", "train_params", "reconstruction_params", "animate_params",
+    "visualizer_params", "prediction_params",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TrainParams:
     num_epochs: int = 100
@@ -77,6 +94,11 @@ class TrainParams:
     checkpoint_freq: int = 50
     transform_params: TransformParams | None = TransformParams(sigma_affine=0.05, sigma_tps=0.005, points_tps=5)
     loss_weights: LossWeights = field(default_factory=LossWeights)
+
+    def __post_init__(self) -> None:
+        for name in ("num_epochs", "num_repeats", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train_params.{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -126,9 +148,13 @@ class RunConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "config") -> "RunConfig":
+        unknown = sorted(set(data) - _SECTIONS)
+        if unknown:
+            raise ConfigError(f"{source}: unknown sections {unknown}; the original schema has {sorted(_SECTIONS - {'prediction_params'})}")
+        model = model_config_from_yaml_data(data, source)  # its errors name the source already
         try:
-            return cls(
-                model=model_config_from_yaml_data(data, source),
+            run = cls(
+                model=model,
                 dataset=_dataset(data.get("dataset_params") or {}),
                 train=_train(data.get("train_params") or {}),
                 reconstruction=typed_from_mapping(
@@ -137,6 +163,12 @@ class RunConfig:
                 animate=_animate(data.get("animate_params") or {}),
                 visualizer=typed_from_mapping(VisualizerParams, data.get("visualizer_params") or {}, "visualizer_params"),
             )
+            height, width = run.dataset.frame_shape[:2]
+            try:
+                run.model.check_image_size(height, width)
+            except ValueError as exc:
+                raise ConfigError(f"dataset_params.frame_shape: {exc}") from None
+            return run
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
@@ -185,7 +217,7 @@ def _dataset(params: Mapping[str, Any]) -> DatasetParams:
     if unknown:
         raise ConfigError(f"unknown entries in augmentation_params: {unknown}")
     if "frame_shape" in params:
-        shape = [int(v) for v in params["frame_shape"]]
+        shape = list(frame_shape_entry(params["frame_shape"]))
         params["frame_shape"] = tuple(shape + [3] * (3 - len(shape)))
     return typed_from_mapping(DatasetParams, dict(params, augmentation_params=augmentation), "dataset_params")
 

@@ -102,7 +102,9 @@ def _kind(path: Path) -> str:
 def _folder_frames(path: Path) -> list[Path]:
     files = frame_files(path)
     if not files:
-        raise VideoReadError(f"{path}: the folder holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
+        nested = any(p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES for p in path.iterdir())
+        hint = "; videos in nested folders are not searched: put them directly in the dataset folder" if nested else ""
+        raise VideoReadError(f"{path}: the folder holds no image frames ({', '.join(IMAGE_SUFFIXES)}){hint}")
     return files
 
 
@@ -191,7 +193,7 @@ def probe_videos(paths: Sequence[Path], frame_shape: tuple[int, int], where: str
             "%s: skipping %d of %d videos that cannot be read:\n  %s", where, len(problems), len(paths), "\n  ".join(problems)
         )
     if not readable:
-        reason = f"none of its {len(paths)} videos can be read" if paths else "it holds no videos"
+        reason = f"none of its {len(paths)} videos can be read (e.g. {problems[0]})" if paths else "it holds no videos"
         raise VideoReadError(
             f"{where}: {reason}; a dataset holds folders of frames, .png/.jpg strips or "
             f"{'/'.join(VIDEO_SUFFIXES)} videos, directly or in train/ and test/"
@@ -208,10 +210,18 @@ def probe_videos(paths: Sequence[Path], frame_shape: tuple[int, int], where: str
 
 
 def _video_entries(folder: Path) -> list[Path]:
-    """Candidate videos in a folder: subfolders and files, hidden entries excluded, sorted."""
+    """Candidate videos in a folder: subfolders and files of the formats a video can have,
+    sorted; hidden entries are skipped, other files reported. A stray file must not take
+    part in the 80/20 split: adding or removing a notes.txt would reshuffle train and test."""
     if not folder.is_dir():
-        raise VideoReadError(f"{folder}: no such dataset folder")
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        what = "a file, not a dataset folder" if folder.exists() else "no such dataset folder"
+        raise VideoReadError(f"{folder}: {what}; --data names the dataset folder that holds the videos")
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    others = [p.name for p in entries if p.is_file() and p.suffix.lower() not in STRIP_SUFFIXES + VIDEO_SUFFIXES]
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        log.warning("%s: ignoring %d file(s) that are not videos: %s", folder, len(others), shown)
+    return [p for p in entries if p.name not in set(others)]
 
 
 def train_test_split(names: Sequence[str], random_seed: int, test_fraction: float = 0.2) -> tuple[list[str], list[str]]:
@@ -256,10 +266,21 @@ class FramesDataset(Dataset):
             paths = _video_entries(folder)
         else:
             folder = root
-            train, test = train_test_split([p.name for p in _video_entries(root)], random_seed)
+            entries = _video_entries(root)
+            if len(entries) == 1:
+                raise VideoReadError(
+                    f"{root} holds a single video ({entries[0].name}); the 80/20 split needs several, "
+                    "or put videos in train/ and test/ subfolders"
+                )
+            train, test = train_test_split([p.name for p in entries], random_seed)
             paths = [root / name for name in (train if is_train else test)]
         self.root = folder
         self.videos = probe_videos(paths, self.frame_shape, f"{folder} ({split} videos)")
+        if is_train and all(info.frame_count < 2 for info in self.videos):
+            raise VideoReadError(
+                f"{folder}: every video has a single frame, so there is no motion to learn from; if these are "
+                "the frames of one video, put them in a subfolder: a dataset holds one folder of frames per video"
+            )
         self.augmentation = Augmentation(params.augmentation_params)  # used by training items only
         if is_train and params.id_sampling:
             by_id: dict[str, list[VideoInfo]] = {}

@@ -60,16 +60,29 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _reduce_device() -> torch.device:
+    """NCCL reduces only tensors on this process's GPU; gloo takes CPU tensors."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def mean_across_processes(values: dict[str, float]) -> dict[str, float]:
     """Average scalar logs over processes (for logging only)."""
     if not dist.is_initialized() or not values:
         return values
     keys = sorted(values)
-    # NCCL reduces only tensors on this process's GPU; gloo takes CPU tensors.
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=_reduce_device())
     dist.all_reduce(tensor)
     return {k: v / dist.get_world_size() for k, v in zip(keys, tensor.tolist())}
+
+
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` is set in any process; every process gets the same answer, so all
+    stop at the same step."""
+    if not dist.is_initialized():
+        return flag
+    tensor = torch.tensor([float(flag)], device=_reduce_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..geometry import inverse
 from ..keypoints import Keypoints
 from ..networks import ImagePyramid, KPDetector, MultiScaleDiscriminator, OcclusionAwareGenerator
 from .config import LossWeights, TrainParams
@@ -109,7 +110,7 @@ class GeneratorObjective(nn.Module):
                 if kp_driving.jacobian is None or transformed_kp.jacobian is None:
                     raise ValueError("equivariance_jacobian needs a model with jacobians; set its weight to 0")
                 transformed_jacobian = torch.matmul(transform.jacobian(transformed_kp.value), transformed_kp.jacobian)
-                product = torch.matmul(torch.inverse(kp_driving.jacobian), transformed_jacobian)
+                product = torch.matmul(inverse(kp_driving.jacobian), transformed_jacobian)
                 eye = torch.eye(2, dtype=product.dtype, device=product.device).view(1, 1, 2, 2)
                 losses["equivariance_jacobian"] = self.weights.equivariance_jacobian * torch.abs(eye - product).mean()
         return losses, generated

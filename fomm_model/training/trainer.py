@@ -12,7 +12,9 @@ import csv
 import dataclasses
 import math
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +30,17 @@ from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import CONFIG_KEY, atomic_path, leftover_temporaries, read_checkpoint, write_safetensors
+from ..checkpoint import (
+    CHECKPOINT_NAME,
+    CONFIG_KEY,
+    MODEL_NAME,
+    atomic_path,
+    leftover_temporaries,
+    read_checkpoint,
+    write_safetensors,
+)
 from ..config import ModelConfig
+from ..loading import resolve_checkpoint_path
 from ..model import FirstOrderModel
 from ..visualize import draw_keypoints, gray_to_rgb, masks_to_color, side_by_side
 from . import distributed
@@ -38,8 +49,6 @@ from .data import DatasetRepeater, FramesDataset
 from .objective import DiscriminatorObjective, GeneratorObjective
 from .vgg import Vgg19Features
 
-CHECKPOINT_NAME = "checkpoint.pth.tar"
-MODEL_NAME = "model.safetensors"
 LOG_NAME = "log.csv"
 STATE_KEY = "fomm_training"
 
@@ -79,6 +88,11 @@ class Trainer:
         self.run = run
         self.options = options
         self.out_dir = Path(options.out_dir)
+        if not options.resume and (self.out_dir / CHECKPOINT_NAME).exists():
+            raise ValueError(
+                f"{self.out_dir} already holds a training run; continue it with --resume, or give another --out "
+                "(a new run would overwrite its checkpoint and log)"
+            )
         self.info = distributed.setup(options.device)
         self.step = 0
         self.epoch = 0
@@ -91,7 +105,7 @@ class Trainer:
         if self.model.discriminator is None:
             raise ValueError("the config has no discriminator_params; training needs them")
         if options.checkpoint is not None and not options.resume:
-            self._load_pretrained(Path(options.checkpoint))
+            self._load_pretrained(resolve_checkpoint_path(options.checkpoint))
         if self.info.distributed:
             distributed.convert_sync_batchnorm(self.model)
         self.model.to(self.info.device).train()
@@ -171,7 +185,7 @@ class Trainer:
             try:
                 getattr(self.model, name).load_state_dict(checkpoint.state_dicts[name])
             except RuntimeError as exc:
-                raise ValueError(f"{path}: its {name} does not fit the config: {str(exc).splitlines()[0]}") from None
+                raise ValueError(f"{path}: its {name} does not fit the config: {_load_problems(exc)}") from None
         try:
             self.model.discriminator.load_state_dict(checkpoint.state_dicts["discriminator"])  # type: ignore[union-attr]
         except (KeyError, RuntimeError):
@@ -190,7 +204,7 @@ class Trainer:
     def _read_resume_checkpoint(self) -> dict[str, Any]:
         path = self.out_dir / CHECKPOINT_NAME
         if not path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint to resume in {self.out_dir}")
+            raise ValueError(f"--resume: no run to resume in {self.out_dir} (no {CHECKPOINT_NAME}); start it without --resume")
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def _choose_seed(self, resumed: dict[str, Any] | None) -> int:
@@ -213,7 +227,13 @@ class Trainer:
     def _resume(self, data: dict[str, Any]) -> None:
         path = self.out_dir / CHECKPOINT_NAME
         for name in ("generator", "kp_detector", "discriminator"):
-            getattr(self.model, name).load_state_dict(data[name])
+            try:
+                getattr(self.model, name).load_state_dict(data[name])
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"{path}: the run's {name} does not fit the config given ({_load_problems(exc)}); "
+                    "resume without --config to use the run's own config.yaml"
+                ) from None
         self.model.to(self.info.device)
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(data[f"optimizer_{name}"])
@@ -264,6 +284,7 @@ class Trainer:
         )
         last: dict[str, float] = {}
         started = time.monotonic()
+        stop = _StopAtStepEnd()
         try:
             while self.epoch < params.num_epochs and self.step < total:
                 self.sampler.set_position(self.epoch, self.epoch_items)
@@ -275,6 +296,7 @@ class Trainer:
                     # shift the global random stream the equivariance transforms draw from.
                     generator=torch.Generator().manual_seed(self.seed + self.epoch),
                     persistent_workers=False, pin_memory=self.info.device.type == "cuda",
+                    worker_init_fn=_ignore_interrupts,
                 )
                 for batch in loader:
                     last = self._train_step(batch)
@@ -290,15 +312,21 @@ class Trainer:
                         self.save()
                     if self.step >= total:
                         break
+                    if distributed.any_process(stop.requested):
+                        raise _Stopped
                 else:
                     self._end_epoch()
                     continue
                 break
-        except KeyboardInterrupt:
+        except _Stopped:
             self.save()
             self._say(f"interrupted at step {self.step}; continue with --resume")
+            raise KeyboardInterrupt from None
+        except KeyboardInterrupt:
+            self._say(f"stopped at once, mid-step: continue with --resume from the last checkpoint (every {self.options.save_every} steps)")
             raise
         finally:
+            stop.close()
             progress.close()
         self.save()
         model_path = self.export() if self.info.is_main else None
@@ -443,6 +471,50 @@ def training_visualisation(source: Tensor, driving: Tensor, generated: dict[str,
     columns.append(masks_to_color(cpu["mask"], size))
     grid = side_by_side(columns)
     return torch.cat(list(grid), dim=-2)
+
+
+def _load_problems(error: RuntimeError) -> str:
+    """The first problems of a failed ``load_state_dict`` (its first line only names the network)."""
+    lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+    shown = "; ".join(line if len(line) <= 200 else line[:197] + "..." for line in lines[:2])
+    return (shown or str(error)) + (f"; and {len(lines) - 2} more" if len(lines) > 2 else "")
+
+
+class _Stopped(Exception):
+    """Raised between steps after Ctrl-C or SIGTERM, so the checkpoint holds whole steps."""
+
+
+class _StopAtStepEnd:
+    """Ctrl-C and SIGTERM during training ask it to stop after the current step.
+
+    An interrupt in the middle of a step would save a state no uninterrupted run passes
+    through (batch-norm statistics of a half-done forward pass, a random stream drawn
+    from), and the resumed run would no longer match. A second interrupt stops at once,
+    without saving. Handlers can only be installed from the main thread; elsewhere an
+    interrupt stops at once, as before.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _ask(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def close(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    """Data loading workers leave interrupts to the training process (a terminal's Ctrl-C
+    reaches them too): they must still deliver the batch of the step being finished."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _multistep_at(optimizer: torch.optim.Optimizer, milestones: tuple[int, ...], epoch: int) -> MultiStepLR:

@@ -7,11 +7,15 @@ Nothing is downloaded: the user names the file.
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
+
+from ..checkpoint import CORRUPT_FILE_ERRORS
 
 # (in, out) per conv, "M" for max-pooling: torchvision's configuration "E", up to relu5_1.
 _LAYOUT: tuple[tuple[int, int] | str, ...] = (
@@ -47,10 +51,22 @@ class Vgg19Features(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"VGG19 weights not found: {path}")
-        if path.suffix == ".safetensors":
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            if path.suffix == ".safetensors":
+                state = load_file(str(path))
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, *CORRUPT_FILE_ERRORS) as exc:
+            if isinstance(exc, pickle.UnpicklingError):  # torch's text would suggest weights_only=False
+                reason = "not a torch weights file, or one holding Python objects besides tensors"
+            else:
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+            raise ValueError(
+                f"{path}: cannot be read as VGG19 weights ({reason}); pass torchvision's vgg19-dcbb9e9d.pth "
+                "or a safetensors copy of it (only tensors are loaded, never code)"
+            ) from None
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{path} is not a VGG19 weights file: it holds a {type(state).__name__}, not a state dict")
         features = {
             key.removeprefix("features."): value
             for key, value in state.items()
