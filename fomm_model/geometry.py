@@ -13,6 +13,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def inverse(matrices: Tensor) -> Tensor:
+    """``torch.inverse``, also for half and bfloat16 matrices (a half model's jacobians):
+    torch's linear algebra has no low-precision kernels, so those are inverted in float32."""
+    if matrices.dtype in (torch.float16, torch.bfloat16):
+        return torch.inverse(matrices.float()).to(matrices.dtype)
+    return torch.inverse(matrices)
+
+
 def make_coordinate_grid(
     height: int, width: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> Tensor:

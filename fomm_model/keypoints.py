@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .geometry import inverse
+
 
 @dataclass
 class Keypoints:
@@ -42,8 +44,16 @@ class Keypoints:
         return self.value.shape[0]
 
     def __getitem__(self, index: int | slice | Tensor | Sequence[int]) -> "Keypoints":
-        """Select frames; an integer keeps the frame axis (a batch of one)."""
+        """Select frames; an integer (Python, numpy or a 0-d tensor) keeps the frame axis (a
+        batch of one)."""
+        if isinstance(index, Tensor) and index.ndim == 0 and not index.is_floating_point() and index.dtype != torch.bool:
+            index = int(index)
+        elif isinstance(index, np.integer):
+            index = int(index)
         if isinstance(index, int):
+            frames = len(self)
+            if not -frames <= index < frames:
+                raise IndexError(f"keypoint frame {index} is out of range for {frames} frames")
             index = slice(index, index + 1 if index != -1 else None)
         return Keypoints(self.value[index], None if self.jacobian is None else self.jacobian[index])
 
@@ -159,7 +169,7 @@ def normalize_keypoints(
         if kp_source.jacobian is None or kp_driving_initial.jacobian is None:
             raise ValueError("relative jacobians need jacobians for the source and initial frames too")
         jacobian = torch.matmul(
-            torch.matmul(jacobian, torch.inverse(kp_driving_initial.jacobian)), kp_source.jacobian
+            torch.matmul(jacobian, inverse(kp_driving_initial.jacobian)), kp_source.jacobian
         )
     return Keypoints(value, jacobian)
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig, resolve_config
 from .geometry import warp
+from .images import check_pixels
 from .keypoints import Keypoints
 from .networks import KPDetector, MultiScaleDiscriminator, OcclusionAwareGenerator
 from .pipeline import Reference, animate_frames
@@ -77,18 +78,8 @@ class FirstOrderModel(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def check_images(self, images: Tensor, name: str = "images") -> None:
-        """Validate an (N, C, H, W) float batch, with messages that say what to change."""
-        if not isinstance(images, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
-        if images.ndim != 4 or images.shape[1] != self.config.num_channels:
-            raise ValueError(
-                f"{name} must be (N, {self.config.num_channels}, H, W) float in [0, 1], "
-                f"got shape {tuple(images.shape)}"
-            )
-        if images.shape[0] == 0:
-            raise ValueError(f"{name} is empty: give at least one frame")
-        if not images.is_floating_point():
-            raise ValueError(f"{name} must be floating point in [0, 1], got {images.dtype}; divide uint8 by 255")
+        """Validate an (N, C, H, W) float batch in [0, 1] of a size the model takes."""
+        check_pixels(images, name, self.config.num_channels)
         self.config.check_image_size(*images.shape[-2:])
 
     @torch.no_grad()

@@ -98,7 +98,7 @@ def animate_frames(
     None when the length of ``driving`` is unknown. The count is in frames: one step per
     generated frame, plus, with ``reference="best"``, one per frame of the search pass
     that runs first (``total`` is then twice the frame count, and the search is its first
-    half). Frames are float32 on the model's device.
+    half). Frames are in the model's dtype, on its device.
     """
     progress = _Progress(on_progress or _ignore_progress, frame_count(driving))
     stream = _stream(
@@ -177,9 +177,9 @@ def _stream(
     done = 0
     for frames in batches(driving, batch_size):
         progress.generated(done)
+        model.check_images(frames, "driving")
         with torch.inference_mode():
             frames = frames.to(model.device, model.dtype)
-            model.check_images(frames, "driving")
             kp_driving = (
                 model.kp_detector(frames) if kp_all is None else kp_all[done : done + len(frames)].to(model.device)
             )

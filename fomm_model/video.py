@@ -256,7 +256,9 @@ class VideoWriter:
     Use as a context manager. ``path`` with a video suffix (mp4, mov, mkv, avi, webm)
     gives a video file, a path without suffix a folder of ``frame_000000.png`` files.
     ``audio_from``: a video whose audio track is copied in when ffmpeg is available;
-    afterwards :attr:`audio` says what happened, in words.
+    afterwards :attr:`audio` says what happened, in words. Video files get even sides
+    (their codecs' 4:2:0 colour needs them; OpenCV would crop silently): an odd last row
+    or column is dropped, and :attr:`size` says what was written.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, audio_from: str | os.PathLike | None = None):
@@ -275,6 +277,7 @@ class VideoWriter:
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.audio = "not requested"
         self.frames_written = 0
+        self.size: tuple[int, int] | None = None  # (width, height) of the frames as written
         self._writer: cv2.VideoWriter | None = None
         self._temporary: Path | None = None
         self._staged: ExitStack | None = None  # renames the temporary into place, or removes it
@@ -299,9 +302,11 @@ class VideoWriter:
             if self.is_folder:
                 cv2.imwrite(str(self._temporary / f"frame_{self.frames_written:06d}.png"), image)
             else:
+                image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
                 if self._writer is None:
                     self._writer = self._open(image.shape[1], image.shape[0])
                 self._writer.write(image)
+            self.size = (image.shape[1], image.shape[0])
             self.frames_written += 1
 
     def _open(self, width: int, height: int) -> cv2.VideoWriter:

@@ -63,6 +63,11 @@ def test_gif_folder_and_still_drivers(files, tmp_path: Path, capsys: pytest.Capt
     assert "4 frames, 128x96, 6 fps" in capsys.readouterr().out
     assert animate(files, str(folder / "source.png"), str(folder / "frames" / "001.jpg"), "-o", str(tmp_path / "one.png")) == 0
     assert read_image(tmp_path / "one.png").shape == (3, 96, 128)
+    assert f"wrote {tmp_path / 'one.png'} (128x96)" in capsys.readouterr().out
+    write_image(tmp_path / "odd.png", smooth_frames(1, (97, 129), seed=3)[0])
+    assert animate(files, str(tmp_path / "odd.png"), str(folder / "frames"), "-o", str(tmp_path / "odd.mp4")) == 0
+    assert "4 frames, 128x96, 25 fps; video sides must be even" in capsys.readouterr().out
+    assert read_video(tmp_path / "odd.mp4").info.size == (96, 128)
 
 
 def test_motion_options_change_the_result(files, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -73,3 +73,14 @@ def test_motion_reads_folders_and_finds_the_best_reference(media, tmp_path, caps
     assert printed[0] == "progress motion 0 8" and printed[-2] == "progress motion 8 8"  # search pass + frames
     motion = read_motion(out)
     assert motion.num_frames == 4 and motion.fps == 12.0 and motion.options.reference_frame == 3
+
+
+@pytest.mark.parametrize("command", ["animate", "motion"])
+@pytest.mark.parametrize("device", ["cuda:99", "gpu"])
+def test_an_unusable_device_is_one_line(media, tmp_path, capsys, command, device) -> None:
+    """A device this torch lacks (no CUDA build, no such GPU, a misspelt name)."""
+    source, driving = media
+    out = tmp_path / ("out.mp4" if command == "animate" else "out.fomm.json")
+    assert cli([command, str(source), str(driving), "-o", str(out), "--device", device]) == 1
+    assert f"--device {device} cannot be used" in one_line_error(capsys, command)
+    assert not out.exists()

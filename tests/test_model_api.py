@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 import fomm_model as fm
+from fomm_model.pipeline import animate_frames
 
 SMALL = fm.ModelConfig(
     kp_detector=fm.KeypointDetectorConfig(block_expansion=8, max_features=32, num_blocks=3, scale_factor=0.5),
@@ -97,6 +100,33 @@ def test_input_errors(model: fm.FirstOrderModel) -> None:
         model.detect_keypoints(torch.zeros(1, 3, 64, 96, dtype=torch.uint8))
     with pytest.raises(ValueError, match="one source"):
         model.animate(torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96))
+    with pytest.raises(ValueError, match=r"from 0\.\d+ to 2\d\d; .*divide 0-255 values by 255"):
+        model.detect_keypoints(torch.rand(1, 3, 64, 96) * 255)
+    with pytest.raises(ValueError, match="NaN"):
+        model.detect_keypoints(torch.full((1, 3, 64, 96), float("nan")))
+    with pytest.raises(TypeError, match=r"got ndarray; .*to_tensor"):
+        model.detect_keypoints(torch.rand(1, 3, 64, 96).numpy())
+
+
+def test_streaming_refuses_8_bit_frames_before_converting_them(model: fm.FirstOrderModel) -> None:
+    """animate_frames converts driving frames to the model's dtype: an 8-bit frame must be
+    refused first, not turned into 0-255 floats."""
+    source, driving = torch.rand(1, 3, 64, 96), torch.rand(2, 3, 64, 96)
+    with pytest.raises(ValueError, match="driving must be floating point.*uint8"):
+        list(animate_frames(model, source, (driving * 255).byte()))
+    with pytest.raises(ValueError, match="driving has values from"):
+        list(animate_frames(model, source, [frame * 255 for frame in driving]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_low_precision_model_animates(model: fm.FirstOrderModel, dtype: torch.dtype) -> None:
+    """Half models invert their jacobians in float32 (torch has no half linear algebra)."""
+    source, driving = torch.rand(1, 3, 64, 96), torch.rand(3, 3, 64, 96)
+    low = copy.deepcopy(model).to(dtype)
+    frames = low.animate(source, driving)
+    assert frames.dtype == dtype
+    tolerance = 0.01 if dtype == torch.float16 else 0.05
+    assert (frames.float() - model.animate(source, driving)).abs().max() < tolerance
 
 
 def test_keypoints_from_other_model_are_rejected(model: fm.FirstOrderModel) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from animation_helpers import animation_model, frame_size, smooth_frames
@@ -361,3 +362,15 @@ def test_keypoint_spread_is_the_mean_distance_from_the_centroid_in_frame_sizes()
     assert spreads.shape == (2,)
     assert spreads[0].item() == pytest.approx(0.25)
     assert spreads[1].item() == pytest.approx(0.0025)
+
+
+def test_keypoint_frames_are_picked_by_any_integer_and_checked() -> None:
+    kp = fm.Keypoints(torch.rand(3, 4, 2), torch.rand(3, 4, 2, 2))
+    for index in (1, np.int64(1), torch.tensor(1)):
+        picked = kp[index]
+        assert len(picked) == 1 and torch.equal(picked.value, kp.value[1:2]) and torch.equal(picked.jacobian, kp.jacobian[1:2])
+    assert torch.equal(kp[-1].value, kp.value[2:]) and torch.equal(kp[-3].value, kp.value[:1])
+    for outside in (3, -4, np.int64(5)):
+        with pytest.raises(IndexError, match=f"keypoint frame {outside} is out of range for 3 frames"):
+            kp[outside]
+    assert len(kp[torch.tensor([0, 2])]) == 2 and len(kp[1:]) == 2

@@ -40,6 +40,19 @@ def test_video_round_trip_keeps_frames_and_fps(tmp_path: Path, frames: torch.Ten
     assert len(video) == 6 and len(list(video)) == 6  # re-iterable
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".avi", ".webm", ""])
+def test_odd_sides_are_made_even_in_videos_and_kept_in_frame_folders(tmp_path: Path, suffix: str) -> None:
+    """4:2:0 video needs even sides: the writer drops the odd last row and column itself
+    (the same on every OpenCV build) and says so in ``size``; PNG frames keep every pixel."""
+    frames = smooth_frames(3, (49, 65), seed=2)
+    with VideoWriter(tmp_path / f"odd{suffix}", 10) as writer:
+        writer.write(frames)
+    read = torch.stack(list(read_video(tmp_path / f"odd{suffix}")))
+    expected = (48, 64) if suffix else (49, 65)
+    assert writer.size == expected[::-1] and tuple(read.shape[-2:]) == expected
+    assert (read - frames[..., : expected[0], : expected[1]]).abs().mean() < 0.03  # cropped, not rescaled
+
+
 def test_gif_written_by_pillow_is_a_video(tmp_path: Path, frames: torch.Tensor) -> None:
     images = [Image.fromarray((f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for f in frames]
     images[0].save(tmp_path / "clip.gif", save_all=True, append_images=images[1:], duration=100, loop=0)

@@ -7,10 +7,13 @@ A subcommand module defines ``register(subparsers)``, which adds its parser and 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import os
 import signal
 import sys
 import threading
+import warnings
 from typing import Sequence
 
 from .. import __version__
@@ -31,11 +34,18 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 
 
 def chosen_device(args: argparse.Namespace) -> str:
-    if args.device:
-        return args.device
+    """``--device`` checked by allocating on it, so a device this torch lacks is one clear line."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not args.device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.empty(0, device=args.device)
+    except (RuntimeError, AssertionError) as exc:
+        seen = ", ".join(["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())])
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--device {args.device} cannot be used ({reason}); this torch sees: {seen}") from None
+    return args.device
 
 
 def reference_frame(text: str) -> str | int:
@@ -72,7 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(_show_warning, args.command)
+            return int(args.func(args) or 0)
+    except BrokenPipeError:  # `fomm info x | head`: the reader has gone; leave quietly like other tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (UserError, CheckpointError, ConfigError, ValueError) as exc:
         print(f"fomm {args.command}: error: {exc}", file=sys.stderr)
         return 1
@@ -82,6 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fomm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(command: str, message: Warning | str, *_: object, **__: object) -> None:
+    """Library warnings as one line of the command's own, not Python's file:line form."""
+    print(f"fomm {command}: warning: {message}", file=sys.stderr)
 
 
 def _interrupt(signum: int, frame: object) -> None:

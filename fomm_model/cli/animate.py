@@ -159,8 +159,18 @@ def run_animate(args: argparse.Namespace) -> int:
     if args.reference == "best" and references:
         _say(args, f"best reference frame: {references.pop()}")
     height, width = source.shape[-2:]
-    count = 1 if writer is None else writer.frames_written
-    print(f"wrote {output} ({count} frames, {width}x{height}, {driving.info.fps:g} fps)")
+    if writer is None:
+        print(f"wrote {output} ({width}x{height})")
+    else:
+        count, (written_width, written_height) = writer.frames_written, writer.size or (width, height)
+        note = ""
+        if (written_width, written_height) != (width, height):
+            note = (
+                f"; video sides must be even, so the last odd row/column of the {width}x{height} result was dropped "
+                "(an output name without suffix writes PNG frames at full size)"
+            )
+        plural = "" if count == 1 else "s"
+        print(f"wrote {output} ({count} frame{plural}, {written_width}x{written_height}, {driving.info.fps:g} fps{note})")
     if writer is not None and not writer.is_folder and not driving.is_still:
         print(writer.audio)
     if visualization is not None:

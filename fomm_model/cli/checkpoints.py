@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(.safetensors, or .pth.tar for the original layout). Tensors are copied bit for bit; "
         "the config (given, stored, or inferred from the tensors) is stored in safetensors headers.",
     )
-    convert.add_argument("input", help="checkpoint to read (.pth.tar, .pth or .safetensors)")
+    convert.add_argument("input", help='checkpoint to read (.pth.tar, .pth or .safetensors), a training run folder, or "default"')
     convert.add_argument("output", help="file to write (.safetensors or .pth.tar)")
     convert.add_argument("--config", help="preset name or YAML config (default: inferred from the tensors)")
     convert.add_argument("--inference-only", action="store_true", help="leave out the discriminator (only training uses it)")
@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     config = resolve_config(args.config) if args.config else None
-    out = convert_checkpoint(args.input, args.output, config, inference_only=args.inference_only, half=args.half)
+    source = resolve_checkpoint_path(args.input)
+    out = convert_checkpoint(source, args.output, config, inference_only=args.inference_only, half=args.half)
     print(f"wrote {out}")
     return 0
 

@@ -8,7 +8,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from ..config import DenseMotionConfig
-from ..geometry import keypoint_heatmaps, make_coordinate_grid, warp
+from ..geometry import inverse, keypoint_heatmaps, make_coordinate_grid, warp
 from ..keypoints import Keypoints
 from .antialias import AntiAliasInterpolation2d
 from .blocks import Hourglass
@@ -60,7 +60,7 @@ class DenseMotionNetwork(nn.Module):
         if kp_driving.jacobian is not None:
             if kp_source.jacobian is None:
                 raise ValueError("driving keypoints have jacobians but the source keypoints do not")
-            affine = torch.matmul(kp_source.jacobian, torch.inverse(kp_driving.jacobian))
+            affine = torch.matmul(kp_source.jacobian, inverse(kp_driving.jacobian))
             offsets = torch.matmul(affine[:, :, None, None], offsets.unsqueeze(-1)).squeeze(-1)
         driving_to_source = offsets + kp_source.value[:, :, None, None, :]
         identity = repeat(grid, "h w c -> b 1 h w c", b=batch)
