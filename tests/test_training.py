@@ -203,6 +203,8 @@ def test_torchrun_two_processes_gloo(data: Path, config_path: Path, tmp_path: Pa
                "--max-steps", "3", "--workers", "0", "--device", "cpu", "--vis-every", "0", "--no-progress"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert said.count("no VGG19 weights given") == 1 and "deprecated" not in said, said  # notes once, no torch noise
     state = torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)["fomm_training"]
     assert state["world_size"] == 2 and state["step"] == 3 and len(state["rng"]) == 2
     # batch norm statistics were synchronised: running stats changed from their initial values

@@ -8,8 +8,11 @@ original layout — networks, optimizers, epoch — plus the loop's position), `
 from __future__ import annotations
 
 import bisect
+import contextlib
 import csv
 import dataclasses
+import inspect
+import logging
 import math
 import random
 import signal
@@ -18,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -111,6 +114,22 @@ class Trainer:
         self.model.to(self.info.device).train()
 
         params = run.train
+        if options.data_dir is not None:
+            # Recorded in the run's config.yaml, so that --resume finds the same data.
+            data_dir = str(Path(options.data_dir).resolve())  # absolute: --resume may run from elsewhere
+            self.run = run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, root_dir=data_dir))
+        with _data_warnings_from_the_main_process_only(self.info.is_main):  # every process probes the same videos
+            frames = FramesDataset(run.dataset, is_train=True, random_seed=self.seed)
+        self.dataset = DatasetRepeater(frames, params.num_repeats)
+        self.sampler = distributed.ResumableSampler(
+            len(self.dataset), seed=self.seed, rank=self.info.rank, world_size=self.info.world_size
+        )
+        self.steps_per_epoch = self.sampler.per_process() // params.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"batch_size {params.batch_size} is larger than the {self.sampler.per_process()} training items "
+                f"per process (dataset of {len(self.dataset)} items with num_repeats); lower batch_size"
+            )
         betas = (0.5, 0.999)
         self.optimizers = {
             "generator": torch.optim.Adam(self.model.generator.parameters(), lr=params.lr_generator, betas=betas),
@@ -135,25 +154,11 @@ class Trainer:
                 + [f"discriminator.{name}" for name, _ in self.model.discriminator.named_buffers()],
             )
             ids = [self.info.device.index] if self.info.device.type == "cuda" else None
-            generator_objective = DistributedDataParallel(generator_objective, device_ids=ids, broadcast_buffers=False)
-            discriminator_objective = DistributedDataParallel(discriminator_objective, device_ids=ids, broadcast_buffers=False)
+            generator_objective = _data_parallel(generator_objective, ids)
+            discriminator_objective = _data_parallel(discriminator_objective, ids)
         self.generator_objective: nn.Module = generator_objective
         self.discriminator_objective: nn.Module = discriminator_objective
 
-        if options.data_dir is not None:
-            # Recorded in the run's config.yaml, so that --resume finds the same data.
-            data_dir = str(Path(options.data_dir).resolve())  # absolute: --resume may run from elsewhere
-            self.run = run = dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, root_dir=data_dir))
-        self.dataset = DatasetRepeater(FramesDataset(run.dataset, is_train=True, random_seed=self.seed), params.num_repeats)
-        self.sampler = distributed.ResumableSampler(
-            len(self.dataset), seed=self.seed, rank=self.info.rank, world_size=self.info.world_size
-        )
-        self.steps_per_epoch = self.sampler.per_process() // params.batch_size
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"batch_size {params.batch_size} is larger than the {self.sampler.per_process()} training items "
-                f"per process (dataset of {len(self.dataset)} items with num_repeats); lower batch_size"
-            )
         if resumed is not None:
             self._resume(resumed)
         # Without the GAN loss the discriminator's optimizer never steps (it is kept for the
@@ -471,6 +476,29 @@ def training_visualisation(source: Tensor, driving: Tensor, generated: dict[str,
     columns.append(masks_to_color(cpu["mask"], size))
     grid = side_by_side(columns)
     return torch.cat(list(grid), dim=-2)
+
+
+def _data_parallel(module: nn.Module, device_ids: list[int] | None) -> DistributedDataParallel:
+    """DDP without a buffer broadcast before every forward pass: batch norm statistics are
+    synchronised by the layer itself, and the processes start from the same buffers (one
+    seed, or one checkpoint). torch 2.13 renamed the switch."""
+    parameters = inspect.signature(DistributedDataParallel).parameters
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in parameters else {"broadcast_buffers": False}
+    return DistributedDataParallel(module, device_ids=device_ids, **no_sync)
+
+
+@contextlib.contextmanager
+def _data_warnings_from_the_main_process_only(is_main: bool) -> Iterator[None]:
+    """Every process reads the dataset folder; its warnings (files skipped, frames resized)
+    are said once."""
+    logger = logging.getLogger(FramesDataset.__module__)
+    level = logger.level
+    if not is_main:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _load_problems(error: RuntimeError) -> str:
