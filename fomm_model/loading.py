@@ -31,11 +31,11 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
             )
         return default
     path = Path(path)
-    if path.is_dir():  # a training run's folder: its latest weights (a resumed run's checkpoint is newer than its model)
-        files = [path / name for name in (MODEL_NAME, CHECKPOINT_NAME) if (path / name).is_file()]
-        if not files:
-            raise CheckpointError(f"{path} is a folder without a checkpoint: give a file, or a `fomm train` run folder")
-        return max(files, key=lambda file: file.stat().st_mtime_ns)
+    if path.is_dir():  # a training run's folder: its checkpoint, always the latest state (the model is the last end's)
+        for name in (CHECKPOINT_NAME, MODEL_NAME):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} is a folder without a checkpoint: give a file, or a `fomm train` run folder")
     return path
 
 

@@ -176,7 +176,9 @@ class DenseMotion(io.ComfyNode):
         masks = torch.cat([p["mask"] for p in parts])
         occlusion = torch.cat([p["occlusion_map"] for p in parts]) if "occlusion_map" in parts[0] else None
         rest = None if occlusion is None else rest_occlusion(fomm, fitted, kp_source)
-        flow = FlowData(deformation, occlusion, masks, framing, model.key, None if rest is None else rest.to("cpu", torch.float32))
+        if rest is not None:
+            rest = rest.to("cpu", torch.float32)
+        flow = FlowData(deformation, occlusion, masks, framing, model.key, rest)
         visible = torch.ones(len(flow), *framing.input_size, device=output_device())
         if occlusion is not None:  # at the source's size: filled a chunk at a time, never held twice
             for start in range(0, len(flow), batch_size):
@@ -203,7 +205,8 @@ class Generate(io.ComfyNode):
                     "occlusion",
                     optional=True,
                     tooltip="Optional replacement occlusion (1 = source visible), at the source's size, one per "
-                    "frame or one for all. Unconnected: the flow's own occlusion is used.",
+                    "frame or one for all. Unconnected: the flow's own occlusion is used. With full_resolution the "
+                    "blend weight is it divided by the source's occlusion at rest (clamped to 1), as for the flow's own.",
                 ),
                 full_resolution_input(),
                 batch_size_input(),

@@ -342,6 +342,7 @@ def test_datasets_with_nothing_to_learn_are_refused(tmp_path):
     write_folder(single / "clip", make_frames(3))
     with pytest.raises(VideoReadError, match=r"holds a single video \(clip\); the 80/20 split needs several"):
         FramesDataset(params(single), is_train=True)
+    assert FramesDataset(params(single), is_train=False).names == ["clip"]  # but fomm reconstruct scores it
     # --data naming one video's folder of frames: each frame a one-frame "strip"
     frames = tmp_path / "frames"
     write_folder(frames, make_frames(8))

@@ -86,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = functools.partial(_show_warning, args.command)
             return int(args.func(args) or 0)
     except BrokenPipeError:  # `fomm info x | head`: the reader has gone; leave quietly like other tools
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if sys.stdout is sys.__stdout__:  # so that the interpreter's last flush does not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except (UserError, CheckpointError, ConfigError, ValueError) as exc:
         print(f"fomm {args.command}: error: {exc}", file=sys.stderr)

@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from ..checkpoint import CHECKPOINT_NAME
     from ..training.config import RunConfig
-    from ..training.trainer import Trainer, TrainingOptions
+    from ..training.trainer import Trainer, TrainingOptions, no_run_to_resume
 
     for option in ("max_steps", "save_every"):
         value = getattr(args, option)
@@ -62,8 +62,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
     if args.vis_every < 0 or args.workers < 0:
         raise UserError("--vis-every and --workers cannot be negative")
-    if args.resume and not (args.out / CHECKPOINT_NAME).is_file():
-        raise UserError(f"--resume: no run to resume in {args.out} (no {CHECKPOINT_NAME}); start it without --resume")
+    if args.resume and not (args.out / CHECKPOINT_NAME).is_file():  # before its config.yaml is looked for
+        raise UserError(no_run_to_resume(args.out))
     config = args.config
     if config is None:
         if not args.resume:

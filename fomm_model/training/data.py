@@ -221,7 +221,8 @@ def _video_entries(folder: Path) -> list[Path]:
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         log.warning("%s: ignoring %d file(s) that are not videos: %s", folder, len(others), shown)
-    return [p for p in entries if p.name not in set(others)]
+    skipped = set(others)
+    return [p for p in entries if p.name not in skipped]
 
 
 def train_test_split(names: Sequence[str], random_seed: int, test_fraction: float = 0.2) -> tuple[list[str], list[str]]:
@@ -267,7 +268,7 @@ class FramesDataset(Dataset):
         else:
             folder = root
             entries = _video_entries(root)
-            if len(entries) == 1:
+            if is_train and len(entries) == 1:
                 raise VideoReadError(
                     f"{root} holds a single video ({entries[0].name}); the 80/20 split needs several, "
                     "or put videos in train/ and test/ subfolders"

@@ -209,7 +209,7 @@ class Trainer:
     def _read_resume_checkpoint(self) -> dict[str, Any]:
         path = self.out_dir / CHECKPOINT_NAME
         if not path.is_file():
-            raise ValueError(f"--resume: no run to resume in {self.out_dir} (no {CHECKPOINT_NAME}); start it without --resume")
+            raise ValueError(no_run_to_resume(self.out_dir))
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def _choose_seed(self, resumed: dict[str, Any] | None) -> int:
@@ -289,7 +289,7 @@ class Trainer:
         )
         last: dict[str, float] = {}
         started = time.monotonic()
-        stop = _StopAtStepEnd()
+        stop = _StopAtStepEnd(announce=self.info.is_main)
         try:
             while self.epoch < params.num_epochs and self.step < total:
                 self.sampler.set_position(self.epoch, self.epoch_items)
@@ -328,7 +328,10 @@ class Trainer:
             self._say(f"interrupted at step {self.step}; continue with --resume")
             raise KeyboardInterrupt from None
         except KeyboardInterrupt:
-            self._say(f"stopped at once, mid-step: continue with --resume from the last checkpoint (every {self.options.save_every} steps)")
+            if (self.out_dir / CHECKPOINT_NAME).is_file():
+                self._say(f"stopped at once, mid-step: --resume continues from the last checkpoint (saved every {self.options.save_every} steps)")
+            else:
+                self._say("stopped at once, mid-step, before any checkpoint was saved")
             raise
         finally:
             stop.close()
@@ -478,6 +481,10 @@ def training_visualisation(source: Tensor, driving: Tensor, generated: dict[str,
     return torch.cat(list(grid), dim=-2)
 
 
+def no_run_to_resume(out_dir: Path) -> str:
+    return f"--resume: no run to resume in {out_dir} (no {CHECKPOINT_NAME}); start it without --resume"
+
+
 def _data_parallel(module: nn.Module, device_ids: list[int] | None) -> DistributedDataParallel:
     """DDP without a buffer broadcast before every forward pass: batch norm statistics are
     synchronised by the layer itself, and the processes start from the same buffers (one
@@ -522,8 +529,9 @@ class _StopAtStepEnd:
     interrupt stops at once, as before.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, announce: bool) -> None:
         self.requested = False
+        self.announce = announce
         self.previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             self.previous = {sig: signal.signal(sig, self._ask) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -532,6 +540,8 @@ class _StopAtStepEnd:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        if self.announce:
+            print("\nfomm train: stopping after this step (interrupt again to stop at once, unsaved)", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         for sig, handler in self.previous.items():
