@@ -50,7 +50,7 @@ def warn_if_slow(device: torch.device, precision: str) -> None:
     if not has_native_support(device, precision):
         warnings.warn(
             f"{precision} is emulated on this {device.type} (no native support), so it is much slower "
-            "than fp32; use precision='fp32' here",
+            "than fp32; use fp32 here",
             stacklevel=4,  # warn_if_slow <- pipeline._stream <- animate_frames/animate_batches <- caller
         )
 
