@@ -31,7 +31,7 @@ def check_pixels(images: Tensor, name: str, num_channels: int | None = None) -> 
         raise ValueError(f"{name} is empty: give at least one frame")
     if not images.is_floating_point():
         raise ValueError(f"{name} must be floating point in [0, 1], got {images.dtype}; divide uint8 by 255")
-    low, high = (value.item() for value in torch.aminmax(images))
+    low, high = torch.stack(torch.aminmax(images)).tolist()  # one device sync for both
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} contains NaN or infinite values")
     if low < _LOWEST or high > _HIGHEST:

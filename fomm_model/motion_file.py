@@ -44,6 +44,7 @@ from . import __version__
 from .checkpoint import atomic_dir, atomic_path
 from .framing import FIT_MODES, fit, resize
 from .geometry import make_coordinate_grid
+from .images import check_pixels
 from .keypoints import Keypoints, movement_scale
 from .model import FirstOrderModel
 from .pipeline import MotionOptions as PipelineOptions
@@ -242,8 +243,8 @@ def compute_motion(
 def _fitted(driving: Tensor | Iterable[Tensor], size: tuple[int, int], framing: str, batch_size: int) -> Iterable[Tensor]:
     """Driving frames fitted to the model's frame size as they are read (re-iterable when
     the frames are: the pipeline reads them twice for a reference other than the first)."""
-    if isinstance(driving, Tensor):
-        driving = _as_batch(driving, "driving")
+    if isinstance(driving, Tensor) and driving.ndim == 3:
+        driving = driving[None]
 
     def prepare(chunk: Tensor) -> Tensor:
         return fit(_as_batch(chunk, "driving").float().clamp(0, 1), size, framing)[0]  # type: ignore[arg-type]
@@ -351,11 +352,9 @@ def _fit_source(source: Tensor, size: tuple[int, int], framing: str, texture_siz
 
 
 def _as_batch(images: Tensor, name: str) -> Tensor:
-    if not isinstance(images, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
-    batch = images.unsqueeze(0) if images.ndim == 3 else images
-    if batch.ndim != 4 or batch.shape[1] != 3:
-        raise ValueError(f"{name} must be (N, 3, H, W) or (3, H, W) float in [0, 1], got {tuple(images.shape)}")
+    """(3, H, W) or (N, 3, H, W) pixels as a batch, checked before anything converts them."""
+    batch = images.unsqueeze(0) if isinstance(images, Tensor) and images.ndim == 3 else images
+    check_pixels(batch, name, 3)
     return batch
 
 

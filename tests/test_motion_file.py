@@ -175,6 +175,19 @@ def test_zero_order_model_writes_null_jacobians(tmp_path, inputs) -> None:
     assert read_motion(tmp_path / "z.json").motion.jacobian is None
 
 
+def test_8_bit_and_0_255_pixels_are_refused_not_clamped_white(model, inputs) -> None:
+    """The source and driving frames are converted and clamped for fitting: an 8-bit or a
+    0-255 picture must be refused before that, not turned white."""
+    source, driving = inputs
+    with pytest.raises(ValueError, match="source must be floating point.*uint8"):
+        compute_motion(model, (source * 255).byte(), driving)
+    with pytest.raises(ValueError, match="source has values from .* to 2\\d\\d"):
+        compute_motion(model, source * 255, driving)
+    with pytest.raises(ValueError, match="driving must be floating point.*uint8"):
+        compute_motion(model, source, (driving * 255).byte())
+    with pytest.raises(ValueError, match="driving has values from"):
+        compute_motion(model, source, [frame * 255 for frame in driving])
+
 def test_reference_frame_and_absolute_mode(model, inputs) -> None:
     source, driving = inputs
     relative = compute_motion(model, source, driving, reference=3, adapt_scale=False)
