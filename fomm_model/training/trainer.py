@@ -177,8 +177,11 @@ class Trainer:
         if self.options.vgg_weights is None:
             self._say(
                 "no VGG19 weights given (--vgg): the perceptual loss falls back to an L1 loss on the "
-                "image pyramid's pixels. Training works but results are blurrier; pass torchvision's "
-                "ImageNet vgg19 weights (vgg19-dcbb9e9d.pth) or a safetensors copy for the original loss."
+                "image pyramid's pixels. Training works but results are blurrier, and this loss is so much "
+                "smaller that the equivariance weights count some 60x more than in the original, which "
+                "pulls the keypoints together (kp_spread falls; equivariance weights near 0.2 restore the "
+                "balance). Pass torchvision's ImageNet vgg19 weights (vgg19-dcbb9e9d.pth) or a safetensors "
+                "copy for the original loss."
             )
             return None
         return Vgg19Features.from_file(self.options.vgg_weights).to(self.info.device)
