@@ -26,7 +26,9 @@ class PerceptualLoss(nn.Module):
 
     Without ImageNet VGG19 weights (they cannot be downloaded at run time) the loss falls
     back to L1 on the pixels of each pyramid level, weighted by the first perceptual
-    weight; that still trains, but gives blurrier results than the perceptual loss.
+    weight; that still trains, but gives blurrier results than the perceptual loss. It is
+    also some 60x smaller than the VGG19 loss, so the equivariance weights of the original
+    configs weigh that much more against it (README: "Why the keypoints collapse").
     """
 
     def __init__(self, weights: tuple[float, ...], vgg: Vgg19Features | None):
