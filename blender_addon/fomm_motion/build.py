@@ -60,7 +60,7 @@ class ImportSettings:
     upright: bool = True  # stand in the XZ plane facing -Y (front view); else lie in XY
     emission: bool = True  # unlit (shows the image's colours exactly) or Principled BSDF
     frame_start: int = 1
-    set_scene: bool = True  # set the scene's fps and frame range to the motion's
+    set_scene: bool = True  # set the scene's fps and frame range to the motion's; else retime to the scene's fps
 
 
 class ImportFailed(Exception):
@@ -130,6 +130,7 @@ def import_motion(context: bpy.types.Context, data: MotionData, settings: Import
     """Build the plane (and rig or cache) for ``data``; on any error nothing is left behind."""
     _check_settings(data, settings)
     scene = context.scene
+    timing = Timing.of(scene, data.fps, settings)
     with SceneGuard(scene) as guard:
         frame = PlaneFrame.for_image(data.width, data.height, data.align_corners, settings.height)
         collection = bpy.data.collections.new(f"FOMM {data.name}")
@@ -138,15 +139,15 @@ def import_motion(context: bpy.types.Context, data: MotionData, settings: Import
         mesh = _plane_mesh(f"FOMM {data.name}", grid_mesh(frame, settings.subdivisions))
         material = _material(f"FOMM {data.name}", image, settings.emission)
         if settings.texture == "FRAMES":
-            _play_sequence(material, data.frames, settings.frame_start)
+            _play_sequence(material, data.frames, timing)
         mesh.materials.append(material)
         plane = bpy.data.objects.new(f"FOMM {data.name}", mesh)
         collection.objects.link(plane)
         rig = None
         if settings.deform == "RIG":
-            rig = _build_rig(context, collection, plane, frame, data, settings)
+            rig = _build_rig(context, collection, plane, frame, data, settings, timing)
         elif settings.deform == "FLOW_CACHE":
-            _bake_flow_cache(plane, frame, data, settings, guard)
+            _bake_flow_cache(plane, frame, data, timing, guard)
         root = rig or plane
         root.location = tuple(scene.cursor.location)
         root.rotation_euler = (math.pi / 2, 0.0, 0.0) if settings.upright else (0.0, 0.0, 0.0)
@@ -158,6 +159,33 @@ def import_motion(context: bpy.types.Context, data: MotionData, settings: Import
         context.view_layer.objects.active = root
         scene.frame_set(scene.frame_current)
     return ImportResult(collection, plane, rig)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Where motion frame ``t`` lands in the scene: ``start + t * step``.
+
+    With Set Scene Timing the scene takes the motion's frame rate and ``step`` is 1. Without
+    it the motion keeps its real speed in the scene's frame rate (as Blender's BVH importer
+    scales its keys): a 12 fps motion in a 24 fps scene puts its frames 2 scene frames apart.
+    """
+
+    start: int
+    step: float
+
+    @staticmethod
+    def of(scene: bpy.types.Scene, motion_fps: float, settings: ImportSettings) -> "Timing":
+        scene_fps = scene.render.fps / scene.render.fps_base
+        step = 1.0 if settings.set_scene or math.isclose(scene_fps, motion_fps, rel_tol=1e-6) else scene_fps / motion_fps
+        return Timing(settings.frame_start, step)
+
+    def scene_frames(self, count: int) -> np.ndarray:
+        return self.start + self.step * np.arange(count, dtype=np.float64)
+
+    def motion_frame(self, scene_frame: np.ndarray) -> np.ndarray:
+        """The motion frame (0-based) a still image shows at each scene frame: the last one
+        that has started, so frames are held (slower scene) or skipped (faster scene)."""
+        return np.floor((scene_frame - self.start) / self.step + 1e-6).astype(np.int64)
 
 
 def _check_settings(data: MotionData, settings: ImportSettings) -> None:
@@ -253,18 +281,36 @@ def _material(name: str, image: bpy.types.Image, emission: bool) -> bpy.types.Ma
     return material
 
 
-def _play_sequence(material: bpy.types.Material, frames: FrameSequence, frame_start: int) -> None:
-    """Show generated frame 1 at scene frame ``frame_start``, the next on the next, and so on."""
-    user = material.node_tree.nodes.active.image_user
-    user.frame_duration = frames.count
-    user.frame_start = frame_start
-    user.frame_offset = frames.first_number - 1
+def _play_sequence(material: bpy.types.Material, frames: FrameSequence, timing: Timing) -> None:
+    """Show generated frame 1 at scene frame ``timing.start``, the next ``timing.step``
+    frames later, and so on.
+
+    An image sequence shows file ``scene frame - frame_start + 1 + frame_offset``, one per
+    scene frame; when the scene runs at another rate the offset is keyed on every scene frame
+    (constant interpolation) so that each shows the motion frame due then.
+    """
+    texture = material.node_tree.nodes.active
+    user = texture.image_user
+    user.frame_start = timing.start
     user.use_auto_refresh = True
     user.use_cyclic = False
+    if timing.step == 1.0:
+        user.frame_duration = frames.count
+        user.frame_offset = frames.first_number - 1
+        return
+    span = math.ceil((frames.count - 1) * timing.step - 1e-6) + 1  # scene frames until the last motion frame
+    user.frame_duration = span
+    elapsed = np.arange(span, dtype=np.float64)
+    shown = np.minimum(timing.motion_frame(timing.start + elapsed), frames.count - 1)
+    offsets = frames.first_number + shown - (elapsed + 1)
+    channels = _Channels(material.node_tree, f"FOMM {material.name} Frames")
+    channels.add(f'nodes["{texture.name}"].image_user.frame_offset', 0, timing.start + elapsed, offsets, "Frames", _CONSTANT)
 
 
 # ------------------------------------------------------------------------------ rig
-def _build_rig(context, collection, plane, frame: PlaneFrame, data: MotionData, settings: ImportSettings) -> bpy.types.Object:
+def _build_rig(
+    context, collection, plane, frame: PlaneFrame, data: MotionData, settings: ImportSettings, timing: Timing
+) -> bpy.types.Object:
     armature = bpy.data.armatures.new(f"FOMM {data.name} Rig")
     armature.display_type = "OCTAHEDRAL"
     rig = bpy.data.objects.new(f"FOMM {data.name} Rig", armature)
@@ -289,7 +335,7 @@ def _build_rig(context, collection, plane, frame: PlaneFrame, data: MotionData, 
 
     track = data.motion if settings.motion == "FILE" else data.driving
     pose = bone_pose(frame, data.source_points, data.source_jacobians, track.points, track.jacobians, pivots)
-    _key_pose(rig, pose, settings.frame_start)
+    _key_pose(rig, pose, timing.scene_frames(pose.location.shape[0]))
     return rig
 
 
@@ -338,8 +384,7 @@ def _assign_weights(plane: bpy.types.Object, weights: np.ndarray, names: list[st
     mesh.update()
 
 
-def _key_pose(rig: bpy.types.Object, pose: BonePose, frame_start: int) -> None:
-    frames = frame_start + np.arange(pose.location.shape[0], dtype=np.float64)
+def _key_pose(rig: bpy.types.Object, pose: BonePose, frames: np.ndarray) -> None:
     channels = _Channels(rig, f"FOMM {rig.name}")
     for k in range(pose.location.shape[1]):
         control, shear = f'pose.bones["{control_bone(k)}"]', f'pose.bones["{shear_bone(k)}"]'
@@ -375,7 +420,7 @@ class _Channels:
             strip = layer.strips[0] if layer.strips else layer.strips.new(type="KEYFRAME")
             self.bag = strip.channelbag(slot, ensure=True)
 
-    def add(self, data_path: str, index: int, frames: np.ndarray, values: np.ndarray, group: str) -> None:
+    def add(self, data_path: str, index: int, frames: np.ndarray, values: np.ndarray, group: str, interpolation: int | None = None) -> None:
         curve = self.bag.fcurves.new(data_path, index=index)
         if group not in self.groups:
             self.groups[group] = self.bag.groups.new(group)
@@ -383,15 +428,16 @@ class _Channels:
         points = curve.keyframe_points
         points.add(len(frames))
         points.foreach_set("co", np.column_stack([frames, values]).astype(np.float32).ravel())
-        points.foreach_set("interpolation", np.full(len(frames), _LINEAR, np.int32))
+        points.foreach_set("interpolation", np.full(len(frames), _LINEAR if interpolation is None else interpolation, np.int32))
         curve.update()
 
 
 _LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+_CONSTANT = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["CONSTANT"].value
 
 
 # ------------------------------------------------------------------------------ caches
-def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, settings: ImportSettings, guard: SceneGuard) -> None:
+def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing, guard: SceneGuard) -> None:
     assert data.flow is not None
     rest = np.empty(len(plane.data.vertices) * 3, np.float32)
     plane.data.vertices.foreach_get("co", rest)
@@ -408,8 +454,9 @@ def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, settings: Impor
     modifier.filepath = _blend_relative(path)
     modifier.time_mode = "FRAME"
     modifier.play_mode = "SCENE"
-    modifier.frame_start = settings.frame_start  # scene frame of the first sample
-    modifier.frame_scale = 1.0
+    # The modifier reads sample (scene frame x frame_scale - frame_start): sample 0 at timing.start.
+    modifier.frame_scale = 1.0 / timing.step
+    modifier.frame_start = timing.start / timing.step
     modifier.interpolation = "LINEAR"
     modifier.deform_mode = "OVERWRITE"
 

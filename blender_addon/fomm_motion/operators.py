@@ -14,7 +14,7 @@ from bpy_extras.io_utils import ImportHelper
 from .build import ImportFailed, ImportSettings, import_motion
 from .motion_data import load_motion
 from .motion_format import MotionFormatError
-from .runner import FommJob, RunRequest
+from .runner import FommJob, RunRequest, unused_motion_path
 
 DEFORM_ITEMS = (
     ("RIG", "Rig", "Armature with one control per keypoint, keyed on every frame, weights from the model"),
@@ -66,7 +66,10 @@ class ImportOptions:
     upright: BoolProperty(name="Upright", description="Stand the plane up facing -Y (front view); off: lie flat facing +Z", default=True)
     emission: BoolProperty(name="Unlit", description="Show the image's colours exactly (Emission) instead of a lit Principled BSDF", default=True)
     frame_start: IntProperty(name="Start Frame", description="Scene frame of the first motion frame", default=1, min=0)
-    set_scene: BoolProperty(name="Set Scene Timing", description="Set the scene's frame rate and frame range to the motion's", default=True)
+    set_scene: BoolProperty(
+        name="Set Scene Timing", default=True,
+        description="Set the scene's frame rate and frame range to the motion's; off: keep the scene's and retime the motion to its frame rate",
+    )
 
     def settings(self) -> ImportSettings:
         return ImportSettings(
@@ -142,12 +145,12 @@ class FommRunSettings(bpy.types.PropertyGroup, ImportOptions):
         )
 
     def output_path(self) -> str:
+        """The Motion File, or a new file named for both inputs, numbered past the files of
+        earlier runs: a run must not rewrite the texture or frames an earlier import plays."""
         if self.output:
             return bpy.path.abspath(self.output)
-        # Named for both inputs: another driving video does not overwrite an earlier import's files.
-        name = f"{Path(self.source).stem or 'motion'}_{Path(self.driving).stem or 'driving'}.fomm.json"
         folder = Path(bpy.data.filepath).parent if bpy.data.filepath else Path(tempfile.gettempdir()) / "fomm"
-        return str(folder / name)
+        return str(unused_motion_path(folder, f"{Path(self.source).stem or 'motion'}_{Path(self.driving).stem or 'driving'}"))
 
 
 _jobs: dict[str, FommJob] = {}  # the running job, for the panel and the cancel button
@@ -219,12 +222,13 @@ class FOMM_OT_run(bpy.types.Operator):
 
     def modal(self, context, event):
         """Timer ticks poll the job (it runs in another process, so Blender stays responsive);
-        Esc asks it to stop and the ticks collect it. Other events pass through to Blender."""
+        Esc asks it to stop (unless the animation is playing: then Esc stops the playback) and
+        the ticks collect it. Other events pass through to Blender."""
         job = _jobs.get("job")
         if job is None:  # the add-on was reloaded under the running loop: nothing left to collect
             self._stop_progress(context)
             return {"CANCELLED"}
-        if event.type == "ESC":
+        if event.type == "ESC" and not context.screen.is_animation_playing:  # that Esc stops the playback
             job.cancel()
             show_progress(context, job)
             return {"RUNNING_MODAL"}
@@ -270,6 +274,13 @@ class FOMM_OT_run(bpy.types.Operator):
         self._stop_progress(context)
         if not job.succeeded:
             self.report({"WARNING"} if job.cancelled else {"ERROR"}, f"Run FOMM: {job.error()}")
+            return {"CANCELLED"}
+        if context.mode != "OBJECT":  # the artist went on editing while it ran: keep the motion for later
+            self.report(
+                {"WARNING"},
+                f"Run FOMM: the motion is in {job.request.output}; import it with File > Import > FOMM Motion "
+                "in Object Mode (it finished in another mode)",
+            )
             return {"CANCELLED"}
         try:
             # ("EXEC_DEFAULT", True): the import is one undo step, as when run from the menu.

@@ -24,6 +24,18 @@ _STAGES = ("motion",)
 KILL_AFTER = 5.0
 
 
+def unused_motion_path(folder: Path, base: str) -> Path:
+    """``<folder>/<base>.fomm.json``, or ``<base>.001.fomm.json``... when that name or the
+    side files ``fomm motion`` writes beside it (``<name>.source.png``, ``<name>_frames/``)
+    are taken."""
+    for number in range(1000):
+        name = base if number == 0 else f"{base}.{number:03d}"
+        taken = (folder / f"{name}.fomm.json", folder / f"{name}.source.png", folder / f"{name}_frames")
+        if not any(path.exists() for path in taken):
+            return folder / f"{name}.fomm.json"
+    raise ValueError(f"{folder} already holds 1000 motion files named {base}.*: remove old ones or choose a Motion File")
+
+
 @dataclass(frozen=True)
 class RunRequest:
     python: str
@@ -58,6 +70,16 @@ class RunRequest:
             found.append("set the Python that has the fomm package in Preferences > Add-ons > FOMM Motion")
         elif not Path(self.python).is_file():
             found.append(f"the Python {self.python} set in the add-on preferences does not exist")
+        elif Path(self.python).stem.lower() == "fomm":
+            found.append(
+                f"the Python set in Preferences > Add-ons > FOMM Motion is the fomm command ({self.python}): "
+                f"choose the python beside it ({Path(self.python).with_name('python')})"
+            )
+        elif sys.platform != "win32" and not os.access(self.python, os.X_OK):
+            found.append(
+                f"the Python set in Preferences > Add-ons > FOMM Motion ({self.python}) is not a program: choose "
+                "the python of the environment fomm is installed in (e.g. the project's .venv/bin/python)"
+            )
         if not self.source or not Path(self.source).is_file():
             found.append(f"source image {self.source or '(not set)'} not found")
         if not self.driving or not Path(self.driving).is_file():

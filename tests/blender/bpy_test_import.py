@@ -79,6 +79,32 @@ def test_rig_reproduces_the_motion_at_every_frame(scene, synthetic) -> None:
         assert error < 2e-5, f"frame {frame + 1}: the rig is {error} units off the motion"
 
 
+def scene_at(scene, fps: int) -> None:
+    """A scene that runs at ``fps`` (the synthetic motion is 10 fps)."""
+    scene.render.fps, scene.render.fps_base = fps, 1.0
+
+
+def test_without_scene_timing_the_rig_keeps_the_motions_speed(scene, synthetic) -> None:
+    """Like Blender's BVH importer: in a 25 fps scene a 10 fps motion frame t plays at scene
+    frame start + 2.5 t, and the scene's own rate and range are left alone."""
+    path, doc = synthetic
+    scene_at(scene, 25)
+    scene.frame_end = 99
+    import_motion(path, subdivisions=40, set_scene=False, frame_start=3)
+    assert (scene.render.fps, scene.frame_end) == (25, 99)
+    plane = plane_object(path)
+    rest = rest_vertices(plane)
+    weights = group_weights(plane, weight_names(doc["num_kp"]))
+    for t in (0, 2, 4):  # on whole scene frames
+        scene.frame_set(3 + int(2.5 * t))
+        error = np.abs(evaluated_vertices(plane) - expected_vertices(doc, rest, weights, t)).max()
+        assert error < 2e-5, f"motion frame {t} is {error} units off at scene frame {scene.frame_current}"
+    scene.frame_set(4)  # between motion frames 0 and 1: on the way from one to the other
+    between = evaluated_vertices(plane)
+    first, second = (expected_vertices(doc, rest, weights, t) for t in (0, 1))
+    assert np.abs(between - first).max() > 1e-3 and np.abs(between - second).max() > 1e-3
+
+
 def test_vertex_weights_are_the_files_masks(scene, synthetic) -> None:
     """With 20 subdivisions of a 64x64 plane (no corner alignment) the vertices sit on the
     21x21 weight grid, so their weights are the file's values there."""
@@ -173,6 +199,20 @@ def test_flow_cache_plays_the_exact_flow(scene, synthetic) -> None:
     assert_plays_the_flow(scene, plane, doc, frames=(1, 4, 6))
 
 
+def test_without_scene_timing_the_flow_cache_keeps_the_motions_speed(scene, synthetic) -> None:
+    path, doc = synthetic
+    scene_at(scene, 20)
+    import_motion(path, deform="FLOW_CACHE", subdivisions=20, set_scene=False, frame_start=5)
+    assert scene.render.fps == 20
+    positions = np.asarray(doc["flow"]["positions"])[:, ::-1].reshape(doc["num_frames"], -1, 2) @ plane_scale(doc).T
+    plane = plane_object(path)
+    for t in (0, 3, 5):
+        scene.frame_set(5 + 2 * t)
+        assert np.abs(evaluated_vertices(plane)[:, :2] - positions[t]).max() < 1e-5, f"motion frame {t}"
+    scene.frame_set(5 + 2 * 3 + 1)  # halfway between motion frames 3 and 4
+    assert np.abs(evaluated_vertices(plane)[:, :2] - (positions[3] + positions[4]) / 2).max() < 1e-5
+
+
 def cache_file(plane: bpy.types.Object) -> Path:
     return Path(bpy.path.abspath(plane.modifiers["FOMM Flow"].filepath))
 
@@ -217,6 +257,19 @@ def test_generated_frames_play_as_an_image_sequence(scene, synthetic, tmp_path) 
         centre = render(tmp_path / f"f{frame}.png", frame)[54:74, 54:74, :3].mean((0, 1))
         expected = np.array([40 * (frame - 1), 255 - 40 * (frame - 1), 128]) / 255
         assert np.abs(centre - expected).max() < 0.02, f"frame {frame} shows {centre}"
+
+
+def test_without_scene_timing_generated_frames_keep_the_motions_speed(scene, synthetic, tmp_path) -> None:
+    """In a 25 fps scene each 10 fps frame shows for 2.5 scene frames on average: the one due
+    is the last that has started."""
+    path, doc = synthetic
+    scene_at(scene, 25)
+    import_motion(path, deform="NONE", texture="FRAMES", upright=False, set_scene=False)
+    render_setup(extent=2.2)
+    for scene_frame, motion_frame in ((1, 1), (3, 1), (4, 2), (6, 3), (9, 4), (13, 5), (14, 6), (20, 6)):
+        centre = render(tmp_path / f"f{scene_frame}.png", scene_frame)[54:74, 54:74, :3].mean((0, 1))
+        expected = np.array([40 * (motion_frame - 1), 255 - 40 * (motion_frame - 1), 128]) / 255
+        assert np.abs(centre - expected).max() < 0.02, f"scene frame {scene_frame} shows {centre}"
 
 
 def test_a_fomm_json_names_its_objects_without_the_suffix(scene, synthetic, tmp_path) -> None:

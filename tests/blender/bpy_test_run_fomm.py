@@ -44,6 +44,25 @@ def test_run_fomm_writes_and_imports_the_motion(run_settings, scene) -> None:
     assert (scene.frame_start, scene.frame_end) == (1, 4)
 
 
+def test_a_second_run_never_rewrites_the_files_an_earlier_import_plays(run_settings, tmp_path) -> None:
+    """Without a Motion File each run writes beside the .blend under a new name (numbered
+    like Blender's data-blocks), so the first plane keeps its own texture and frames."""
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
+    run_settings.output = ""
+    run_settings.deform, run_settings.texture = "NONE", "FRAMES"
+    assert bpy.ops.fomm_motion.run() == {"FINISHED"}
+    first = tmp_path / "source_driving_frames"
+    files = {path.name: path.read_bytes() for path in first.iterdir()}
+    assert len(files) == 4 and (tmp_path / "source_driving.fomm.json").is_file()
+    run_settings.max_frames, run_settings.absolute = 3, True
+    assert bpy.ops.fomm_motion.run() == {"FINISHED"}
+    assert {path.name: path.read_bytes() for path in first.iterdir()} == files
+    assert len(list((tmp_path / "source_driving.001_frames").iterdir())) == 3
+    planes = [bpy.data.objects[f"FOMM {name}"] for name in ("source_driving", "source_driving.001")]
+    folders = [Path(bpy.path.abspath(plane.active_material.node_tree.nodes.active.image.filepath)).parent for plane in planes]
+    assert folders == [first, tmp_path / "source_driving.001_frames"]
+
+
 def test_run_fomm_reports_the_commands_error(run_settings, tmp_path) -> None:
     run_settings.checkpoint = str(tmp_path / "no-such-checkpoint.pth.tar")
     before = snapshot()
@@ -170,6 +189,35 @@ def test_escape_cancels_the_modal_run_without_waiting(run_settings, addon, manif
     assert not Path(run_settings.output).exists()
 
 
+def test_escape_that_stops_the_playback_does_not_cancel_the_run(run_settings, addon) -> None:
+    operator, context = start_modal(addon)
+    job = addon.operators._jobs["job"]
+    context.screen = PlayingScreen()
+    assert operator.modal(context, Event("ESC")) == {"PASS_THROUGH"}  # Blender's keymap stops the playback
+    assert not job.cancelled
+    operator.cancel(context)
+
+
+@dataclass(frozen=True)
+class PlayingScreen:
+    is_animation_playing: bool = True
+    areas: tuple = ()
+
+
+def test_a_run_that_ends_in_edit_mode_says_where_the_motion_is(run_settings, addon, scene) -> None:
+    """The artist went on modelling: the import (Object Mode only) waits for them, and the
+    message says where the file is."""
+    operator, context = start_modal(addon)
+    bpy.ops.mesh.primitive_plane_add()
+    bpy.ops.object.mode_set(mode="EDIT")
+    result = tick_until(operator, context, lambda result: result != {"PASS_THROUGH"}, timeout=300)
+    assert result == {"CANCELLED"} and Path(run_settings.output).is_file()
+    [(kind, message)] = operator.reports
+    assert kind == {"WARNING"} and run_settings.output in message and "Object Mode" in message
+    bpy.ops.object.mode_set(mode="OBJECT")
+    assert bpy.ops.import_scene.fomm_motion(filepath=run_settings.output) == {"FINISHED"}
+
+
 def test_options_are_those_the_run_started_with(run_settings, addon) -> None:
     """Switching Deform to Flow cache during a run (the command was not asked for the flow)
     must not spoil the import: the run imports with the options it started with."""
@@ -214,6 +262,19 @@ def test_failures_are_explained(addon, manifest, tmp_path, script: str, expected
     ))
     job.wait(30)
     assert not job.succeeded and expected in job.error()
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "expected"),
+    [("fomm", 0o755, "is the fomm command"), ("source.png", 0o644, "is not a program")],
+)
+def test_a_python_preference_that_is_no_python_is_explained(addon, manifest, tmp_path, name, mode, expected) -> None:
+    wrong = tmp_path / name
+    wrong.write_text("#!/bin/sh\nexit 2\n")
+    wrong.chmod(mode)
+    request = addon.runner.RunRequest(python=str(wrong), source=manifest["source"], driving=manifest["driving"], output="x.json")
+    with pytest.raises(ValueError, match=expected):
+        addon.runner.FommJob(request)
 
 
 def test_a_running_job_cancels_at_once(addon, manifest, tmp_path) -> None:
