@@ -77,6 +77,8 @@ def animate_footage(
     check_pixels(source[None], "source")
     source = source.float().cpu()
     height, width = source.shape[-2:]
+    if options.source_box is None:
+        check_size(height, width, "the source image")
     source_box = options.source_box or Box(0, 0, width, height)
     source_box.check_inside(height, width, "source")
     region = source_box.crop(source)

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from fomm_model.framing import fit
 from fomm_model.motion_file import MotionFormatError, compute_motion, read_motion, write_motion
-from fomm_model.schemas.motion_format import MOTION_SUFFIX
+from fomm_model.schemas.motion_format import MOTION_SUFFIX, motion_stem
 
 from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, motion_inputs
 from .runtime import prepare_run, to_comfy_image
@@ -114,8 +114,11 @@ class LoadMotion(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, motion_file: str) -> str:
+        """The file and the source texture beside it: editing either runs the node again."""
         path = motion_path(motion_file)
-        return f"{motion_file}|{path.stat().st_mtime_ns}" if path.is_file() else motion_file
+        texture = path.with_name(f"{motion_stem(path)}.source.png")
+        stamps = [str(file.stat().st_mtime_ns) for file in (path, texture) if file.is_file()]
+        return "|".join([motion_file, *stamps])
 
     @classmethod
     def execute(cls, motion_file: str) -> io.NodeOutput:

@@ -21,7 +21,7 @@ from fomm_model.framing import Framing, fit, resize
 from fomm_model.pipeline import MappedFrames, MotionOptions, map_frames
 
 from .options import MotionInputs
-from .types import LoadedModel
+from .types import KeypointSet, LoadedModel
 
 log = logging.getLogger("comfyui-fomm")
 
@@ -209,4 +209,18 @@ def check_same_model(model: LoadedModel, produced_by: str | None, what: str) -> 
         raise ValueError(
             f"the {what} were computed with a different FOMM model than the one connected here "
             f"({model.name}); connect the same FOMM Load Model node to every step"
+        )
+
+
+def check_keypoints_fit(model: LoadedModel, keypoints: KeypointSet, what: str) -> None:
+    """Refuse keypoints made by another model. Those read from a motion file name no model,
+    so at least their frame size and keypoint count must be this model's: a model run at
+    another size than its own gives wrong motion without any error."""
+    check_same_model(model, keypoints.model_key, what)
+    (height, width), count = keypoints.framing.target_size, keypoints.keypoints.value.shape[1]
+    num_kp = model.fomm.config.num_kp
+    if (height, width) != model.frame_size or count != num_kp:
+        raise ValueError(
+            f"the {what} are for a model with {count} keypoints at {height}x{width} pixels, but {model.name} has "
+            f"{num_kp} at {'x'.join(map(str, model.frame_size))}: connect the model they were made with"
         )

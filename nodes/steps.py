@@ -21,6 +21,7 @@ from fomm_model.framing import resize
 from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, full_resolution_input, motion_inputs
 from .runtime import (
     FrameProgress,
+    check_keypoints_fit,
     check_same_model,
     chunks,
     collect_images,
@@ -161,7 +162,7 @@ class DenseMotion(io.ComfyNode):
 
     @classmethod
     def execute(cls, model: LoadedModel, source: Tensor, motion: MotionData, batch_size: int) -> io.NodeOutput:
-        check_same_model(model, motion.source.model_key, "motion keypoints")
+        check_keypoints_fit(model, motion.source, "motion keypoints")
         framing = motion.source.framing
         fitted = fit_like(first_image(source, "source"), framing, "the source image")
         fomm = use_model(model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -9,6 +11,7 @@ import pytest
 import torch
 
 from fomm_model.footage import FootageOptions, animate_footage
+from fomm_model.framing import fit
 from fomm_model.keypoints import find_best_frame
 from fomm_model.loading import DEFAULT_MODEL_NAME
 from fomm_model.motion_file import read_motion
@@ -183,6 +186,8 @@ def test_bad_inputs_get_clear_messages(n: ModuleType, model) -> None:
         n.Animate.execute(model, source, driving[:0], "pad", True, True, True, "first", 0, False, 8)
     with pytest.raises(ValueError, match="reference_index 7 is outside the driving video's 3 frames"):
         n.Animate.execute(model, source, driving, "pad", True, True, True, "index", 7, False, 8)
+    with pytest.raises(ValueError, match="the source image is 160x20 pixels: too small to animate"):
+        n.Animate.execute(model, comfy_images(1, 20, 160), driving, "pad", True, True, True, "first", 0, False, 8)
     steps = run_steps(n, model, source, driving)
     with pytest.raises(ValueError, match=r"is 100x128 pixels but .* 128x128 image: connect the same source image"):
         n.DenseMotion.execute(model, comfy_images(1, 128, 100), steps["motion"], 8)
@@ -220,8 +225,9 @@ def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
     assert on_source.shape == (3, 96, 160, 3)
     flow, occlusion, regions = n.VisualizeFlow.execute(steps["flow"]).args
     assert flow.shape == occlusion.shape == regions.shape == (3, 96, 160, 3)
-    with pytest.raises(ValueError, match="do not pair up"):
-        n.DrawKeypoints.execute(driving[:2], steps["kp_driving"])
+    # An animated source (a batch that does not pair up with the frames): its first image, as the other nodes use.
+    animated = torch.cat([source, comfy_images(1, 96, 160, seed=1)])
+    assert torch.equal(n.DrawKeypoints.execute(animated, steps["moved"]).args[0], on_source)
 
 
 @pytest.mark.parametrize("reference", ["first", "closest to source"])
@@ -313,6 +319,15 @@ def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path) -> None:
     flow = n.DenseMotion.execute(model, texture, motion, 8).args[0]
     frames = n.Generate.execute(model, texture, flow, False, 8).args[0]
     assert frames.shape[0] == 4 and frames.shape[1:3] == texture.shape[1:3]
+    # The file names no model: one trained at another size is refused, not run at the file's.
+    small = dataclasses.replace(motion.source, framing=fit(torch.zeros(1, 3, 128, 160), (64, 64), "pad")[1])
+    with pytest.raises(ValueError, match=r"are for a model with 10 keypoints at 64x64 pixels, but .* has 10 at 128x128"):
+        n.DenseMotion.execute(model, texture, dataclasses.replace(motion, source=small), 8)
+    # Editing the texture beside the file runs Load Motion again (ComfyUI compares the fingerprints).
+    before = n.LoadMotion.fingerprint_inputs(name)
+    texture_file = path.with_name(path.name.removesuffix(".fomm.json") + ".source.png")
+    os.utime(texture_file, ns=(texture_file.stat().st_atime_ns, texture_file.stat().st_mtime_ns + 10**9))
+    assert n.LoadMotion.fingerprint_inputs(name) != before
     with pytest.raises(ValueError, match="not found"):
         n.LoadMotion.execute("nothing-here.json")
     indexed = n.SaveMotion.execute(model, source, driving, 12.0, "pad", True, True, True, "index", 2, False, False, "unit/motion", 8)
