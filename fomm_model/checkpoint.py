@@ -9,6 +9,7 @@ config as JSON in their metadata.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import shutil
@@ -169,8 +170,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     the format by suffix (OpenCV, ffmpeg). The one write-to-temp-then-rename of the package:
     an interrupted write never leaves a half-written file under the final name."""
     path = Path(path)
+    if path.is_dir():  # found now, not at the rename after all the work
+        raise IsADirectoryError(errno.EISDIR, "a folder is there; give a file name", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
+    except OSError as exc:  # named for the file asked for, not the temporary
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
     temporary = Path(name)
     try:
@@ -283,6 +289,13 @@ def convert_checkpoint(
     target = Path(target)
     checkpoint = read_checkpoint(source)
     sds = dict(checkpoint.state_dicts)
+    if config is not None:  # stored with the weights, it must describe them: check before writing
+        from .loading import check_weights_fit
+        from .model import FirstOrderModel
+
+        with torch.device("meta"):  # shapes only, no memory
+            shell = FirstOrderModel(config if "discriminator" in sds else config.replace(discriminator=None))
+        check_weights_fit(shell, sds, Path(source), explicit_config=True)
     known = config is not None or checkpoint.config is not None  # an inferred frame size is only a guess
     config = config or checkpoint.config or infer_model_config(sds["kp_detector"], sds["generator"], sds.get("discriminator"))
     if inference_only:

@@ -79,11 +79,21 @@ def _choose_config(checkpoint: Checkpoint, config: ModelConfig | str | os.PathLi
 
 
 def _load_weights(model: FirstOrderModel, checkpoint: Checkpoint, path: Path, explicit_config: bool) -> None:
+    check_weights_fit(model, checkpoint.state_dicts, path, explicit_config)
+    for name in ("kp_detector", "generator", "discriminator"):
+        network = getattr(model, name)
+        if network is not None:
+            network.load_state_dict(checkpoint.state_dicts[name])
+
+
+def check_weights_fit(model: FirstOrderModel, state_dicts: dict[str, dict], path: Path, explicit_config: bool) -> None:
+    """Raise :class:`CheckpointError` naming the first keys that are missing, unexpected or
+    of another shape when ``state_dicts`` do not fit ``model``'s networks."""
     for name in ("kp_detector", "generator", "discriminator"):
         network = getattr(model, name)
         if network is None:
             continue
-        state = checkpoint.state_dicts[name]
+        state = state_dicts[name]
         expected = network.state_dict()
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]
@@ -108,4 +118,3 @@ def _load_weights(model: FirstOrderModel, checkpoint: Checkpoint, path: Path, ex
                 if part
             )
             raise CheckpointError(f"{path}: {name} weights do not fit: {details} ({hint})")
-        network.load_state_dict(state)

@@ -13,6 +13,7 @@ PATH; nothing else needs it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -76,7 +77,34 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
             f"cannot read {path} as an image: the file is empty, damaged or not in a supported format "
             f"({', '.join(IMAGE_SUFFIXES)})"
         )
-    return _rgb_uint8(image, path)
+    return _upright(_rgb_uint8(image, path), _exif_orientation(path))
+
+
+# EXIF orientation (tag 0x0112) -> how to turn the stored pixels to show them as viewers do.
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _exif_orientation(path: Path) -> int:
+    """The EXIF orientation a camera stored (1 = as stored). OpenCV's unchanged decode, which
+    keeps 16-bit depth and alpha, ignores it; phone photos need it to stand upright."""
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(0x0112, 1))
+    except (OSError, ValueError, SyntaxError):  # a format Pillow cannot parse: OpenCV decoded it
+        return 1
+
+
+def _upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    turn = _ORIENT.get(orientation)
+    return image if turn is None else np.ascontiguousarray(turn(image))
 
 
 def decode_video(path: str | os.PathLike, stop: int | None = None) -> Iterator[np.ndarray]:
@@ -97,7 +125,7 @@ def decode_video(path: str | os.PathLike, stop: int | None = None) -> Iterator[n
     finally:
         capture.release()
     if decoded == 0 and path.suffix.lower() == ".gif":
-        yield from itertools.islice(_gif_frames_with_pillow(path), stop)
+        yield from itertools.islice(_frames_with_pillow(path), stop)
 
 
 def stated_frame_count(path: str | os.PathLike) -> int | None:
@@ -136,13 +164,33 @@ def _rgb_uint8(image: np.ndarray, path: Path) -> np.ndarray:
     raise MediaError(f"{path}: images with {channels} channels are not supported")
 
 
-def _gif_frames_with_pillow(path: Path) -> Iterator[np.ndarray]:
+def _frames_with_pillow(path: Path) -> Iterator[np.ndarray]:
+    """The frames of an animated image (GIF, WebP, APNG) as (H, W, 3) uint8 RGB."""
     try:
         with Image.open(path) as image:
             for frame in ImageSequence.Iterator(image):
-                yield np.asarray(frame.convert("RGB"))
+                yield np.array(frame.convert("RGB"))  # a writable copy, as OpenCV's frames are
     except (OSError, ValueError):
         return
+
+
+def _frame_count_with_pillow(path: Path) -> int:
+    try:
+        with Image.open(path) as image:
+            return int(getattr(image, "n_frames", 1))
+    except (OSError, ValueError, SyntaxError):
+        return 1
+
+
+def _pillow_fps(path: Path) -> float | None:
+    """An animated image's frame rate from its first frame's duration (milliseconds)."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # WebP states the first frame's duration only once it is decoded
+            duration = float(image.info.get("duration") or 0)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return 1000.0 / duration if duration > 0 else None
 
 
 def to_tensor(rgb: np.ndarray) -> Tensor:
@@ -197,12 +245,17 @@ class VideoReader:
         count = self._count()
         if count is not None and max_frames is not None:
             count = min(count, max_frames)
-        stated = None if self._frames is not None or self.is_still else stated_fps(path)
+        stated = _pillow_fps(path) if self._animated else None if self._frames is not None or self.is_still else stated_fps(path)
         self.info = VideoInfo(fps=fps or stated or DEFAULT_FPS, frame_count=count, size=tuple(first.shape[-2:]))
 
     @property
     def is_still(self) -> bool:
-        return self._frames is None and self.path.suffix.lower() in IMAGE_SUFFIXES
+        return self._frames is None and self.path.suffix.lower() in IMAGE_SUFFIXES and not self._animated
+
+    @functools.cached_property
+    def _animated(self) -> bool:
+        """An animated WebP or PNG (APNG): its frames are the video, read like a GIF's."""
+        return self._frames is None and self.path.suffix.lower() in (".webp", ".png") and _frame_count_with_pillow(self.path) > 1
 
     def __len__(self) -> int:
         if self.info.frame_count is None:
@@ -221,12 +274,16 @@ class VideoReader:
                     raise MediaError(f"frame {file.name} of {self.path}: {exc}") from None
         elif self.is_still:
             yield decode_image(self.path)
+        elif self._animated:
+            yield from itertools.islice(_frames_with_pillow(self.path), self.max_frames)
         else:
             yield from decode_video(self.path, self.max_frames)
 
     def _count(self) -> int | None:
         if self._frames is not None:
             return len(self._frames)
+        if self._animated:
+            return _frame_count_with_pillow(self.path)
         return 1 if self.is_still else stated_frame_count(self.path)
 
 
@@ -299,10 +356,16 @@ class VideoWriter:
             raise RuntimeError("use VideoWriter as a context manager")
         for frame in frames if frames.ndim == 4 else frames[None]:
             image = to_bgr_uint8(frame)
+            if not self.is_folder:
+                image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
+            if self.size is not None and self.size != (image.shape[1], image.shape[0]):
+                raise MediaError(
+                    f"frame {self.frames_written + 1} for {self.path} is {image.shape[1]}x{image.shape[0]} but the "
+                    f"frames before it are {self.size[0]}x{self.size[1]}: every frame of a video must have one size"
+                )
             if self.is_folder:
                 cv2.imwrite(str(self._temporary / f"frame_{self.frames_written:06d}.png"), image)
             else:
-                image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
                 if self._writer is None:
                     self._writer = self._open(image.shape[1], image.shape[0])
                 self._writer.write(image)
@@ -333,7 +396,8 @@ class VideoWriter:
             if self.frames_written == 0:
                 raise MediaError(f"no frames were produced, so {self.path} was not written")
             if not self.is_folder and self.audio_from is not None:
-                self.audio = _copy_audio(temporary, self.audio_from, self.path.suffix.lower())
+                duration = self.frames_written / self.fps
+                self.audio = _copy_audio(temporary, self.audio_from, self.path.suffix.lower(), duration)
 
 
 # ---------------------------------------------------------------------------- audio
@@ -354,8 +418,12 @@ def has_audio_track(path: Path) -> bool | None:
     return result.returncode == 0 and bool(result.stdout.strip())
 
 
-def _copy_audio(video: Path, audio_source: Path, suffix: str) -> str:
-    """Mux ``audio_source``'s first audio track into ``video`` in place; returns what happened."""
+def _copy_audio(video: Path, audio_source: Path, suffix: str, duration: float) -> str:
+    """Mux ``audio_source``'s first audio track into ``video`` in place; returns what happened.
+
+    The result lasts ``duration`` seconds, the video's: a longer track is cut there, a shorter
+    one ends early. Never the other way round (``-shortest`` would drop the frames after a
+    short sound ends)."""
     if audio_source.is_dir() or audio_source.suffix.lower() in IMAGE_SUFFIXES + (".gif",):
         return f"no audio: {audio_source.name} is not a video with sound"
     ffmpeg = ffmpeg_binary()
@@ -367,7 +435,7 @@ def _copy_audio(video: Path, audio_source: Path, suffix: str) -> str:
         with atomic_path(video, suffix=suffix) as muxed:  # ffmpeg, too, picks the container by suffix
             command = [
                 ffmpeg, "-v", "error", "-y", "-i", str(video), "-i", str(audio_source),
-                "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy", "-c:a", _AUDIO_CODEC.get(suffix, "aac"), "-shortest", str(muxed),
+                "-map", "0:v:0", "-map", "1:a:0?", "-c:v", "copy", "-c:a", _AUDIO_CODEC.get(suffix, "aac"), "-t", f"{duration:.6f}", str(muxed),
             ]  # fmt: skip
             subprocess.run(command, capture_output=True, text=True, check=True)
     except subprocess.CalledProcessError as exc:

@@ -84,3 +84,71 @@ def test_an_unusable_device_is_one_line(media, tmp_path, capsys, command, device
     assert cli([command, str(source), str(driving), "-o", str(out), "--device", device]) == 1
     assert f"--device {device} cannot be used" in one_line_error(capsys, command)
     assert not out.exists()
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_outputs_never_replace_inputs_or_each_other(media, tmp_path, capsys) -> None:
+    """Refused before any work, and every file is left as it was: an output named like an
+    input, a --frames folder that is the driving folder, --visualize onto the driving video
+    or onto the result."""
+    source, driving = media
+    take = tmp_path / "take_frames"
+    take.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(take / f"f{index}.png"), scene(96, 128, (0.3 + 0.1 * index, 0.5), 0.1)[..., ::-1])
+    copied = tmp_path / "driving.mp4"
+    copied.write_bytes(driving.read_bytes())
+    before = _snapshot(tmp_path)
+    cases = [
+        ("motion", [str(source), str(take), "-o", str(tmp_path / "take.fomm.json"), "--frames"], f"{take} would replace the input"),
+        ("motion", [str(source), str(copied), "-o", str(copied)], f"{copied} would replace the input"),
+        ("animate", [str(source), str(copied), "-o", str(tmp_path / "v.mp4"), "--visualize", str(copied)], "would replace the input"),
+        ("animate", [str(source), str(copied), "-o", str(tmp_path / "same.mp4"), "--visualize", str(tmp_path / "same.mp4")],
+         "is named for two outputs"),
+    ]  # fmt: skip
+    for command, arguments, message in cases:
+        assert cli([command, *arguments, "--checkpoint", model_checkpoint()]) == 1
+        assert message in one_line_error(capsys, command)
+        assert _snapshot(tmp_path) == before
+
+
+def test_an_output_where_a_folder_is_is_refused_before_the_work(media, tmp_path, capsys, monkeypatch) -> None:
+    source, driving = media
+    (tmp_path / "out.mp4").mkdir()
+    (tmp_path / "clip.fomm.json").mkdir()
+    monkeypatch.setattr("fomm_model.cli.animate.load_model", _never_called)
+    monkeypatch.setattr("fomm_model.cli.motion.load_model", _never_called)
+    assert cli(["animate", str(source), str(driving), "-o", str(tmp_path / "out.mp4")]) == 1
+    assert "out.mp4 is a folder: give a file name" in one_line_error(capsys, "animate")
+    assert cli(["motion", str(source), str(driving), "-o", str(tmp_path / "clip.fomm.json"), "--frames"]) == 1
+    assert "clip.fomm.json is a folder" in one_line_error(capsys, "motion")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.fomm.json", "out.mp4"]
+
+
+def _never_called(*_: object, **__: object) -> None:
+    raise AssertionError("the model was loaded: the output was checked too late")
+
+
+def test_convert_checks_a_given_config_against_the_weights(tmp_path, capsys) -> None:
+    out = tmp_path / "model.safetensors"
+    assert cli(["convert", "default", str(out), "--config", "vox-256"]) == 1
+    assert "kp_detector weights do not fit" in one_line_error(capsys, "convert")
+    assert not out.exists()
+
+
+def test_reconstruct_checks_its_inputs(media, tmp_path, capsys) -> None:
+    frames = tmp_path / "frames"  # the frames of one video, not a dataset of videos
+    frames.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(frames / f"f{index}.png"), scene(64, 64, (0.3 + 0.1 * index, 0.5), 0.1)[..., ::-1])
+    for extra, message in (
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--num-videos", "0"], "--num-videos must be at least 1"),
+        ([], "every test video in"),
+        (["--out", str(frames / "f0.png")], "is a file: give a folder name"),
+    ):
+        assert cli(["reconstruct", "--checkpoint", "default", "--data", str(frames), *extra]) == 1
+        assert message in one_line_error(capsys, "reconstruct")

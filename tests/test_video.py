@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from animation_helpers import smooth_frames
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fomm_model.video import MediaError, VideoWriter, read_image, read_video, write_image
 
@@ -224,6 +224,56 @@ def test_driving_audio_is_copied_when_ffmpeg_exists(tmp_path: Path, frames: torc
         assert writer.audio == "no audio: silent.mp4 has no audio track"
     assert len(list(read_video(tmp_path / "out.mp4"))) == 6
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_short_sound_never_cuts_the_video(tmp_path: Path) -> None:
+    """The output lasts as long as its frames: a driving video whose sound stops early keeps
+    every frame (ffmpeg's -shortest would cut the picture where the sound ends)."""
+    frames = smooth_frames(20, (48, 64), seed=3)
+    driving = tmp_path / "driving.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(write_video(tmp_path / "silent.mp4", frames, fps=10)), "-f", "lavfi",
+         "-i", "sine=duration=0.5", "-c:v", "copy", "-c:a", "aac", str(driving)],
+        check=True,
+    )  # fmt: skip
+    with VideoWriter(tmp_path / "out.mp4", 10, audio_from=driving) as writer:
+        writer.write(frames)
+    assert writer.audio == "audio copied from driving.mp4"
+    assert len(list(read_video(tmp_path / "out.mp4"))) == 20
+    assert _audio_streams(tmp_path / "out.mp4") == "audio"
+
+
+def test_frames_of_another_size_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="frame 4 for .* is 48x32 but the frames before it are 64x48"):
+        with VideoWriter(tmp_path / "out.mp4", 10) as writer:
+            writer.write(smooth_frames(3, (48, 64)))
+            writer.write(smooth_frames(1, (32, 48)))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_viewers_do(tmp_path: Path, orientation: int) -> None:
+    """Phone photos store the pixels sideways and say so in EXIF; they must come out upright."""
+    pixels = (np.random.default_rng(orientation).random((30, 50, 3)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.png"
+    Image.fromarray(pixels).save(path, exif=exif)
+    with Image.open(path) as image:
+        upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    read = read_image(path)
+    assert np.array_equal((read * 255).round().byte().permute(1, 2, 0).numpy(), upright)
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".png"])
+def test_animated_webp_and_png_are_videos(tmp_path: Path, frames: torch.Tensor, suffix: str) -> None:
+    images = [Image.fromarray((frame * 255).round().byte().permute(1, 2, 0).numpy()) for frame in frames]
+    path = tmp_path / f"anim{suffix}"
+    images[0].save(path, save_all=True, append_images=images[1:], duration=80, lossless=True)
+    video = read_video(path)
+    assert (len(video), video.info.fps, video.is_still) == (6, 12.5, False)
+    assert torch.allclose(torch.stack(list(video)), frames, atol=1 / 255)
+    assert len(list(read_video(path, max_frames=2))) == 2
 
 
 def test_missing_ffmpeg_is_reported(tmp_path: Path, frames: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import warnings
+from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
@@ -26,6 +27,31 @@ COMMANDS = ("demo", "animate", "motion", "train", "synthetic", "checkpoints")
 
 class UserError(Exception):
     """An error the user can fix; printed without a traceback."""
+
+
+def check_outputs(inputs: Sequence[Path], files: Sequence[Path] = (), folders: Sequence[Path] = ()) -> None:
+    """Refuse, before any work, outputs that would replace an input (or a folder holding one)
+    or each other, and file outputs where a folder is: such runs would otherwise fail, or
+    destroy the user's files, only at the end."""
+    taken: dict[Path, Path] = {}
+    for output in [*files, *folders]:
+        target = output.resolve()
+        for given in inputs:
+            source = given.resolve()
+            if target == source or target in source.parents:
+                raise UserError(f"{output} would replace the input {given}: choose another output name")
+        if target in taken:
+            raise UserError(f"{output} is named for two outputs: give each output its own name")
+        taken[target] = output
+    for output in files:
+        if output.is_dir():
+            raise UserError(f"{output} is a folder: give a file name for the output")
+        parent = output.parent if output.parent != Path("") else Path(".")
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"cannot write {output}: {parent} is a file, not a folder")
+    for output in folders:
+        if output.exists() and not output.is_dir():
+            raise UserError(f"{output} is a file: give a folder name for the output")
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ from ..pipeline import AnimatedBatch, MotionOptions
 from ..precision import PRECISIONS
 from ..video import IMAGE_SUFFIXES, VideoReader, VideoWriter, read_image, read_video, write_image
 from ..visualize import visualize_generation
-from . import UserError, add_device_option, chosen_device, reference_frame
+from . import UserError, add_device_option, check_outputs, chosen_device, reference_frame
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,8 +91,9 @@ def _box(text: str) -> Box:
 
 def run_animate(args: argparse.Namespace) -> int:
     output = Path(args.output)
-    if output.exists() and output.resolve() in (Path(args.source).resolve(), Path(args.driving).resolve()):
-        raise UserError(f"{output} is one of the inputs: choose another output name")
+    outputs = [output] + ([Path(args.visualize)] if args.visualize else [])
+    files = [path for path in outputs if path.suffix]  # a name without suffix is a folder of frames
+    check_outputs([Path(args.source), Path(args.driving)], files, [path for path in outputs if not path.suffix])
     if args.fps is not None and not args.fps > 0:
         raise UserError(f"--fps must be positive, got {args.fps}")
     if args.batch_size < 1:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import UserError, add_device_option, chosen_device
+from . import UserError, add_device_option, check_outputs, chosen_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -106,6 +106,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     from ..training.data import FramesDataset
     from ..training.reconstruct import evaluate_reconstruction
 
+    for option in ("batch_size", "num_videos"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if args.out is not None:
+        check_outputs([args.data], folders=[args.out])
     model = load_model(args.checkpoint, device=chosen_device(args))
     if args.config:
         dataset_params = RunConfig.from_yaml(args.config).dataset
@@ -114,6 +120,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     dataset = FramesDataset(replace(dataset_params, root_dir=str(args.data)), is_train=False, random_seed=args.seed)
     if len(dataset) == 0:
         raise UserError(f"no test videos found in {args.data}")
+    if all(video.frame_count < 2 for video in dataset.videos):
+        raise UserError(
+            f"every test video in {args.data} has a single frame, so there is no motion to reconstruct; if these are "
+            "the frames of one video, put them in a subfolder: a dataset holds one folder of frames per video"
+        )
 
     def show(score) -> None:
         print(f"{score.name}\tL1 {score.l1:.5f}\tno-motion {score.no_motion_l1:.5f}", flush=True)
