@@ -214,13 +214,19 @@ def check_same_model(model: LoadedModel, produced_by: str | None, what: str) -> 
 
 def check_keypoints_fit(model: LoadedModel, keypoints: KeypointSet, what: str) -> None:
     """Refuse keypoints made by another model. Those read from a motion file name no model,
-    so at least their frame size and keypoint count must be this model's: a model run at
-    another size than its own gives wrong motion without any error."""
+    so at least their keypoint count must be this model's. Their frame size may differ on
+    purpose (``fomm motion --size``): they run at the size they were computed at, with a
+    note in the log, since a file from another model cannot be told from it."""
     check_same_model(model, keypoints.model_key, what)
     (height, width), count = keypoints.framing.target_size, keypoints.keypoints.value.shape[1]
     num_kp = model.fomm.config.num_kp
-    if (height, width) != model.frame_size or count != num_kp:
+    if count != num_kp:
         raise ValueError(
-            f"the {what} are for a model with {count} keypoints at {height}x{width} pixels, but {model.name} has "
-            f"{num_kp} at {'x'.join(map(str, model.frame_size))}: connect the model they were made with"
+            f"the {what} have {count} keypoints but {model.name} has {num_kp}: connect the model they were made with"
         )
+    if (height, width) != model.frame_size:
+        log.warning(
+            "the %s were computed at %dx%d but %s was trained at %s; running at %dx%d as they were (if they come "
+            "from another model, connect that one)",
+            what, height, width, model.name, "x".join(map(str, model.frame_size)), height, width,
+        )  # fmt: skip

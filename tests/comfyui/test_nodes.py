@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from types import ModuleType
@@ -12,7 +13,7 @@ import torch
 
 from fomm_model.footage import FootageOptions, animate_footage
 from fomm_model.framing import fit
-from fomm_model.keypoints import find_best_frame
+from fomm_model.keypoints import Keypoints, find_best_frame
 from fomm_model.loading import DEFAULT_MODEL_NAME
 from fomm_model.motion_file import read_motion
 from fomm_model.pipeline import MotionOptions
@@ -304,7 +305,7 @@ def test_checkpoint_suffixes_are_matched_in_any_case(n: ModuleType, comfy_dirs: 
         folder_paths.filename_list_cache.clear()
 
 
-def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path) -> None:
+def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path, caplog: pytest.LogCaptureFixture) -> None:
     source = comfy_images(1, 128, 160)
     driving = moving_video(4, 128, 128)
     path_out = n.SaveMotion.execute(model, source, driving, 12.0, "pad", True, True, True, "first", 0, False, False, "unit/motion", 8)
@@ -319,10 +320,15 @@ def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path) -> None:
     flow = n.DenseMotion.execute(model, texture, motion, 8).args[0]
     frames = n.Generate.execute(model, texture, flow, False, 8).args[0]
     assert frames.shape[0] == 4 and frames.shape[1:3] == texture.shape[1:3]
-    # The file names no model: one trained at another size is refused, not run at the file's.
-    small = dataclasses.replace(motion.source, framing=fit(torch.zeros(1, 3, 128, 160), (64, 64), "pad")[1])
-    with pytest.raises(ValueError, match=r"are for a model with 10 keypoints at 64x64 pixels, but .* has 10 at 128x128"):
-        n.DenseMotion.execute(model, texture, dataclasses.replace(motion, source=small), 8)
+    # The file names no model: keypoints of another count are refused; another frame size (fomm motion
+    # --size) runs at the file's size, with a note in the log.
+    fewer = dataclasses.replace(motion.source, keypoints=Keypoints(motion.source.keypoints.value[:, :5], motion.source.keypoints.jacobian[:, :5]))
+    with pytest.raises(ValueError, match=r"the motion keypoints have 5 keypoints but .* has 10: connect the model"):
+        n.DenseMotion.execute(model, texture, dataclasses.replace(motion, source=fewer), 8)
+    with caplog.at_level(logging.WARNING, logger="comfyui-fomm"):
+        small = dataclasses.replace(motion, source=dataclasses.replace(motion.source, framing=fit(texture.permute(0, 3, 1, 2), (64, 64), "pad")[1]))
+        masks = n.DenseMotion.execute(model, texture, small, 8).args[2]
+    assert masks.shape[-2:] == (16, 16) and "computed at 64x64 but" in caplog.text
     # Editing the texture beside the file runs Load Motion again (ComfyUI compares the fingerprints).
     before = n.LoadMotion.fingerprint_inputs(name)
     texture_file = path.with_name(path.name.removesuffix(".fomm.json") + ".source.png")
