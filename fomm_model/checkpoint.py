@@ -294,7 +294,8 @@ def convert_checkpoint(
         from .model import FirstOrderModel
 
         with torch.device("meta"):  # shapes only, no memory
-            shell = FirstOrderModel(config if "discriminator" in sds else config.replace(discriminator=None))
+            keeps_discriminator = "discriminator" in sds and not inference_only
+            shell = FirstOrderModel(config if keeps_discriminator else config.replace(discriminator=None))
         check_weights_fit(shell, sds, Path(source), explicit_config=True)
     known = config is not None or checkpoint.config is not None  # an inferred frame size is only a guess
     config = config or checkpoint.config or infer_model_config(sds["kp_detector"], sds["generator"], sds.get("discriminator"))

@@ -14,11 +14,13 @@ PATH; nothing else needs it.
 from __future__ import annotations
 
 import functools
+import io
 import itertools
 import os
 import re
 import shutil
 import subprocess
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -77,7 +79,7 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
             f"cannot read {path} as an image: the file is empty, damaged or not in a supported format "
             f"({', '.join(IMAGE_SUFFIXES)})"
         )
-    return _upright(_rgb_uint8(image, path), _exif_orientation(path))
+    return _upright(_rgb_uint8(image, path), _exif_orientation(data))
 
 
 # EXIF orientation (tag 0x0112) -> how to turn the stored pixels to show them as viewers do.
@@ -92,13 +94,20 @@ _ORIENT = {
 }
 
 
-def _exif_orientation(path: Path) -> int:
-    """The EXIF orientation a camera stored (1 = as stored). OpenCV's unchanged decode, which
-    keeps 16-bit depth and alpha, ignores it; phone photos need it to stand upright."""
+def _exif_orientation(data: np.ndarray) -> int:
+    """The EXIF orientation a camera stored in an image file's bytes (1 = as stored). OpenCV's
+    unchanged decode, which keeps 16-bit depth and alpha, ignores it; phone photos need it to
+    stand upright. Only the header is parsed: a PNG without an eXIf chunk is not looked at
+    (Pillow would decode all its pixels to search for one)."""
+    raw = data.tobytes()
+    if raw.startswith(b"\x89PNG") and b"eXIf" not in raw:
+        return 1
     try:
-        with Image.open(path) as image:
-            return int(image.getexif().get(0x0112, 1))
-    except (OSError, ValueError, SyntaxError):  # a format Pillow cannot parse: OpenCV decoded it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # OpenCV has decoded it already
+            with Image.open(io.BytesIO(raw)) as image:
+                return int(image.getexif().get(0x0112, 1))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # OpenCV decoded what Pillow cannot
         return 1
 
 

@@ -114,7 +114,8 @@ class LoadMotion(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, motion_file: str) -> str:
-        """The file and the source texture beside it: editing either runs the node again."""
+        """The file and its source texture (``<name>.source.png``, as fomm motion and FOMM Save Motion
+        name it): editing either runs the node again."""
         path = motion_path(motion_file)
         texture = path.with_name(f"{motion_stem(path)}.source.png")
         stamps = [str(file.stat().st_mtime_ns) for file in (path, texture) if file.is_file()]
@@ -132,7 +133,7 @@ class LoadMotion(io.ComfyNode):
         texture = torch.from_numpy(np.ascontiguousarray(motion.source_image[..., :3])).permute(2, 0, 1)[None].float() / 255
         _, framing = fit(texture, motion.image_size, motion.options.framing)  # type: ignore[arg-type]
         source = KeypointSet(motion.source.to_keypoints(), framing, None)
-        moved = KeypointSet(motion.motion.to_keypoints(), framing, None)
+        moved = KeypointSet(motion.motion.to_keypoints(), framing, None, moved=True)
         data = MotionData(source=source, driving=moved, reference_frame=motion.options.reference_frame)
         return io.NodeOutput(data, to_comfy_image(texture), float(motion.fps))
 

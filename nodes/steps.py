@@ -124,7 +124,7 @@ class EstimateMotion(io.ComfyNode):
             relative=relative, relative_jacobian=relative_jacobian, adapt_scale=adapt_scale,
         )
         source = KeypointSet(kp_source, source_keypoints.framing, source_keypoints.model_key)
-        moved_set = KeypointSet(moved, source_keypoints.framing, source_keypoints.model_key)
+        moved_set = KeypointSet(moved, source_keypoints.framing, source_keypoints.model_key, moved=True)
         return io.NodeOutput(MotionData(source=source, driving=moved_set, reference_frame=ref), moved_set)
 
 

@@ -64,12 +64,14 @@ class KeypointSet:
 
     ``framing`` is how the frames were fitted to the model (it maps back to the input size);
     ``model_key`` is the :attr:`LoadedModel.key` of the detector, or None when unknown
-    (keypoints read from a motion file).
+    (keypoints read from a motion file); ``moved`` marks driving keypoints moved onto the
+    source: every frame of them belongs to the one source image.
     """
 
     keypoints: Keypoints
     framing: Framing
     model_key: str | None
+    moved: bool = False
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,8 @@ class DrawKeypoints(io.ComfyNode):
             inputs=[
                 io.Image.Input(
                     "images",
-                    tooltip="The images the keypoints were detected on (or the source image, for moved keypoints). "
-                    "One image, or the first of a batch that does not pair up with the keypoint frames (an "
-                    "animated source), is drawn on for every keypoint frame.",
+                    tooltip="The images the keypoints were detected on, or the source image for moved keypoints "
+                    "(the first image of its batch). One image is repeated for every keypoint frame.",
                 ),
                 FommKeypoints.Input("keypoints", tooltip="From FOMM Detect Keypoints, or moved_keypoints from FOMM Estimate Motion."),
             ],
@@ -39,9 +38,14 @@ class DrawKeypoints(io.ComfyNode):
 
     @classmethod
     def execute(cls, images: Tensor, keypoints: KeypointSet) -> io.NodeOutput:
-        if images.shape[0] != len(keypoints.keypoints) and len(keypoints.keypoints) > 1:
-            images = images[:1]  # moved keypoints on a source batch: the first image, as the other nodes use
+        if keypoints.moved:
+            images = images[:1]  # they all belong to the source: its first image, as the other nodes use
         count = max(images.shape[0], len(keypoints.keypoints))
+        if images.shape[0] not in (1, count) or len(keypoints.keypoints) not in (1, count):
+            raise ValueError(
+                f"{images.shape[0]} images and {len(keypoints.keypoints)} keypoint frames do not pair up: "
+                "give as many images as keypoint frames, or one of either"
+            )
         progress = FrameProgress(count)
         out = []
         for part in chunks(count, 16, progress):

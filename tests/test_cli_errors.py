@@ -125,7 +125,10 @@ def test_an_output_where_a_folder_is_is_refused_before_the_work(media, tmp_path,
     assert "out.mp4 is a folder: give a file name" in one_line_error(capsys, "animate")
     assert cli(["motion", str(source), str(driving), "-o", str(tmp_path / "clip.fomm.json"), "--frames"]) == 1
     assert "clip.fomm.json is a folder" in one_line_error(capsys, "motion")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.fomm.json", "out.mp4"]
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    assert cli(["animate", str(source), str(driving), "-o", str(tmp_path / "notes.txt" / "sub" / "out.mp4")]) == 1
+    assert "notes.txt is a file, not a folder" in one_line_error(capsys, "animate")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.fomm.json", "notes.txt", "out.mp4"]
 
 
 def _never_called(*_: object, **__: object) -> None:
@@ -149,6 +152,7 @@ def test_reconstruct_checks_its_inputs(media, tmp_path, capsys) -> None:
         (["--num-videos", "0"], "--num-videos must be at least 1"),
         ([], "every test video in"),
         (["--out", str(frames / "f0.png")], "is a file: give a folder name"),
+        (["--out", str(frames / "eval")], "is inside the dataset"),
     ):
         assert cli(["reconstruct", "--checkpoint", "default", "--data", str(frames), *extra]) == 1
         assert message in one_line_error(capsys, "reconstruct")

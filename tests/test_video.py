@@ -226,14 +226,15 @@ def test_driving_audio_is_copied_when_ffmpeg_exists(tmp_path: Path, frames: torc
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_a_short_sound_never_cuts_the_video(tmp_path: Path) -> None:
-    """The output lasts as long as its frames: a driving video whose sound stops early keeps
-    every frame (ffmpeg's -shortest would cut the picture where the sound ends)."""
+@pytest.mark.parametrize("sound_seconds", [0.5, 5.0])
+def test_the_result_lasts_as_long_as_its_frames(tmp_path: Path, sound_seconds: float) -> None:
+    """A driving video whose sound stops early keeps every frame (ffmpeg's -shortest would cut
+    the picture where the sound ends); a longer sound is cut at the last frame."""
     frames = smooth_frames(20, (48, 64), seed=3)
     driving = tmp_path / "driving.mp4"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(write_video(tmp_path / "silent.mp4", frames, fps=10)), "-f", "lavfi",
-         "-i", "sine=duration=0.5", "-c:v", "copy", "-c:a", "aac", str(driving)],
+         "-i", f"sine=duration={sound_seconds}", "-c:v", "copy", "-c:a", "aac", str(driving)],
         check=True,
     )  # fmt: skip
     with VideoWriter(tmp_path / "out.mp4", 10, audio_from=driving) as writer:
@@ -241,6 +242,8 @@ def test_a_short_sound_never_cuts_the_video(tmp_path: Path) -> None:
     assert writer.audio == "audio copied from driving.mp4"
     assert len(list(read_video(tmp_path / "out.mp4"))) == 20
     assert _audio_streams(tmp_path / "out.mp4") == "audio"
+    probe = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(tmp_path / "out.mp4")]
+    assert abs(float(subprocess.run(probe, capture_output=True, text=True, check=True).stdout) - 2.0) < 0.05
 
 
 def test_frames_of_another_size_are_refused(tmp_path: Path) -> None:

@@ -176,7 +176,8 @@ class Timing:
     @staticmethod
     def of(scene: bpy.types.Scene, motion_fps: float, settings: ImportSettings) -> "Timing":
         scene_fps = scene.render.fps / scene.render.fps_base
-        step = 1.0 if settings.set_scene or math.isclose(scene_fps, motion_fps, rel_tol=1e-6) else scene_fps / motion_fps
+        # 29.97 and Blender's 30/1.001 are one rate: within 1e-4 the frames are the scene's own.
+        step = 1.0 if settings.set_scene or math.isclose(scene_fps, motion_fps, rel_tol=1e-4) else scene_fps / motion_fps
         return Timing(settings.frame_start, step)
 
     def scene_frames(self, count: int) -> np.ndarray:
@@ -185,7 +186,7 @@ class Timing:
     def motion_frame(self, scene_frame: np.ndarray) -> np.ndarray:
         """The motion frame (0-based) a still image shows at each scene frame: the last one
         that has started, so frames are held (slower scene) or skipped (faster scene)."""
-        return np.floor((scene_frame - self.start) / self.step + 1e-6).astype(np.int64)
+        return np.floor((scene_frame - self.start) / self.step + 1e-3).astype(np.int64)
 
 
 def _check_settings(data: MotionData, settings: ImportSettings) -> None:
@@ -298,7 +299,7 @@ def _play_sequence(material: bpy.types.Material, frames: FrameSequence, timing: 
         user.frame_duration = frames.count
         user.frame_offset = frames.first_number - 1
         return
-    span = math.ceil((frames.count - 1) * timing.step - 1e-6) + 1  # scene frames until the last motion frame
+    span = math.ceil((frames.count - 1) * timing.step - 1e-3) + 1  # scene frames until the last motion frame
     user.frame_duration = span
     elapsed = np.arange(span, dtype=np.float64)
     shown = np.minimum(timing.motion_frame(timing.start + elapsed), frames.count - 1)
@@ -437,8 +438,14 @@ _CONSTANT = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["CO
 
 
 # ------------------------------------------------------------------------------ caches
+MAX_FRAME_SCALE = 100.0  # Blender clamps the Mesh Cache modifier's frame_scale to this
 def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing, guard: SceneGuard) -> None:
     assert data.flow is not None
+    if timing.step < 1 / MAX_FRAME_SCALE:
+        raise ImportFailed(
+            f"the motion runs at more than {MAX_FRAME_SCALE:g} times the scene's frame rate, faster than a Mesh Cache "
+            "can play: turn on Set Scene Timing or raise the scene's frame rate"
+        )
     rest = np.empty(len(plane.data.vertices) * 3, np.float32)
     plane.data.vertices.foreach_get("co", rest)
     coordinates = flow_positions(frame, data.flow, rest.reshape(-1, 3).astype(np.float64))

@@ -46,9 +46,9 @@ def check_outputs(inputs: Sequence[Path], files: Sequence[Path] = (), folders: S
     for output in files:
         if output.is_dir():
             raise UserError(f"{output} is a folder: give a file name for the output")
-        parent = output.parent if output.parent != Path("") else Path(".")
-        if parent.exists() and not parent.is_dir():
-            raise UserError(f"cannot write {output}: {parent} is a file, not a folder")
+        blocking = next((folder for folder in output.parents if folder.exists() and not folder.is_dir()), None)
+        if blocking is not None:
+            raise UserError(f"cannot write {output}: {blocking} is a file, not a folder")
     for output in folders:
         if output.exists() and not output.is_dir():
             raise UserError(f"{output} is a file: give a folder name for the output")

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "driving video's frame rate, with its audio when ffmpeg is installed.",
     )
     parser.add_argument("source", help="still image to animate (png, jpg, webp)")
-    parser.add_argument("driving", help="driving video (mp4, mov, webm, mkv, avi, gif), folder of frames, or image")
+    parser.add_argument("driving", help="driving video (mp4, mov, webm, mkv, avi, gif, animated webp/png), folder of frames, or image")
     parser.add_argument(
         "-o",
         "--output",

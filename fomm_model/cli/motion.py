@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the generated frames. Import it in Blender with File > Import > FOMM Motion.",
     )
     parser.add_argument("source", type=Path, help="source image (PNG, JPEG, ...)")
-    parser.add_argument("driving", type=Path, help="driving video (mp4, mov, webm, mkv, avi, gif) or folder of frames")
+    parser.add_argument("driving", type=Path, help="driving video (mp4, mov, webm, mkv, avi, gif, animated webp/png) or folder of frames")
     parser.add_argument("-o", "--output", type=Path, required=True, help="motion file to write (name it *.fomm.json: the ComfyUI pack lists those)")
     parser.add_argument("--checkpoint", default="default", help='checkpoint path, or "default" for the embedded model (default)')
     parser.add_argument("--config", help="preset name or YAML config (default: stored in or inferred from the checkpoint)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import UserError, add_device_option, check_outputs, chosen_device
+from . import UserError, add_device_option, chosen_device
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -110,8 +110,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
-    if args.out is not None:
-        check_outputs([args.data], folders=[args.out])
+    if args.out is not None:  # a folder that receives report.json and png/, not one that is replaced
+        if args.out.exists() and not args.out.is_dir():
+            raise UserError(f"{args.out} is a file: give a folder name for the output")
+        if args.out.resolve() == args.data.resolve() or args.data.resolve() in args.out.resolve().parents:
+            raise UserError(f"--out {args.out} is inside the dataset {args.data}, where its pictures would become test videos: choose a folder outside it")
     model = load_model(args.checkpoint, device=chosen_device(args))
     if args.config:
         dataset_params = RunConfig.from_yaml(args.config).dataset

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -270,6 +271,28 @@ def test_without_scene_timing_generated_frames_keep_the_motions_speed(scene, syn
         centre = render(tmp_path / f"f{scene_frame}.png", scene_frame)[54:74, 54:74, :3].mean((0, 1))
         expected = np.array([40 * (motion_frame - 1), 255 - 40 * (motion_frame - 1), 128]) / 255
         assert np.abs(centre - expected).max() < 0.02, f"scene frame {scene_frame} shows {centre}"
+
+
+def test_a_29_97_fps_motion_in_blenders_29_97_scene_keeps_one_frame_per_frame(scene, synthetic, tmp_path) -> None:
+    """A 29.97 fps file in Blender's 29.97 preset (30/1.001) is not retimed: the image sequence
+    plays frame by frame, like the rig, with nothing keyed."""
+    path, doc = synthetic
+    folder = shutil.copytree(path.parent, tmp_path / "ntsc")
+    copied = folder / path.name
+    copied.write_text(json.dumps({**doc, "fps": 29.97}))
+    scene.render.fps, scene.render.fps_base = 30, 1.001
+    import_motion(copied, deform="NONE", texture="FRAMES", upright=False, set_scene=False)
+    tree = plane_object(copied).active_material.node_tree
+    assert tree.animation_data is None and tree.nodes.active.image_user.frame_duration == doc["num_frames"]
+
+
+def test_a_motion_too_fast_for_a_mesh_cache_is_refused(scene, synthetic) -> None:
+    path, _ = synthetic
+    scene.render.fps, scene.render.fps_base = 1, 20.0  # 0.05 fps: the 10 fps motion is 200 times faster
+    before = snapshot()
+    with pytest.raises(RuntimeError, match="more than 100 times the scene's frame rate"):
+        import_motion(path, deform="FLOW_CACHE", set_scene=False)
+    assert snapshot() == before
 
 
 def test_a_fomm_json_names_its_objects_without_the_suffix(scene, synthetic, tmp_path) -> None:

@@ -226,9 +226,11 @@ def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
     assert on_source.shape == (3, 96, 160, 3)
     flow, occlusion, regions = n.VisualizeFlow.execute(steps["flow"]).args
     assert flow.shape == occlusion.shape == regions.shape == (3, 96, 160, 3)
-    # An animated source (a batch that does not pair up with the frames): its first image, as the other nodes use.
+    # An animated source: moved keypoints are drawn on its first image, as the other nodes use.
     animated = torch.cat([source, comfy_images(1, 96, 160, seed=1)])
     assert torch.equal(n.DrawKeypoints.execute(animated, steps["moved"]).args[0], on_source)
+    with pytest.raises(ValueError, match="do not pair up"):  # detected keypoints belong to their own frames
+        n.DrawKeypoints.execute(driving[:2], steps["kp_driving"])
 
 
 @pytest.mark.parametrize("reference", ["first", "closest to source"])
