@@ -21,7 +21,7 @@ import re
 import shutil
 import subprocess
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +121,12 @@ def decode_video(path: str | os.PathLike, stop: int | None = None) -> Iterator[n
     ``stop``, only the first ``stop`` frames are decoded. Yields nothing for a file that
     cannot be decoded (the caller says what that means for it). A GIF that OpenCV's
     FFmpeg cannot decode is read with Pillow."""
-    path = Path(path)
+    return (image for _, image in _timed_frames(Path(path), stop))
+
+
+def _timed_frames(path: Path, stop: int | None = None) -> Iterator[tuple[float | None, np.ndarray]]:
+    """:func:`decode_video`'s frames with their presentation times in milliseconds (None
+    where the decoder gives none)."""
     decoded = 0
     capture = cv2.VideoCapture(str(path))
     try:
@@ -130,11 +135,42 @@ def decode_video(path: str | os.PathLike, stop: int | None = None) -> Iterator[n
             if not ok:
                 break
             decoded += 1
-            yield _rgb_uint8(image, path)
+            yield capture.get(cv2.CAP_PROP_POS_MSEC), _rgb_uint8(image, path)
     finally:
         capture.release()
     if decoded == 0 and path.suffix.lower() == ".gif":
-        yield from itertools.islice(_frames_with_pillow(path), stop)
+        yield from ((None, image) for image in itertools.islice(_frames_with_pillow(path), stop))
+
+
+def _constant_rate(timed: Iterable[tuple[float | None, np.ndarray]], fps: float) -> Iterator[np.ndarray]:
+    """Frames with presentation times (ms) -> frames at the constant rate ``fps``, each
+    showing what is on screen then, so a variable-frame-rate video (phones drop to fewer
+    frames per second in low light) keeps in time with its sound. Output frame k is the frame
+    shown at ``t0 + k / fps``, looked up half a frame late, so a constant-rate video (jittery
+    millisecond timestamps included) comes out frame for frame. Times that do not advance
+    are not trusted: from there on the frames pass as they are."""
+    period = 1000.0 / fps
+    held: tuple[float, np.ndarray] | None = None
+    start, k = 0.0, 0
+    frames = iter(timed)
+    for time, image in frames:
+        if time is None or (held is not None and time <= held[0]):
+            if held is not None:
+                yield held[1]
+            yield image
+            yield from (image for _, image in frames)
+            return
+        if held is None:
+            start = time
+        else:
+            while start + k * period < time - period / 2:  # grid times nearer the held frame than this one
+                yield held[1]
+                k += 1
+        held = (time, image)
+    if held is not None:
+        while start + k * period < held[0] + period / 2:
+            yield held[1]
+            k += 1
 
 
 def stated_frame_count(path: str | os.PathLike) -> int | None:
@@ -286,7 +322,9 @@ class VideoReader:
         elif self._animated:
             yield from itertools.islice(_frames_with_pillow(self.path), self.max_frames)
         else:
-            yield from decode_video(self.path, self.max_frames)
+            stated = stated_fps(self.path)
+            frames = _constant_rate(_timed_frames(self.path), stated) if stated else decode_video(self.path)
+            yield from itertools.islice(frames, self.max_frames)
 
     def _count(self) -> int | None:
         if self._frames is not None:

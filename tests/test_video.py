@@ -279,6 +279,30 @@ def test_animated_webp_and_png_are_videos(tmp_path: Path, frames: torch.Tensor, 
     assert len(list(read_video(path, max_frames=2))) == 2
 
 
+def test_a_variable_frame_rate_video_keeps_its_timing(tmp_path: Path) -> None:
+    """A phone clip that drops from 30 to 10 frames per second (low light): read at its
+    average rate, each frame is the one on screen at that time, so the sound stays in sync."""
+    for index in range(40):  # frame i is grey level 6 i
+        Image.fromarray(np.full((32, 32, 3), 6 * index, np.uint8)).save(tmp_path / f"f{index:02d}.png")
+    video = tmp_path / "vfr.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-framerate", "30", "-i", str(tmp_path / "f%02d.png"), "-framerate", "10", "-start_number",
+         "30", "-i", str(tmp_path / "f%02d.png"), "-filter_complex", "[0:v]trim=end_frame=30[a];[a][1:v]concat=n=2:v=1[v]",
+         "-map", "[v]", "-fps_mode", "vfr", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(video)],
+        check=True,
+    )  # fmt: skip
+    probe = ["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "packet=pts_time", "-of", "csv=p=0", str(video)]
+    starts = np.sort([float(line.strip(",")) for line in subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split()])
+    assert np.allclose(np.diff(starts)[[0, -1]], [1 / 30, 1 / 10], atol=1e-3)  # the clip really is variable
+    reader = read_video(video)
+    shown = [round(float(frame.mean()) * 255 / 6) for frame in reader]
+    period = 1 / reader.info.fps
+    due = [int(np.searchsorted(starts, k * period + period / 2, side="right")) - 1 for k in range(len(shown))]
+    assert shown == due
+    assert shown[-1] >= 38 and len(shown) * period > 1.8  # to the end (OpenCV may not decode the very last frame)
+    assert len(list(read_video(video, max_frames=5))) == 5
+
+
 def test_missing_ffmpeg_is_reported(tmp_path: Path, frames: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:
     driving = write_video(tmp_path / "driving.mp4", frames)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
