@@ -42,6 +42,8 @@ _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi
 WRITABLE_VIDEO_SUFFIXES = tuple(_FOURCC)
 _AUDIO_CODEC = {".webm": "libopus", ".avi": "libmp3lame"}  # aac for the others
 DEFAULT_FPS = 25.0
+MAX_FPS = 1000.0  # above this a rate is a typo; video encoders refuse such rates anyway
+MPEG4_MAX_SIDE = 8191  # MPEG-4 part 2 (what .mp4, .mov and .mkv get here) stores sides in 13 bits
 
 
 class MediaError(ValueError):
@@ -375,8 +377,8 @@ class VideoWriter:
             )
         if not suffix and self.path.exists():
             raise MediaError(f"{self.path} already exists; frame folders are never overwritten: remove it or pick another name")
-        if not fps > 0:
-            raise MediaError(f"the frame rate must be positive, got {fps}")
+        if not 0 < fps < MAX_FPS:
+            raise MediaError(f"the frame rate must be positive and below {MAX_FPS:g}, got {fps}")
         self.fps = float(fps)
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.audio = "not requested"
@@ -420,10 +422,19 @@ class VideoWriter:
             self.frames_written += 1
 
     def _open(self, width: int, height: int) -> cv2.VideoWriter:
-        fourcc = cv2.VideoWriter_fourcc(*_FOURCC[self.path.suffix.lower()])
-        writer = cv2.VideoWriter(str(self._temporary), fourcc, self.fps, (width, height))
+        codec = _FOURCC[self.path.suffix.lower()]
+        if codec == "mp4v" and max(width, height) > MPEG4_MAX_SIDE:
+            raise MediaError(
+                f"{self.path}: {width}x{height} is too large for MPEG-4 video ({MPEG4_MAX_SIDE} pixels a side at most): "
+                "write .avi, or a name without suffix for a folder of PNG frames"
+            )
+        writer = cv2.VideoWriter(str(self._temporary), cv2.VideoWriter_fourcc(*codec), self.fps, (width, height))
         if not writer.isOpened():
-            raise MediaError(f"OpenCV cannot write {self.path.suffix} video here; use .mp4 or .avi")
+            others = [suffix for suffix in (".mp4", ".avi") if suffix != self.path.suffix.lower()]
+            raise MediaError(
+                f"OpenCV cannot write {width}x{height} {self.path.suffix} video here; try {' or '.join(others)}, "
+                "or a name without suffix for a folder of PNG frames"
+            )
         return writer
 
     def __exit__(

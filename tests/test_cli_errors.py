@@ -46,8 +46,9 @@ def test_os_errors_are_one_line_naming_the_file(media, tmp_path, capsys) -> None
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--fps", "0"], "--fps must be positive, got 0.0"),
-        (["--fps", "nan"], "--fps must be positive, got nan"),
+        (["--fps", "0"], "--fps must be positive and below 1000, got 0.0"),
+        (["--fps", "nan"], "--fps must be positive and below 1000, got nan"),
+        (["--fps", "inf"], "--fps must be positive and below 1000, got inf"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--max-frames", "0"], "--max-frames must be at least 1"),
     ],

@@ -185,6 +185,11 @@ def test_writer_errors(tmp_path: Path, frames: torch.Tensor) -> None:
     with pytest.raises(MediaError, match="no frames were produced"):
         with VideoWriter(tmp_path / "out.mp4", 10):
             pass
+    with pytest.raises(MediaError, match="8200x16 is too large for MPEG-4 video .* write .avi"):
+        with VideoWriter(tmp_path / "wide.mp4", 10) as writer:
+            writer.write(torch.zeros(3, 16, 8200))
+    with pytest.raises(MediaError, match="below 1000"):
+        VideoWriter(tmp_path / "out.mp4", float("inf"))
     assert list(tmp_path.iterdir()) == []
 
 

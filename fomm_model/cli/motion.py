@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..framing import FIT_MODES
 from ..loading import load_model
 from ..motion_file import compute_motion, write_motion
-from ..video import MediaError, VideoReader, read_image, read_video
+from ..video import MAX_FPS, MediaError, VideoReader, read_image, read_video
 from ..schemas.motion_format import motion_stem
 from . import UserError, add_device_option, check_outputs, chosen_device, reference_frame
 
@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be at least 1")
-    if args.fps is not None and not args.fps > 0:
-        raise UserError(f"--fps must be positive, got {args.fps}")
+    if args.fps is not None and not 0 < args.fps < MAX_FPS:
+        raise UserError(f"--fps must be positive and below {MAX_FPS:g}, got {args.fps}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     stem = args.output.parent / motion_stem(args.output)
