@@ -124,6 +124,11 @@ class ImportResult:
     collection: bpy.types.Collection
     plane: bpy.types.Object
     rig: bpy.types.Object | None
+    warning: str | None = None  # something the artist should know, though the import succeeded
+
+
+# On each import's collection: the scene frame rate at which it plays at its real speed.
+REAL_SPEED_FPS = "fomm_real_speed_fps"
 
 
 def import_motion(context: bpy.types.Context, data: MotionData, settings: ImportSettings) -> ImportResult:
@@ -151,14 +156,17 @@ def import_motion(context: bpy.types.Context, data: MotionData, settings: Import
         root = rig or plane
         root.location = tuple(scene.cursor.location)
         root.rotation_euler = (math.pi / 2, 0.0, 0.0) if settings.upright else (0.0, 0.0, 0.0)
+        warning = None
         if settings.set_scene:
+            warning = _speed_changes(scene, data.fps)
             _set_scene_timing(scene, data.fps, settings.frame_start, data.num_frames)
+        collection[REAL_SPEED_FPS] = scene.render.fps / scene.render.fps_base
         for selected in context.selected_objects:
             selected.select_set(False)
         root.select_set(True)
         context.view_layer.objects.active = root
         scene.frame_set(scene.frame_current)
-    return ImportResult(collection, plane, rig)
+    return ImportResult(collection, plane, rig, warning)
 
 
 @dataclass(frozen=True)
@@ -466,6 +474,23 @@ def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing,
     modifier.frame_start = timing.start / timing.step
     modifier.interpolation = "LINEAR"
     modifier.deform_mode = "OVERWRITE"
+
+
+def _speed_changes(scene: bpy.types.Scene, fps: float) -> str | None:
+    """Earlier imports in ``scene`` whose speed a new frame rate of ``fps`` would change, in words."""
+    if math.isclose(scene.render.fps / scene.render.fps_base, fps, rel_tol=1e-4):
+        return None
+    changed = sorted(
+        child.name
+        for child in scene.collection.children_recursive
+        if REAL_SPEED_FPS in child and not math.isclose(child[REAL_SPEED_FPS], fps, rel_tol=1e-4)
+    )
+    if not changed:
+        return None
+    return (
+        f"the scene now runs at {fps:g} fps, so {', '.join(changed)} play{'s' if len(changed) == 1 else ''} at another "
+        "speed: import them again with Set Scene Timing off to retime them, or import this one with it off"
+    )
 
 
 def _set_scene_timing(scene: bpy.types.Scene, fps: float, frame_start: int, count: int) -> None:

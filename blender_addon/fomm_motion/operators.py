@@ -108,7 +108,10 @@ class IMPORT_SCENE_OT_fomm_motion(bpy.types.Operator, ImportHelper, ImportOption
         except (MotionFormatError, ImportFailed) as exc:
             self.report({"ERROR"}, f"FOMM import failed: {exc}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Imported {result.collection.name}")
+        if result.warning is not None:
+            self.report({"WARNING"}, f"Imported {result.collection.name}; {result.warning}")
+        else:
+            self.report({"INFO"}, f"Imported {result.collection.name}")
         return {"FINISHED"}
 
     def draw(self, context):

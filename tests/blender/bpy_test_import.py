@@ -286,6 +286,22 @@ def test_a_29_97_fps_motion_in_blenders_29_97_scene_keeps_one_frame_per_frame(sc
     assert tree.animation_data is None and tree.nodes.active.image_user.frame_duration == doc["num_frames"]
 
 
+def test_setting_the_scene_timing_warns_about_earlier_imports_it_speeds_up(scene, synthetic, tmp_path, capsys) -> None:
+    path, doc = synthetic
+    folder = shutil.copytree(path.parent, tmp_path / "faster")
+    faster = folder / "faster.json"
+    (folder / path.name).rename(faster)
+    faster.write_text(json.dumps({**doc, "fps": 25.0}))
+    import_motion(path)  # the scene takes its 10 fps
+    capsys.readouterr()
+    assert import_motion(faster) == {"FINISHED"}
+    assert scene.render.fps == 25
+    report = capsys.readouterr().out + capsys.readouterr().err
+    assert f"FOMM {path.stem} plays at another speed" in report, report
+    import_motion(faster)  # the same rate: nothing to say
+    assert "another speed" not in capsys.readouterr().out
+
+
 def test_a_motion_too_fast_for_a_mesh_cache_is_refused(scene, synthetic) -> None:
     path, _ = synthetic
     scene.render.fps, scene.render.fps_base = 1, 20.0  # 0.05 fps: the 10 fps motion is 200 times faster
