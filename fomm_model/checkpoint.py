@@ -309,7 +309,8 @@ def convert_checkpoint(
     if target.suffix == ".safetensors":
         write_safetensors(target, sds, config)
     elif target.name.endswith((".pth.tar", ".pth", ".pt")):
-        write_original(target, sds, {"epoch": int(checkpoint.extra.get("epoch", 0))} if "epoch" in checkpoint.extra else None, config if known else None)
+        # The original's Logger.load_cpk returns checkpoint["epoch"] in every mode: always give one.
+        write_original(target, sds, {"epoch": int(checkpoint.extra.get("epoch", 0))}, config if known else None)
     else:
         raise CheckpointError(f"{target}: choose a .safetensors or .pth.tar output name")
     return target

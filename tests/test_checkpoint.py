@@ -56,6 +56,7 @@ def test_safetensors_carries_config(tmp_path: Path) -> None:
     # a file without one still gets an inferred config, and is not given a guessed one.
     back = fm.convert_checkpoint(st, tmp_path / "back.pth.tar")
     assert fm.load_model(back).config == model.config
+    assert torch.load(back, weights_only=True)["epoch"] == 0  # the original's load_cpk returns it in every mode
     assert fm.read_checkpoint(fm.convert_checkpoint(ORIGINAL, tmp_path / "plain.pth.tar")).config is None
     # Someone else's entry of that name (not our JSON string) is left alone, as the original code would.
     foreign = torch.load(ORIGINAL, weights_only=True)
