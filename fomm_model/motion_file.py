@@ -55,8 +55,8 @@ from .schemas.motion_format import (
     LinkedFiles,
     MotionFormatError,
     linked_files,
-    motion_stem,
     parse,
+    side_files,
     validate,
 )
 
@@ -376,14 +376,14 @@ def write_motion(path: str | os.PathLike, motion: Motion, *, embed_image: bool =
     folder beside an old JSON.
     """
     path = Path(path)
-    stem = motion_stem(path)
-    image_name = f"{stem}.source.png"
+    image_file, frames_directory = side_files(path)
+    image_name = image_file.name
     png = _encode_png(motion.source_image)
     image_entry = {"png_base64": base64.b64encode(png).decode("ascii")} if embed_image else {"path": image_name}
 
     frame_files = motion.frame_files
     if motion.frames is not None:
-        frame_files = FrameFiles(path.parent / f"{stem}_frames", tuple(f"frame_{t + 1:05d}.png" for t in range(len(motion.frames))))
+        frame_files = FrameFiles(frames_directory, tuple(f"frame_{t + 1:05d}.png" for t in range(len(motion.frames))))
     document = _to_document(motion, image_entry, frame_files, path.parent)
     try:
         validate(document)

@@ -292,17 +292,27 @@ class VideoReader:
         count = self._count()
         if count is not None and max_frames is not None:
             count = min(count, max_frames)
-        stated = _pillow_fps(path) if self._animated else None if self._frames is not None or self.is_still else stated_fps(path)
-        self.info = VideoInfo(fps=fps or stated or DEFAULT_FPS, frame_count=count, size=tuple(first.shape[-2:]))
+        self.info = VideoInfo(fps=fps or self._stated_fps or DEFAULT_FPS, frame_count=count, size=tuple(first.shape[-2:]))
 
     @property
     def is_still(self) -> bool:
-        return self._frames is None and self.path.suffix.lower() in IMAGE_SUFFIXES and not self._animated
+        return self._frames is None and self.path.suffix.lower() in IMAGE_SUFFIXES and not self._animated_frames
 
     @functools.cached_property
-    def _animated(self) -> bool:
-        """An animated WebP or PNG (APNG): its frames are the video, read like a GIF's."""
-        return self._frames is None and self.path.suffix.lower() in (".webp", ".png") and _frame_count_with_pillow(self.path) > 1
+    def _animated_frames(self) -> int:
+        """The frame count of an animated WebP or PNG (APNG), whose frames are the video, read
+        like a GIF's; 0 for anything else."""
+        if self._frames is not None or self.path.suffix.lower() not in (".webp", ".png"):
+            return 0
+        count = _frame_count_with_pillow(self.path)
+        return count if count > 1 else 0
+
+    @functools.cached_property
+    def _stated_fps(self) -> float | None:
+        """The frame rate the file states; None for folders of frames and stills."""
+        if self._animated_frames:
+            return _pillow_fps(self.path)
+        return None if self._frames is not None or self.is_still else stated_fps(self.path)
 
     def __len__(self) -> int:
         if self.info.frame_count is None:
@@ -321,18 +331,18 @@ class VideoReader:
                     raise MediaError(f"frame {file.name} of {self.path}: {exc}") from None
         elif self.is_still:
             yield decode_image(self.path)
-        elif self._animated:
+        elif self._animated_frames:
             yield from itertools.islice(_frames_with_pillow(self.path), self.max_frames)
         else:
-            stated = stated_fps(self.path)
-            frames = _constant_rate(_timed_frames(self.path), stated) if stated else decode_video(self.path)
+            rate = self._stated_fps
+            frames = _constant_rate(_timed_frames(self.path), rate) if rate else decode_video(self.path)
             yield from itertools.islice(frames, self.max_frames)
 
     def _count(self) -> int | None:
         if self._frames is not None:
             return len(self._frames)
-        if self._animated:
-            return _frame_count_with_pillow(self.path)
+        if self._animated_frames:
+            return self._animated_frames
         return 1 if self.is_still else stated_frame_count(self.path)
 
 

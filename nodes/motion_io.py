@@ -12,7 +12,7 @@ from torch import Tensor
 
 from fomm_model.framing import fit
 from fomm_model.motion_file import MotionFormatError, compute_motion, read_motion, write_motion
-from fomm_model.schemas.motion_format import MOTION_SUFFIX, motion_stem
+from fomm_model.schemas.motion_format import MOTION_SUFFIX, side_files
 
 from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, motion_inputs
 from .runtime import prepare_run, to_comfy_image
@@ -117,7 +117,7 @@ class LoadMotion(io.ComfyNode):
         """The file and its source texture (``<name>.source.png``, as fomm motion and FOMM Save Motion
         name it): editing either runs the node again."""
         path = motion_path(motion_file)
-        texture = path.with_name(f"{motion_stem(path)}.source.png")
+        texture, _ = side_files(path)
         stamps = [str(file.stat().st_mtime_ns) for file in (path, texture) if file.is_file()]
         return "|".join([motion_file, *stamps])
 

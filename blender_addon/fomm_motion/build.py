@@ -160,7 +160,7 @@ def import_motion(context: bpy.types.Context, data: MotionData, settings: Import
         if settings.set_scene:
             warning = _speed_changes(scene, data.fps)
             _set_scene_timing(scene, data.fps, settings.frame_start, data.num_frames)
-        collection[REAL_SPEED_FPS] = scene.render.fps / scene.render.fps_base
+        collection[REAL_SPEED_FPS] = scene_fps(scene)
         for selected in context.selected_objects:
             selected.select_set(False)
         root.select_set(True)
@@ -183,9 +183,8 @@ class Timing:
 
     @staticmethod
     def of(scene: bpy.types.Scene, motion_fps: float, settings: ImportSettings) -> "Timing":
-        scene_fps = scene.render.fps / scene.render.fps_base
-        # 29.97 and Blender's 30/1.001 are one rate: within 1e-4 the frames are the scene's own.
-        step = 1.0 if settings.set_scene or math.isclose(scene_fps, motion_fps, rel_tol=1e-4) else scene_fps / motion_fps
+        fps = scene_fps(scene)
+        step = 1.0 if settings.set_scene or same_rate(fps, motion_fps) else fps / motion_fps
         return Timing(settings.frame_start, step)
 
     def scene_frames(self, count: int) -> np.ndarray:
@@ -406,6 +405,10 @@ def _key_pose(rig: bpy.types.Object, pose: BonePose, frames: np.ndarray) -> None
         channels.add(f"{shear}.rotation_euler", 2, frames, pose.phi[:, k], group)
 
 
+_LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+_CONSTANT = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["CONSTANT"].value
+
+
 class _Channels:
     """F-curves of a new action on ``owner``, across Blender's action APIs: layered actions
     with slots (4.4+; ``Action.fcurves`` is gone in 5.0) and the older flat actions."""
@@ -429,7 +432,7 @@ class _Channels:
             strip = layer.strips[0] if layer.strips else layer.strips.new(type="KEYFRAME")
             self.bag = strip.channelbag(slot, ensure=True)
 
-    def add(self, data_path: str, index: int, frames: np.ndarray, values: np.ndarray, group: str, interpolation: int | None = None) -> None:
+    def add(self, data_path: str, index: int, frames: np.ndarray, values: np.ndarray, group: str, interpolation: int = _LINEAR) -> None:
         curve = self.bag.fcurves.new(data_path, index=index)
         if group not in self.groups:
             self.groups[group] = self.bag.groups.new(group)
@@ -437,16 +440,14 @@ class _Channels:
         points = curve.keyframe_points
         points.add(len(frames))
         points.foreach_set("co", np.column_stack([frames, values]).astype(np.float32).ravel())
-        points.foreach_set("interpolation", np.full(len(frames), _LINEAR if interpolation is None else interpolation, np.int32))
+        points.foreach_set("interpolation", np.full(len(frames), interpolation, np.int32))
         curve.update()
-
-
-_LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
-_CONSTANT = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["CONSTANT"].value
 
 
 # ------------------------------------------------------------------------------ caches
 MAX_FRAME_SCALE = 100.0  # Blender clamps the Mesh Cache modifier's frame_scale to this
+
+
 def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing, guard: SceneGuard) -> None:
     assert data.flow is not None
     if timing.step < 1 / MAX_FRAME_SCALE:
@@ -478,12 +479,12 @@ def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing,
 
 def _speed_changes(scene: bpy.types.Scene, fps: float) -> str | None:
     """Earlier imports in ``scene`` whose speed a new frame rate of ``fps`` would change, in words."""
-    if math.isclose(scene.render.fps / scene.render.fps_base, fps, rel_tol=1e-4):
+    if same_rate(scene_fps(scene), fps):
         return None
     changed = sorted(
         child.name
         for child in scene.collection.children_recursive
-        if REAL_SPEED_FPS in child and not math.isclose(child[REAL_SPEED_FPS], fps, rel_tol=1e-4)
+        if REAL_SPEED_FPS in child and not same_rate(child[REAL_SPEED_FPS], fps)
     )
     if not changed:
         return None
@@ -491,6 +492,15 @@ def _speed_changes(scene: bpy.types.Scene, fps: float) -> str | None:
         f"the scene now runs at {fps:g} fps, so {', '.join(changed)} play{'s' if len(changed) == 1 else ''} at another "
         "speed: import them again with Set Scene Timing off to retime them, or import this one with it off"
     )
+
+
+def scene_fps(scene: bpy.types.Scene) -> float:
+    return scene.render.fps / scene.render.fps_base
+
+
+def same_rate(a: float, b: float) -> bool:
+    """29.97 and Blender's 30/1.001 are one rate: frames that close are the same frames."""
+    return math.isclose(a, b, rel_tol=1e-4)
 
 
 def _set_scene_timing(scene: bpy.types.Scene, fps: float, frame_start: int, count: int) -> None:

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .motion_format import MOTION_SUFFIX, side_files
+
 # Stages `fomm motion --progress lines` reports, in order; each takes an equal share.
 _STAGES = ("motion",)
 # A cancelled process that has not exited this many seconds after the stop request is killed.
@@ -29,10 +31,9 @@ def unused_motion_path(folder: Path, base: str) -> Path:
     side files ``fomm motion`` writes beside it (``<name>.source.png``, ``<name>_frames/``)
     are taken."""
     for number in range(1000):
-        name = base if number == 0 else f"{base}.{number:03d}"
-        taken = (folder / f"{name}.fomm.json", folder / f"{name}.source.png", folder / f"{name}_frames")
-        if not any(path.exists() for path in taken):
-            return folder / f"{name}.fomm.json"
+        path = folder / (f"{base}{MOTION_SUFFIX}" if number == 0 else f"{base}.{number:03d}{MOTION_SUFFIX}")
+        if not any(taken.exists() for taken in (path, *side_files(path))):
+            return path
     raise ValueError(f"{folder} already holds 1000 motion files named {base}.*: remove old ones or choose a Motion File")
 
 

@@ -13,7 +13,7 @@ from ..framing import FIT_MODES
 from ..loading import load_model
 from ..motion_file import compute_motion, write_motion
 from ..video import MAX_FPS, MediaError, VideoReader, read_image, read_video
-from ..schemas.motion_format import motion_stem
+from ..schemas.motion_format import side_files
 from . import UserError, add_device_option, check_outputs, chosen_device, reference_frame
 
 PROGRESS_STYLES = ("bar", "lines", "none")
@@ -59,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--fps must be positive and below {MAX_FPS:g}, got {args.fps}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    stem = args.output.parent / motion_stem(args.output)
+    image_file, frames_directory = side_files(args.output)
     check_outputs(
         [args.source, args.driving],
-        [args.output] + ([] if args.embed_image else [stem.with_name(f"{stem.name}.source.png")]),
-        [stem.with_name(f"{stem.name}_frames")] if args.frames else [],
+        [args.output] + ([] if args.embed_image else [image_file]),
+        [frames_directory] if args.frames else [],
     )
     source, video = _read_inputs(args)
     model = load_model(args.checkpoint, config=args.config, device=chosen_device(args))

@@ -342,6 +342,13 @@ def motion_stem(path: Path) -> str:
     return path.name[: -len(path.suffix)] if path.suffix else path.name
 
 
+def side_files(path: Path) -> tuple[Path, Path]:
+    """Where a motion file's source image and generated frames go beside it:
+    ``face.source.png`` and ``face_frames/`` for ``face.fomm.json``."""
+    stem = motion_stem(path)
+    return path.with_name(f"{stem}.source.png"), path.with_name(f"{stem}_frames")
+
+
 @dataclass(frozen=True)
 class LinkedFiles:
     """The files a motion document points to, found and checked by :func:`linked_files`."""
