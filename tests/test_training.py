@@ -13,15 +13,20 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from einops import rearrange
+from PIL import Image
 
 import fomm_model as fm
 from fomm_model.cli import main as cli
+from fomm_model.pipeline import animate_frames
 from fomm_model.training.config import DatasetParams, RunConfig
 from fomm_model.training.data import FramesDataset
 from fomm_model.training.trainer import Trainer, TrainingOptions
+from fomm_model.video import read_video
 
 from conftest import parity_cases
 
@@ -250,6 +255,52 @@ def test_reconstruct_reports_per_video_and_overall(data: Path, config_path: Path
         sum(v["kp_spread"] * v["frames"] for v in report["videos"]) / report["frames"]
     )
     assert f"keypoint spread {report['kp_spread']:.3f} of the frame" in out
+
+
+def test_animate_pairs_writes_each_pairs_video_and_strip(data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "animation"
+    assert cli(["animate-pairs", "--checkpoint", "default", "--data", str(data), "--out", str(out), "--num-pairs", "3"]) == 0
+    assert "animated 3 pairs" in capsys.readouterr().out
+    videos = FramesDataset(DatasetParams(root_dir=str(data), frame_shape=(128, 128, 3)), is_train=False)
+    names = {f"{d}-{s}" for d in videos.names for s in videos.names}  # 2 test videos: 4 pairs to draw 3 from
+    written = {path.stem for path in out.glob("*.mp4")}
+    assert len(written) == 3 and written <= names
+    assert {path.stem for path in (out / "png").glob("*.png")} == written
+    # The strip is the relative-motion animation (the presets' animate_params) of the source's first frame.
+    driving_name, source_name = sorted(written)[0].split("-")
+    by_name = {videos[i]["name"]: videos[i]["video"].permute(1, 0, 2, 3) for i in range(len(videos))}
+    model = fm.load_model("default")
+    expected = torch.stack(list(animate_frames(model, by_name[source_name][0], by_name[driving_name], adapt_scale=False)))
+    strip = torch.from_numpy(np.array(Image.open(out / "png" / f"{driving_name}-{source_name}.png"))).float() / 255
+    assert strip.shape == (128, 6 * 128, 3)
+    assert torch.allclose(strip, rearrange(expected, "t c h w -> h (t w) c"), atol=1 / 255 + 1e-6)
+    # The video shows source | driving | deformed | occlusion | prediction for every driving frame.
+    frames = list(read_video(out / f"{driving_name}-{source_name}.mp4"))
+    assert len(frames) == 6 and frames[0].shape == (3, 128, 5 * 128)
+
+
+def test_animate_pairs_reads_a_pairs_list_and_checks_its_inputs(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
+    first, second = FramesDataset(DatasetParams(root_dir=str(data), frame_shape=(64, 64, 3)), is_train=False).names
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"source,driving\n{second},{first}\nmissing,{first}\n")
+    out = tmp_path / "animation"
+    base = ["animate-pairs", "--checkpoint", "default", "--data", str(data)]
+    assert cli([*base, "--out", str(out), "--pairs-list", str(pairs)]) == 0
+    assert [path.name for path in out.iterdir() if path.is_file()] == [f"{first}-{second}.mp4"]
+    gif = dict(TINY, animate_params={"format": ".gif"})
+    (tmp_path / "gif.yaml").write_text(yaml.safe_dump(gif))
+    capsys.readouterr()
+    for extra, message in (
+        (["--out", str(out), "--num-pairs", "0"], "--num-pairs must be at least 1"),
+        (["--out", str(out), "--fps", "0"], "--fps must be positive"),
+        (["--out", str(out), "--pairs-list", str(tmp_path / "none.csv")], "none.csv not found"),
+        (["--out", str(pairs)], "is a file: give a folder name"),
+        (["--out", str(data / "animation")], "is inside the dataset"),
+        (["--out", str(out), "--checkpoint", "default", "--config", str(tmp_path / "gif.yaml")], "animate_params.format '.gif'"),
+    ):
+        assert cli([*base, *extra]) == 1
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1, error
 
 
 def test_clear_errors(config_path: Path, tmp_path: Path, capsys) -> None:

@@ -1,4 +1,4 @@
-"""``fomm train`` and ``fomm reconstruct``."""
+"""``fomm train`` and the original's two evaluation modes, ``fomm reconstruct`` and ``fomm animate-pairs``."""
 
 from __future__ import annotations
 
@@ -50,6 +50,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="for a folder without train/ and test/: the --seed of the training run, which drew the 80/20 split")
     rec.set_defaults(func=run_reconstruct)
 
+    pairs = subparsers.add_parser(
+        "animate-pairs",
+        help="animate test videos' first frames with other test videos' motion",
+        description="The original animation mode: pairs of test videos are drawn (seeded), or read from the "
+        "config's pairs_list, and the first frame of each source video is animated with the driving video, with "
+        "the config's animate_params (relative motion in the presets). Writes <driving>-<source>.mp4 (source and "
+        "driving with keypoints, deformed source, occlusion, prediction) and png/<driving>-<source>.png (the "
+        "predicted frames) for each pair.",
+    )
+    pairs.add_argument("--checkpoint", required=True, help='checkpoint file, a training run folder, or "default"')
+    pairs.add_argument("--data", type=Path, required=True, help="dataset folder (its test/ split is used when present)")
+    pairs.add_argument("--out", type=Path, required=True, help="folder for the videos and png/ strips")
+    pairs.add_argument("--config", help="config for the dataset layout, pairs_list and animate_params "
+                       "(default: frame size of the model, relative motion and Jacobians, 50 pairs)")
+    pairs.add_argument("--num-pairs", type=int, help="how many pairs (default: the config's animate_params.num_pairs)")
+    pairs.add_argument("--pairs-list", type=Path, help="CSV with source and driving columns of video names "
+                       "(default: the config's dataset_params.pairs_list, else a seeded random draw)")
+    pairs.add_argument("--fps", type=float, default=25.0, help="frame rate of the written videos")
+    add_device_option(pairs)
+    pairs.add_argument("--batch-size", type=int, default=16)
+    pairs.add_argument("--seed", type=int, default=0,
+                       help="for a folder without train/ and test/: the --seed of the training run, which drew the 80/20 split")
+    pairs.set_defaults(func=run_animate_pairs)
+
 
 def run_train(args: argparse.Namespace) -> int:
     from ..checkpoint import CHECKPOINT_NAME
@@ -99,35 +123,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from ..loading import load_model
-    from ..training.config import DatasetParams, RunConfig
-    from ..training.data import FramesDataset
     from ..training.reconstruct import evaluate_reconstruction
 
-    for option in ("batch_size", "num_videos"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
-    if args.out is not None:  # a folder that receives report.json and png/, not one that is replaced
-        if args.out.exists() and not args.out.is_dir():
-            raise UserError(f"{args.out} is a file: give a folder name for the output")
-        if args.out.resolve() == args.data.resolve() or args.data.resolve() in args.out.resolve().parents:
-            raise UserError(f"--out {args.out} is inside the dataset {args.data}, where its pictures would become test videos: choose a folder outside it")
-    model = load_model(args.checkpoint, device=chosen_device(args))
-    if args.config:
-        dataset_params = RunConfig.from_yaml(args.config).dataset
-    else:
-        dataset_params = DatasetParams(frame_shape=(*model.config.frame_shape, 3))
-    dataset = FramesDataset(replace(dataset_params, root_dir=str(args.data)), is_train=False, random_seed=args.seed)
-    if len(dataset) == 0:
-        raise UserError(f"no test videos found in {args.data}")
-    if all(video.frame_count < 2 for video in dataset.videos):
-        raise UserError(
-            f"every test video in {args.data} has a single frame, so there is no motion to reconstruct; if these are "
-            "the frames of one video, put them in a subfolder: a dataset holds one folder of frames per video"
-        )
+    check_positive(args, "batch_size", "num_videos")
+    check_out_folder(args.out, args.data)
+    model, run, dataset = load_for_evaluation(args, "reconstruct")
 
     def show(score) -> None:
         print(f"{score.name}\tL1 {score.l1:.5f}\tno-motion {score.no_motion_l1:.5f}", flush=True)
@@ -140,3 +140,79 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         file=sys.stdout,
     )
     return 0
+
+
+def run_animate_pairs(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..training.animate_pairs import animate_pairs
+    from ..training.data import PairedDataset
+    from ..video import MAX_FPS, WRITABLE_VIDEO_SUFFIXES
+
+    check_positive(args, "batch_size", "num_pairs")
+    if not 0 < args.fps < MAX_FPS:
+        raise UserError(f"--fps must be positive and below {MAX_FPS:g}, got {args.fps:g}")
+    check_out_folder(args.out, args.data)
+    if args.pairs_list is not None and not args.pairs_list.is_file():
+        raise UserError(f"pairs list {args.pairs_list} not found")
+    model, run, dataset = load_for_evaluation(args, "animate")
+    video_format = run.animate.format if run.animate.format.startswith(".") else f".{run.animate.format}"
+    if video_format.lower() not in WRITABLE_VIDEO_SUFFIXES:
+        raise UserError(
+            f"animate_params.format {run.animate.format!r} in {args.config} cannot be written: "
+            f"use one of {', '.join(WRITABLE_VIDEO_SUFFIXES)}"
+        )
+    num_pairs = args.num_pairs if args.num_pairs is not None else run.animate.num_pairs
+    if len(dataset) < 2 and args.pairs_list is None and run.dataset.pairs_list is None:
+        print(f"fomm animate-pairs: note: {args.data} has one test video, so its only pair animates it with itself", file=sys.stderr)
+    pairs = PairedDataset(dataset, num_pairs, pairs_list=args.pairs_list)
+    with tqdm(total=len(pairs), unit="pair", desc="animate", disable=None) as bar:
+        done = animate_pairs(
+            model, pairs, args.out, run.animate.normalization_params,
+            video_format=video_format, fps=args.fps, batch_size=args.batch_size, on_pair=lambda _: bar.update(),
+        )
+    print(f"animated {len(done)} pairs into {args.out}: <driving>-<source>{video_format} and png/<driving>-<source>.png")
+    return 0
+
+
+def check_positive(args: argparse.Namespace, *options: str) -> None:
+    for option in options:
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+
+
+def check_out_folder(out: Path | None, data: Path) -> None:
+    """An evaluation's output folder receives files; it is never a file, nor inside the dataset,
+    where its pictures would be read as test videos next time."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file: give a folder name for the output")
+    if out.resolve() == data.resolve() or data.resolve() in out.resolve().parents:
+        raise UserError(f"--out {out} is inside the dataset {data}, where its pictures would become test videos: choose a folder outside it")
+
+
+def load_for_evaluation(args: argparse.Namespace, mode: str):
+    """The model, the run config (``--config``, else the defaults at the model's frame size)
+    and the test videos of ``--data`` that the evaluation ``mode`` reads."""
+    from dataclasses import replace
+
+    from ..loading import load_model
+    from ..training.config import DatasetParams, RunConfig
+    from ..training.data import FramesDataset
+
+    model = load_model(args.checkpoint, device=chosen_device(args))
+    if args.config:
+        run = RunConfig.from_yaml(args.config)
+    else:
+        run = RunConfig(model=model.config, dataset=DatasetParams(frame_shape=(*model.config.frame_shape, 3)))
+    dataset = FramesDataset(replace(run.dataset, root_dir=str(args.data)), is_train=False, random_seed=args.seed)
+    if len(dataset) == 0:
+        raise UserError(f"no test videos found in {args.data}")
+    if all(video.frame_count < 2 for video in dataset.videos):
+        raise UserError(
+            f"every test video in {args.data} has a single frame, so there is no motion to {mode}; if these are "
+            "the frames of one video, put them in a subfolder: a dataset holds one folder of frames per video"
+        )
+    return model, run, dataset

@@ -383,8 +383,8 @@ def linked_files(document: dict[str, Any], path: Path) -> LinkedFiles:
         image_path = path.parent / entry["path"]
         if not image_path.is_file():
             raise MotionFormatError(
-                f"source image {image_path} not found; keep it next to the motion file "
-                "or write the motion with the image embedded (fomm motion --embed-image)"
+                f"source image {image_path} not found: it is written next to the motion file, so copy or "
+                "move the two together (or write the motion with the image inside: fomm motion --embed-image)"
             )
         header, where = _read_head(image_path), f"source image {image_path}"
     check_image_size(_png_size(header, where), document, where)

@@ -116,14 +116,14 @@ def evaluate_reconstruction(
         if on_video:
             on_video(score)
         if out_dir is not None:
-            _write_strip(Path(out_dir) / "png" / f"{Path(item['name']).stem}.png", prediction)
+            write_strip(Path(out_dir) / "png" / f"{Path(item['name']).stem}.png", prediction)
     if out_dir is not None:
         with atomic_path(Path(out_dir) / "report.json") as tmp:
             tmp.write_text(report.to_json())
     return report
 
 
-def _write_strip(path: Path, frames: torch.Tensor, max_frames: int = 32) -> None:
+def write_strip(path: Path, frames: torch.Tensor, max_frames: int = 32) -> None:
     """The original's PNG strip: predicted frames side by side."""
     strip = torch.cat(list(frames[:max_frames]), dim=-1)
     pixels = (strip.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
