@@ -115,6 +115,29 @@ def test_single_process_run(data: Path, config_path: Path, tmp_path: Path) -> No
     )
 
 
+def test_frozen_batch_norm_keeps_its_statistics_and_trains_the_rest(data: Path, config_path: Path, tmp_path: Path) -> None:
+    run = RunConfig.from_yaml(config_path)
+    assert "freeze_batch_norm" not in run.to_mapping()["train_params"]  # the original schema unless used
+    frozen = dataclasses.replace(run, train=dataclasses.replace(run.train, freeze_batch_norm=True))
+    start = tmp_path / "start.safetensors"
+    Trainer(run, TrainingOptions(out_dir=tmp_path / "start", data_dir=data, max_steps=2, num_workers=0, vis_every=0,
+                                 progress=False)).train()
+    (tmp_path / "start" / "model.safetensors").rename(start)
+
+    def changed(out: Path, config: RunConfig) -> tuple[set[str], set[str]]:
+        Trainer(config, TrainingOptions(out_dir=out, data_dir=data, checkpoint=start, max_steps=2, num_workers=0,
+                                        vis_every=0, progress=False)).train()
+        before, after = weights(start), weights(out / "model.safetensors")
+        moved = {name for name in before if not torch.equal(before[name], after[name])}
+        return {n for n in moved if "running_" in n}, {n for n in moved if n.endswith("norm.weight")}
+
+    statistics, scales = changed(tmp_path / "frozen", frozen)
+    assert not statistics and scales  # the statistics are kept, the batch norms' scales still learn
+    statistics, scales = changed(tmp_path / "plain", run)
+    assert statistics and scales
+    assert RunConfig.from_yaml(tmp_path / "frozen" / "config.yaml").train.freeze_batch_norm  # --resume keeps it
+
+
 def test_training_lowers_the_reconstruction_error(data: Path, config_path: Path, tmp_path: Path) -> None:
     run = RunConfig.from_yaml(config_path)
     fast = dataclasses.replace(run.train, lr_generator=1e-3, lr_kp_detector=1e-3, num_epochs=100)

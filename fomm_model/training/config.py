@@ -94,6 +94,10 @@ class TrainParams:
     checkpoint_freq: int = 50
     transform_params: TransformParams | None = TransformParams(sigma_affine=0.05, sigma_tps=0.005, points_tps=5)
     loss_weights: LossWeights = field(default_factory=LossWeights)
+    # Not in the original schema: batch norm keeps the statistics of the weights it starts
+    # from and normalises with them while training. For fine-tuning at small batches, whose
+    # statistics are noisy and differ from those the weights were trained with.
+    freeze_batch_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_epochs", "num_repeats", "batch_size"):
@@ -185,10 +189,13 @@ class RunConfig:
         dataset["augmentation_params"] = {k: v for k, v in aug.items() if v is not None}
         if dataset["pairs_list"] is None:
             del dataset["pairs_list"]
+        train = _plain(dataclasses.asdict(self.train))
+        if not train["freeze_batch_norm"]:  # an extension: left out unless used, so the schema stays the original's
+            del train["freeze_batch_norm"]
         return {
             "dataset_params": dataset,
             "model_params": self.model.to_model_params(),
-            "train_params": _plain(dataclasses.asdict(self.train)),
+            "train_params": train,
             "reconstruction_params": dataclasses.asdict(self.reconstruction),
             "animate_params": _plain(dataclasses.asdict(self.animate)),
             "visualizer_params": dataclasses.asdict(self.visualizer),

@@ -112,6 +112,13 @@ class Trainer:
         if self.info.distributed:
             distributed.convert_sync_batchnorm(self.model)
         self.model.to(self.info.device).train()
+        if run.train.freeze_batch_norm:
+            _freeze_batch_norm(self.model)
+            if options.checkpoint is None and not options.resume:
+                self._say(
+                    "freeze_batch_norm without --checkpoint: batch norm keeps its initial statistics (mean 0, "
+                    "variance 1); it is meant for fine-tuning trained weights"
+                )
 
         params = run.train
         if options.data_dir is not None:
@@ -549,6 +556,14 @@ class _StopAtStepEnd:
     def close(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def _freeze_batch_norm(model: nn.Module) -> None:
+    """Batch-norm layers normalise with their running statistics and keep them (their scale
+    and shift still train): ``train_params.freeze_batch_norm``."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def _ignore_interrupts(worker_id: int) -> None:
