@@ -4,9 +4,9 @@ Pairs of test videos are chosen (a seeded random draw, or the config's ``pairs_l
 the first frame of each pair's source video is animated with the whole driving video, with
 the config's ``animate_params.normalization_params`` (relative motion in the presets). No
 ground truth exists for a transfer between two videos, so the result is pictures to look
-at, written like the original's: ``png/<driving>-<source>.png``, the predicted frames side
-by side (the first 32), and ``<driving>-<source><format>``, the visualisation video (source and driving
-with keypoints, deformed source, occlusion, prediction).
+at, written like the original's: ``png/<driving>-<source>.png``, the predicted frames (the
+first 32) side by side, and ``<driving>-<source><format>``, the visualisation video
+(source and driving with keypoints, deformed source, occlusion, prediction).
 """
 
 from __future__ import annotations
