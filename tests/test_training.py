@@ -115,7 +115,7 @@ def test_single_process_run(data: Path, config_path: Path, tmp_path: Path) -> No
     )
 
 
-def test_frozen_batch_norm_keeps_its_statistics_and_trains_the_rest(data: Path, config_path: Path, tmp_path: Path) -> None:
+def test_frozen_batch_norm_keeps_its_statistics_and_trains_the_rest(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
     run = RunConfig.from_yaml(config_path)
     assert "freeze_batch_norm" not in run.to_mapping()["train_params"]  # the original schema unless used
     frozen = dataclasses.replace(run, train=dataclasses.replace(run.train, freeze_batch_norm=True))
@@ -131,10 +131,14 @@ def test_frozen_batch_norm_keeps_its_statistics_and_trains_the_rest(data: Path, 
         moved = {name for name in before if not torch.equal(before[name], after[name])}
         return {n for n in moved if "running_" in n}, {n for n in moved if n.endswith("norm.weight")}
 
+    capsys.readouterr()
     statistics, scales = changed(tmp_path / "frozen", frozen)
     assert not statistics and scales  # the statistics are kept, the batch norms' scales still learn
+    assert "freeze_batch_norm" not in capsys.readouterr().err
     statistics, scales = changed(tmp_path / "plain", run)
     assert statistics and scales
+    # fine-tuning at a small batch without it gets a hint
+    assert "fine-tuning at a batch of 2: batch norm will normalise" in capsys.readouterr().err
     assert RunConfig.from_yaml(tmp_path / "frozen" / "config.yaml").train.freeze_batch_norm  # --resume keeps it
 
 
