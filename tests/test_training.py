@@ -316,6 +316,13 @@ def test_animate_pairs_reads_a_pairs_list_and_checks_its_inputs(data: Path, conf
     assert [path.name for path in out.iterdir() if path.is_file()] == [f"{first}-{second}.mp4"]
     gif = dict(TINY, animate_params={"format": ".gif"})
     (tmp_path / "gif.yaml").write_text(yaml.safe_dump(gif))
+    # a config naming a pairs list that is not there (as the presets do: data/vox256.csv...)
+    absent = dict(TINY, dataset_params={**TINY["dataset_params"], "frame_shape": [128, 128, 3],
+                                        "pairs_list": str(tmp_path / "absent.csv")})
+    (tmp_path / "absent.yaml").write_text(yaml.safe_dump(absent))
+    drawn = tmp_path / "drawn"
+    assert cli([*base, "--out", str(drawn), "--config", str(tmp_path / "absent.yaml"), "--random-pairs", "--num-pairs", "1"]) == 0
+    assert len(list(drawn.glob("*.mp4"))) == 1
     capsys.readouterr()
     for extra, message in (
         (["--out", str(out), "--num-pairs", "0"], "--num-pairs must be at least 1"),
@@ -324,6 +331,7 @@ def test_animate_pairs_reads_a_pairs_list_and_checks_its_inputs(data: Path, conf
         (["--out", str(pairs)], "is a file: give a folder name"),
         (["--out", str(data / "animation")], "is inside the dataset"),
         (["--out", str(out), "--checkpoint", "default", "--config", str(tmp_path / "gif.yaml")], "animate_params.format '.gif'"),
+        (["--out", str(out), "--config", str(tmp_path / "absent.yaml")], "absent.csv (dataset_params.pairs_list of"),
     ):
         assert cli([*base, *extra]) == 1
         error = capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import UserError, add_device_option, chosen_device
 
@@ -65,8 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pairs.add_argument("--config", help="config for the dataset layout, pairs_list and animate_params "
                        "(default: frame size of the model, relative motion and Jacobians, 50 pairs)")
     pairs.add_argument("--num-pairs", type=int, help="how many pairs (default: the config's animate_params.num_pairs)")
-    pairs.add_argument("--pairs-list", type=Path, help="CSV with source and driving columns of video names "
-                       "(default: the config's dataset_params.pairs_list, else a seeded random draw)")
+    chosen = pairs.add_mutually_exclusive_group()
+    chosen.add_argument("--pairs-list", type=Path, help="CSV with source and driving columns of video names "
+                        "(default: the config's dataset_params.pairs_list, else a seeded random draw)")
+    chosen.add_argument("--random-pairs", action="store_true",
+                        help="a seeded random draw even where the config names a pairs_list")
     pairs.add_argument("--fps", type=float, default=25.0, help="frame rate of the written videos")
     add_device_option(pairs)
     pairs.add_argument("--batch-size", type=int, default=16)
@@ -155,7 +159,7 @@ def run_animate_pairs(args: argparse.Namespace) -> int:
     check_out_folder(args.out, args.data)
     if args.pairs_list is not None and not args.pairs_list.is_file():
         raise UserError(f"pairs list {args.pairs_list} not found")
-    model, run, dataset = load_for_evaluation(args, "animate")
+    model, run, dataset = load_for_evaluation(args, "animate", **({"pairs_list": None} if args.random_pairs else {}))
     video_format = run.animate.format if run.animate.format.startswith(".") else f".{run.animate.format}"
     if video_format.lower() not in WRITABLE_VIDEO_SUFFIXES:
         raise UserError(
@@ -163,7 +167,12 @@ def run_animate_pairs(args: argparse.Namespace) -> int:
             f"use one of {', '.join(WRITABLE_VIDEO_SUFFIXES)}"
         )
     num_pairs = args.num_pairs if args.num_pairs is not None else run.animate.num_pairs
-    if len(dataset) < 2 and args.pairs_list is None and run.dataset.pairs_list is None:
+    if args.pairs_list is None and dataset.params.pairs_list is not None and not Path(dataset.params.pairs_list).is_file():
+        raise UserError(
+            f"pairs list {dataset.params.pairs_list} (dataset_params.pairs_list of {args.config}) not found: give "
+            "--pairs-list CSV, or --random-pairs for a seeded random draw"
+        )
+    if len(dataset) < 2 and args.pairs_list is None and dataset.params.pairs_list is None:
         print(f"fomm animate-pairs: note: {args.data} has one test video, so its only pair animates it with itself", file=sys.stderr)
     pairs = PairedDataset(dataset, num_pairs, pairs_list=args.pairs_list)
     with tqdm(total=len(pairs), unit="pair", desc="animate", disable=None) as bar:
@@ -193,9 +202,10 @@ def check_out_folder(out: Path | None, data: Path) -> None:
         raise UserError(f"--out {out} is inside the dataset {data}, where its pictures would become test videos: choose a folder outside it")
 
 
-def load_for_evaluation(args: argparse.Namespace, mode: str):
+def load_for_evaluation(args: argparse.Namespace, mode: str, **dataset_params: Any):
     """The model, the run config (``--config``, else the defaults at the model's frame size)
-    and the test videos of ``--data`` that the evaluation ``mode`` reads."""
+    and the test videos of ``--data`` that the evaluation ``mode`` reads, with the config's
+    dataset params and ``dataset_params`` replacing some of them."""
     from dataclasses import replace
 
     from ..loading import load_model
@@ -207,7 +217,8 @@ def load_for_evaluation(args: argparse.Namespace, mode: str):
         run = RunConfig.from_yaml(args.config)
     else:
         run = RunConfig(model=model.config, dataset=DatasetParams(frame_shape=(*model.config.frame_shape, 3)))
-    dataset = FramesDataset(replace(run.dataset, root_dir=str(args.data)), is_train=False, random_seed=args.seed)
+    params = replace(run.dataset, root_dir=str(args.data), **dataset_params)
+    dataset = FramesDataset(params, is_train=False, random_seed=args.seed)
     if len(dataset) == 0:
         raise UserError(f"no test videos found in {args.data}")
     if all(video.frame_count < 2 for video in dataset.videos):
