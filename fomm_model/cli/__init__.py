@@ -54,6 +54,22 @@ def check_outputs(inputs: Sequence[Path], files: Sequence[Path] = (), folders: S
             raise UserError(f"{output} is a file: give a folder name for the output")
 
 
+def check_positive(args: argparse.Namespace, *options: str) -> None:
+    """Refuse counts below 1 among ``options`` (attribute names; unset ones pass)."""
+    for option in options:
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+
+
+def check_fps(fps: float | None) -> None:
+    """``--fps``, when given, is a frame rate a video can have."""
+    from ..video import MAX_FPS
+
+    if fps is not None and not 0 < fps < MAX_FPS:
+        raise UserError(f"--fps must be positive and below {MAX_FPS:g}, got {fps}")
+
+
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     """``--device``, defaulting to the GPU when torch sees one (as training does)."""
     parser.add_argument("--device", help="torch device, e.g. cpu, cuda or cuda:1 (default: cuda when available, else cpu)")

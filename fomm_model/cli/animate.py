@@ -15,9 +15,9 @@ from ..framing import FIT_MODES, Box, face_box, stable_face_box
 from ..loading import load_model
 from ..pipeline import AnimatedBatch, MotionOptions
 from ..precision import PRECISIONS
-from ..video import MAX_FPS, IMAGE_SUFFIXES, VideoReader, VideoWriter, read_image, read_video, write_image
+from ..video import IMAGE_SUFFIXES, VideoReader, VideoWriter, read_image, read_video, write_image
 from ..visualize import visualize_generation
-from . import UserError, add_device_option, check_outputs, chosen_device, reference_frame
+from . import UserError, add_device_option, check_fps, check_outputs, check_positive, chosen_device, reference_frame
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,10 +94,8 @@ def run_animate(args: argparse.Namespace) -> int:
     outputs = [output] + ([Path(args.visualize)] if args.visualize else [])
     files = [path for path in outputs if path.suffix]  # a name without suffix is a folder of frames
     check_outputs([Path(args.source), Path(args.driving)], files, [path for path in outputs if not path.suffix])
-    if args.fps is not None and not 0 < args.fps < MAX_FPS:
-        raise UserError(f"--fps must be positive and below {MAX_FPS:g}, got {args.fps}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_fps(args.fps)
+    check_positive(args, "batch_size")
     single_image = output.suffix.lower() in IMAGE_SUFFIXES
 
     source = read_image(args.source)

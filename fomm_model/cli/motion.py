@@ -12,9 +12,9 @@ from tqdm import tqdm
 from ..framing import FIT_MODES
 from ..loading import load_model
 from ..motion_file import compute_motion, write_motion
-from ..video import MAX_FPS, MediaError, VideoReader, read_image, read_video
+from ..video import MediaError, VideoReader, read_image, read_video
 from ..schemas.motion_format import side_files
-from . import UserError, add_device_option, check_outputs, chosen_device, reference_frame
+from . import UserError, add_device_option, check_fps, check_outputs, check_positive, chosen_device, reference_frame
 
 PROGRESS_STYLES = ("bar", "lines", "none")
 
@@ -53,12 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError("--max-frames must be at least 1")
-    if args.fps is not None and not 0 < args.fps < MAX_FPS:
-        raise UserError(f"--fps must be positive and below {MAX_FPS:g}, got {args.fps}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_positive(args, "max_frames")
+    check_fps(args.fps)
+    check_positive(args, "batch_size")
     image_file, frames_directory = side_files(args.output)
     check_outputs(
         [args.source, args.driving],

@@ -8,7 +8,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from . import UserError
+from . import UserError, check_positive
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(jobs: Iterator[tuple[str, int]], total: int) -> Iterator[tuple[str, int]]:
         return iter(tqdm(jobs, total=total, unit="video", desc="make-synthetic", disable=args.quiet))
 
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    check_positive(args, "workers")
     try:
         out = write_dataset(Path(args.out_dir), spec, progress, workers=args.workers)
     except FileExistsError as exc:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import UserError, add_device_option, chosen_device
+from . import UserError, add_device_option, check_fps, check_positive, chosen_device
+
+if TYPE_CHECKING:  # the commands import torch only when they run
+    from ..model import FirstOrderModel
+    from ..training.config import RunConfig
+    from ..training.data import FramesDataset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,10 +89,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ..training.config import RunConfig
     from ..training.trainer import Trainer, TrainingOptions, no_run_to_resume
 
-    for option in ("max_steps", "save_every"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    check_positive(args, "max_steps", "save_every")
     if args.vis_every < 0 or args.workers < 0:
         raise UserError("--vis-every and --workers cannot be negative")
     if args.resume and not (args.out / CHECKPOINT_NAME).is_file():  # before its config.yaml is looked for
@@ -151,11 +153,10 @@ def run_animate_pairs(args: argparse.Namespace) -> int:
 
     from ..training.animate_pairs import animate_pairs
     from ..training.data import PairedDataset
-    from ..video import MAX_FPS, WRITABLE_VIDEO_SUFFIXES
+    from ..video import WRITABLE_VIDEO_SUFFIXES
 
     check_positive(args, "batch_size", "num_pairs")
-    if not 0 < args.fps < MAX_FPS:
-        raise UserError(f"--fps must be positive and below {MAX_FPS:g}, got {args.fps:g}")
+    check_fps(args.fps)
     check_out_folder(args.out, args.data)
     if args.pairs_list is not None and not args.pairs_list.is_file():
         raise UserError(f"pairs list {args.pairs_list} not found")
@@ -184,13 +185,6 @@ def run_animate_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_positive(args: argparse.Namespace, *options: str) -> None:
-    for option in options:
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
-
-
 def check_out_folder(out: Path | None, data: Path) -> None:
     """An evaluation's output folder receives files; it is never a file, nor inside the dataset,
     where its pictures would be read as test videos next time."""
@@ -202,7 +196,9 @@ def check_out_folder(out: Path | None, data: Path) -> None:
         raise UserError(f"--out {out} is inside the dataset {data}, where its pictures would become test videos: choose a folder outside it")
 
 
-def load_for_evaluation(args: argparse.Namespace, mode: str, **dataset_params: Any):
+def load_for_evaluation(
+    args: argparse.Namespace, mode: str, **dataset_params: Any
+) -> tuple[FirstOrderModel, RunConfig, FramesDataset]:
     """The model, the run config (``--config``, else the defaults at the model's frame size)
     and the test videos of ``--data`` that the evaluation ``mode`` reads, with the config's
     dataset params and ``dataset_params`` replacing some of them."""
