@@ -10,23 +10,37 @@ Public API::
     frames = model.animate(source, driving)                 # all of the above in one call
 """
 
-from .checkpoint import CheckpointError, convert_checkpoint, read_checkpoint
-from .config import (
-    PRESET_NAMES,
-    ConfigError,
-    DenseMotionConfig,
-    DiscriminatorConfig,
-    GeneratorConfig,
-    KeypointDetectorConfig,
-    ModelConfig,
-    resolve_config,
-)
-from .config_inference import infer_model_config
-from .keypoints import Keypoints, movement_scale, normalize_keypoints
-from .loading import default_model_path, load_model
-from .model import FirstOrderModel, build_model
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public names and the module that defines each. They load on first use (PEP 562), so that
+# `import fomm_model` and the `fomm` command start without importing torch: a Ctrl-C in the
+# seconds torch takes to import then reaches the command's own handler, not a traceback.
+_EXPORTS = {
+    "CheckpointError": "checkpoint",
+    "convert_checkpoint": "checkpoint",
+    "read_checkpoint": "checkpoint",
+    "PRESET_NAMES": "config",
+    "ConfigError": "config",
+    "DenseMotionConfig": "config",
+    "DiscriminatorConfig": "config",
+    "GeneratorConfig": "config",
+    "KeypointDetectorConfig": "config",
+    "ModelConfig": "config",
+    "resolve_config": "config",
+    "infer_model_config": "config_inference",
+    "Keypoints": "keypoints",
+    "movement_scale": "keypoints",
+    "normalize_keypoints": "keypoints",
+    "default_model_path": "loading",
+    "load_model": "loading",
+    "FirstOrderModel": "model",
+    "build_model": "model",
+}
 
 __all__ = [
     "PRESET_NAMES",
@@ -49,3 +63,33 @@ __all__ = [
     "read_checkpoint",
     "resolve_config",
 ]
+
+if TYPE_CHECKING:
+    from .checkpoint import CheckpointError, convert_checkpoint, read_checkpoint
+    from .config import (
+        PRESET_NAMES,
+        ConfigError,
+        DenseMotionConfig,
+        DiscriminatorConfig,
+        GeneratorConfig,
+        KeypointDetectorConfig,
+        ModelConfig,
+        resolve_config,
+    )
+    from .config_inference import infer_model_config
+    from .keypoints import Keypoints, movement_scale, normalize_keypoints
+    from .loading import default_model_path, load_model
+    from .model import FirstOrderModel, build_model
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

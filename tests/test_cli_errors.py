@@ -3,6 +3,8 @@ and ``fomm motion``'s inputs, read by fomm_model.video like every other command.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -157,3 +159,27 @@ def test_reconstruct_checks_its_inputs(media, tmp_path, capsys) -> None:
     ):
         assert cli(["reconstruct", "--checkpoint", "default", "--data", str(frames), *extra]) == 1
         assert message in one_line_error(capsys, "reconstruct")
+
+
+# Runs `fomm info default` in a fresh interpreter whose import of torch is met by a real SIGINT,
+# as a Ctrl-C in the seconds torch takes to load would be.
+_CTRL_C_WHILE_TORCH_IMPORTS = """
+import os, signal, sys
+
+class InterruptTorchImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+from fomm_model.cli import main
+assert "torch" not in sys.modules, "importing the command line imported torch"
+sys.meta_path.insert(0, InterruptTorchImport())
+sys.exit(main(["info", "default"]))
+"""
+
+
+def test_ctrl_c_while_torch_imports_is_one_line() -> None:
+    done = subprocess.run([sys.executable, "-c", _CTRL_C_WHILE_TORCH_IMPORTS], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "fomm: interrupted\n", "")

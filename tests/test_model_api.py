@@ -165,3 +165,12 @@ def test_dense_motion_then_render_equals_generate(model: fm.FirstOrderModel) -> 
     assert (torch.cat(chunks) - frames).abs().max() < 1e-6
     with pytest.raises(ValueError, match="occlusion"):
         model.render(source, motion["deformation"])
+
+
+def test_every_public_name_loads() -> None:
+    """The package loads its names on first use; each one named in __all__ must resolve, and
+    an unknown one must still be an AttributeError (hasattr, getattr with a default)."""
+    for name in fm.__all__:
+        assert getattr(fm, name) is not None, name
+    assert set(fm.__all__) <= set(dir(fm))
+    assert not hasattr(fm, "no_such_name")

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import __version__
-from ..checkpoint import CheckpointError
-from ..config import ConfigError
 
 # Subcommand modules, in the order `fomm --help` lists them.
 COMMANDS = ("demo", "animate", "motion", "train", "synthetic", "checkpoints")
@@ -116,13 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # imports the subcommands, and with them torch: seconds
+    except KeyboardInterrupt:
+        print("fomm: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+    from ..checkpoint import CheckpointError
+    from ..config import ConfigError
+
     try:
         with warnings.catch_warnings():
             warnings.showwarning = functools.partial(_show_warning, args.command)
