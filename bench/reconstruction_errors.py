@@ -1,0 +1,86 @@
+"""Where a model's reconstruction error comes from, on test videos (the default model's figures in README).
+
+    python bench/reconstruction_errors.py                      # default model, data/synthetic-heldout
+    python bench/reconstruction_errors.py --checkpoint C --data DIR --num-videos 10
+
+Reconstruction as in ``fomm reconstruct`` (each test video from its first frame, absolute
+keypoints), its L1 split between the pixels that never change in a video (the static
+background, which the no-motion baseline gets exactly) and those that do at some frame (the
+object and what it uncovers), each as its share of the overall L1. Two figures show what the
+generator costs with no motion at all: the L1 of each video's first frame animated with its
+own keypoints, and the mean occlusion map there (1 would mean the source is used as it is
+everywhere; below 1, the generator paints). Make the held-out data with
+``fomm make-synthetic data/synthetic-heldout --num-videos 41 --test-videos 40 --seed 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import torch
+
+import fomm_model as fm
+from fomm_model.footage import rest_occlusion
+from fomm_model.training.config import DatasetParams
+from fomm_model.training.data import FramesDataset
+from fomm_model.training.reconstruct import reconstruct_video
+
+# A pixel "moves" when some frame differs from the first by more than this (of 1) in a channel:
+# two 8-bit levels, above the PNG frames' rounding.
+MOVING = 2 / 255
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--data", default="data/synthetic-heldout")
+    parser.add_argument("--num-videos", type=int, default=40)
+    args = parser.parse_args()
+
+    model = fm.load_model(args.checkpoint)
+    params = replace(DatasetParams(frame_shape=(*model.config.frame_shape, 3)), root_dir=args.data)
+    videos = FramesDataset(params, is_train=False)
+    count = min(args.num_videos, len(videos))
+    if count == 0:
+        raise SystemExit(f"no test videos in {args.data}; see this script's docstring for how to make them")
+    sums = {"static": torch.zeros(3, dtype=torch.float64), "moving": torch.zeros(3, dtype=torch.float64)}
+    identity = torch.zeros(2, dtype=torch.float64)  # first frames' L1 on static, on moving pixels
+    occlusion = []
+    with torch.no_grad():
+        for index in range(count):
+            video = videos[index]["video"].permute(1, 0, 2, 3).contiguous()  # (T, 3, H, W)
+            source = video[:1]
+            prediction, _ = reconstruct_video(model, video)
+            moving = (video - source).abs().amax(dim=(0, 1)) > MOVING  # (H, W)
+            error = (prediction - video).abs().mean(dim=1)  # (T, H, W)
+            still = (source - video).abs().mean(dim=1)
+            for region, mask in (("static", ~moving), ("moving", moving)):
+                sums[region] += torch.tensor([error[:, mask].sum(), still[:, mask].sum(), mask.sum() * len(video)])
+            kp_source = model.detect_keypoints(source)
+            itself = model.generate(source, kp_source, kp_source)["prediction"]
+            wrong = (itself.float() - source).abs().mean(dim=1)[0]
+            identity += torch.stack([wrong[~moving].sum(), wrong[moving].sum()]) / moving.numel() / count
+            rest = rest_occlusion(model, source, kp_source)
+            if rest is not None:
+                occlusion.append(rest.mean().item())
+    pixels = sum(total[2] for total in sums.values()).item()
+    overall = sum(total[0] for total in sums.values()).item() / pixels
+    baseline = sum(total[1] for total in sums.values()).item() / pixels
+    print(f"{args.checkpoint}: {count} videos from {args.data}")
+    print(f"  reconstruction L1 {overall:.5f}, no-motion {baseline:.5f}, ratio {overall / baseline:.3f}")
+    for region, (error, still, size) in sums.items():
+        print(
+            f"  {region:6s} pixels {size / pixels:6.1%}: adds L1 {error / pixels:.5f} of it"
+            f" (no-motion {still / pixels:.5f}); mean error there {error / size:.4f}"
+        )
+    print(
+        f"  first frame animated with its own keypoints: L1 {identity.sum():.4f}"
+        f" (static pixels add {identity[0]:.4f}, moving {identity[1]:.4f})"
+    )
+    if occlusion:
+        print(f"  occlusion map there (rest): mean {sum(occlusion) / count:.3f}")
+
+
+if __name__ == "__main__":
+    main()
