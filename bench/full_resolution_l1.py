@@ -14,35 +14,20 @@ the mean L1 of each and its ratio to the no-motion baseline. Make the held-out d
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import replace
-
 import torch
+from heldout import model_and_videos
 
-import fomm_model as fm
 from fomm_model.footage import render_full_resolution, rest_occlusion
-from fomm_model.training.config import DatasetParams
-from fomm_model.training.data import FramesDataset
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="default")
-    parser.add_argument("--data", default="data/synthetic-heldout")
-    parser.add_argument("--num-videos", type=int, default=40)
-    args = parser.parse_args()
-
-    model = fm.load_model(args.checkpoint)
+    args, model, videos, count = model_and_videos(__doc__.split("\n\n")[0])
     if not model.config.generator.estimate_occlusion_map:
         raise SystemExit("this model has no occlusion map: its full-resolution output is the warped source alone")
-    params = replace(DatasetParams(frame_shape=(*model.config.frame_shape, 3)), root_dir=args.data)
-    videos = FramesDataset(params, is_train=False)
-    if len(videos) == 0:
-        raise SystemExit(f"no test videos in {args.data}; see this script's docstring for how to make them")
     ways = ("generated", "warped source", "raw occlusion blend", "relative occlusion blend", "no motion")
     totals, frames = dict.fromkeys(ways, 0.0), 0
     with torch.no_grad():
-        for index in range(min(args.num_videos, len(videos))):
+        for index in range(count):
             video = videos[index]["video"].permute(1, 0, 2, 3).contiguous()
             source = video[:1]
             kp_source = model.detect_keypoints(source)
@@ -64,7 +49,7 @@ def main() -> None:
                     totals[way] += (result.float() - chunk).abs().mean(dim=(1, 2, 3)).sum().item()
                 frames += len(chunk)
     baseline = totals["no motion"]
-    print(f"{args.checkpoint}: {frames} frames of {min(args.num_videos, len(videos))} videos from {args.data}")
+    print(f"{args.checkpoint}: {frames} frames of {count} videos from {args.data}")
     for way in ways:
         print(f"  {way:26s} L1 {totals[way] / frames:.5f}  ratio {totals[way] / baseline:.3f}")
 

@@ -15,15 +15,10 @@ everywhere; below 1, the generator paints). Make the held-out data with
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import replace
-
 import torch
+from heldout import model_and_videos
 
-import fomm_model as fm
 from fomm_model.footage import rest_occlusion
-from fomm_model.training.config import DatasetParams
-from fomm_model.training.data import FramesDataset
 from fomm_model.training.reconstruct import reconstruct_video
 
 # A pixel "moves" when some frame differs from the first by more than this (of 1) in a channel:
@@ -32,18 +27,7 @@ MOVING = 2 / 255
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="default")
-    parser.add_argument("--data", default="data/synthetic-heldout")
-    parser.add_argument("--num-videos", type=int, default=40)
-    args = parser.parse_args()
-
-    model = fm.load_model(args.checkpoint)
-    params = replace(DatasetParams(frame_shape=(*model.config.frame_shape, 3)), root_dir=args.data)
-    videos = FramesDataset(params, is_train=False)
-    count = min(args.num_videos, len(videos))
-    if count == 0:
-        raise SystemExit(f"no test videos in {args.data}; see this script's docstring for how to make them")
+    args, model, videos, count = model_and_videos(__doc__.split("\n\n")[0])
     sums = {"static": torch.zeros(3, dtype=torch.float64), "moving": torch.zeros(3, dtype=torch.float64)}
     identity = torch.zeros(2, dtype=torch.float64)  # first frames' L1 on static, on moving pixels
     occlusion = []
