@@ -16,9 +16,10 @@ everywhere; below 1, the generator paints). Make the held-out data with
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from heldout import model_and_videos
 
-from fomm_model.footage import rest_occlusion
+from fomm_model.footage import rest_occlusion, upsample
 from fomm_model.training.reconstruct import reconstruct_video
 
 # A pixel "moves" when some frame differs from the first by more than this (of 1) in a channel:
@@ -30,7 +31,8 @@ def main() -> None:
     args, model, videos, count = model_and_videos(__doc__.split("\n\n")[0])
     sums = {"static": torch.zeros(3, dtype=torch.float64), "moving": torch.zeros(3, dtype=torch.float64)}
     identity = torch.zeros(2, dtype=torch.float64)  # first frames' L1 on static, on moving pixels
-    occlusion = []
+    blurred = torch.zeros(2, dtype=torch.float64)  # the same for a 5x5 box blur of the first frame
+    occlusion = torch.zeros(3, dtype=torch.float64)  # rest occlusion's mean: over the frame, static, moving
     with torch.no_grad():
         for index in range(count):
             video = videos[index]["video"].permute(1, 0, 2, 3).contiguous()  # (T, 3, H, W)
@@ -45,9 +47,13 @@ def main() -> None:
             itself = model.generate(source, kp_source, kp_source)["prediction"]
             wrong = (itself.float() - source).abs().mean(dim=1)[0]
             identity += torch.stack([wrong[~moving].sum(), wrong[moving].sum()]) / moving.numel() / count
+            box = F.avg_pool2d(F.pad(source, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+            lost = (box - source).abs().mean(dim=1)[0]
+            blurred += torch.stack([lost[~moving].sum(), lost[moving].sum()]) / moving.numel() / count
             rest = rest_occlusion(model, source, kp_source)
             if rest is not None:
-                occlusion.append(rest.mean().item())
+                rest = upsample(rest, tuple(source.shape[2:]), model.align_corners)[0, 0]
+                occlusion += torch.stack([rest.mean(), rest[~moving].mean(), rest[moving].mean()]) / count
     pixels = sum(total[2] for total in sums.values()).item()
     overall = sum(total[0] for total in sums.values()).item() / pixels
     baseline = sum(total[1] for total in sums.values()).item() / pixels
@@ -62,8 +68,15 @@ def main() -> None:
         f"  first frame animated with its own keypoints: L1 {identity.sum():.4f}"
         f" (static pixels add {identity[0]:.4f}, moving {identity[1]:.4f})"
     )
-    if occlusion:
-        print(f"  occlusion map there (rest): mean {sum(occlusion) / count:.3f}")
+    print(
+        f"  a 5x5 box blur of it instead: L1 {blurred.sum():.4f}"
+        f" (static {blurred[0]:.4f}, moving {blurred[1]:.4f}: where the fine detail is)"
+    )
+    if model.config.generator.estimate_occlusion_map:
+        print(
+            f"  its occlusion map (at rest): mean {occlusion[0]:.3f} over the frame,"
+            f" {occlusion[1]:.3f} on static pixels, {occlusion[2]:.3f} on moving ones"
+        )
 
 
 if __name__ == "__main__":
