@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the embedded default model, fomm_model/weights/default.safetensors, from scratch:
 #   bash recipes/default-model/train.sh
-# It writes the synthetic training data, trains in three phases with `fomm train`, exports the
+# It writes the synthetic training data, trains in five phases with `fomm train`, exports the
 # inference weights, and scores them on videos of an unseen seed. Each phase resumes where it
 # stopped (--resume) when run again.
 #   1. config.yaml, batch 8, 7000 steps (of the config's 8000): about 4 hours on a 2-core CPU
