@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from heldout import model_and_videos
 
-from fomm_model.footage import rest_occlusion, upsample
+from fomm_model.footage import upsample
 from fomm_model.training.reconstruct import reconstruct_video
 
 # A pixel "moves" when some frame differs from the first by more than this (of 1) in a channel:
@@ -44,13 +44,13 @@ def main() -> None:
             for region, mask in (("static", ~moving), ("moving", moving)):
                 sums[region] += torch.tensor([error[:, mask].sum(), still[:, mask].sum(), mask.sum() * len(video)])
             kp_source = model.detect_keypoints(source)
-            itself = model.generate(source, kp_source, kp_source)["prediction"]
-            wrong = (itself.float() - source).abs().mean(dim=1)[0]
+            itself = model.generate(source, kp_source, kp_source)  # its occlusion map is the rest one
+            wrong = (itself["prediction"].float() - source).abs().mean(dim=1)[0]
             identity += torch.stack([wrong[~moving].sum(), wrong[moving].sum()]) / moving.numel() / count
             box = F.avg_pool2d(F.pad(source, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
             lost = (box - source).abs().mean(dim=1)[0]
             blurred += torch.stack([lost[~moving].sum(), lost[moving].sum()]) / moving.numel() / count
-            rest = rest_occlusion(model, source, kp_source)
+            rest = itself.get("occlusion_map")
             if rest is not None:
                 rest = upsample(rest, tuple(source.shape[2:]), model.align_corners)[0, 0]
                 occlusion += torch.stack([rest.mean(), rest[~moving].mean(), rest[moving].mean()]) / count

@@ -173,4 +173,5 @@ def test_every_public_name_loads() -> None:
     for name in fm.__all__:
         assert getattr(fm, name) is not None, name
     assert set(fm.__all__) <= set(dir(fm))
+    assert sorted(fm.__all__) == sorted(fm._EXPORTS), "__all__ and the lazily loaded names disagree"
     assert not hasattr(fm, "no_such_name")
