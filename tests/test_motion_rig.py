@@ -166,3 +166,33 @@ def test_part_centre_pivots_move_the_plane_exactly_as_keypoint_pivots(rig_math, 
         assert owned.sum() >= 2
         spread = lambda p: np.linalg.norm(p - p.mean(axis=0), axis=1).mean()  # noqa: E731
         assert spread(centres[owned]) > spread(keypoints[owned])
+
+
+def test_grid_sampler_is_torchs_bilinear_border_lookup(rig_math) -> None:
+    """The add-on's bilinear lookup (vertex weights, the flow cache's vertices) against torch's
+    ``grid_sample`` with the same conventions: corners aligned, border values outside."""
+    generator = np.random.default_rng(0)
+    values = generator.normal(size=(7, 11, 3))  # gh != gw catches a swapped axis
+    points = generator.uniform(-1.3, 1.3, size=(500, 2))  # some beyond the border
+    points[:4] = [[-1, -1], [1, 1], [-1, 1], [1, -1]]  # the corner nodes exactly
+    ours = rig_math.GridSampler.at(points, values.shape[:2])(values)
+    grid = torch.from_numpy(points)[None, None]  # (1, 1, N, 2)
+    theirs = F.grid_sample(rearrange(torch.from_numpy(values), "h w c -> 1 c h w"), grid, align_corners=True, padding_mode="border")
+    assert np.abs(ours - rearrange(theirs, "1 c 1 n -> n c").numpy()).max() < 1e-12
+    with pytest.raises(ValueError, match="made for"):
+        rig_math.GridSampler.at(points, (7, 11))(values[:, :10])
+
+
+def test_pc2_holds_the_samples_its_header_promises(rig_math, tmp_path) -> None:
+    """Frames are written as they come: a stream that ends early (or runs long) is an error
+    rather than a cache whose header lies about its length."""
+    frames = [np.full((5, 3), t, np.float32) for t in range(3)]
+    path = tmp_path / "cache.pc2"
+    rig_math.write_pc2(path, iter(frames), samples=3, points=5, start=2.0)
+    data = path.read_bytes()
+    assert rig_math.PC2_HEADER.unpack(data[:32]) == (b"POINTCACHE2\0", 1, 5, 2.0, 1.0, 3)
+    assert np.array_equal(np.frombuffer(data[32:], "<f4").reshape(3, 5, 3), np.stack(frames))
+    with pytest.raises(ValueError, match="2 samples written, the header promised 3"):
+        rig_math.write_pc2(path, iter(frames[:2]), samples=3, points=5)
+    with pytest.raises(ValueError, match=r"shape \(4, 3\)"):
+        rig_math.write_pc2(path, iter([np.zeros((4, 3))]), samples=1, points=5)

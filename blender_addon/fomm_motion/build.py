@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from .motion_data import FrameSequence, MotionData
 from .rig_math import (
+    PC2_HEADER,
     BonePose,
     GridMesh,
     PlaneFrame,
@@ -152,7 +155,7 @@ def import_motion(context: bpy.types.Context, data: MotionData, settings: Import
         if settings.deform == "RIG":
             rig = _build_rig(context, collection, plane, frame, data, settings, timing)
         elif settings.deform == "FLOW_CACHE":
-            _bake_flow_cache(plane, frame, data, timing, guard)
+            _bake_flow_cache(plane, frame, data, timing, guard, context.window_manager)
         root = rig or plane
         root.location = tuple(scene.cursor.location)
         root.rotation_euler = (math.pi / 2, 0.0, 0.0) if settings.upright else (0.0, 0.0, 0.0)
@@ -448,7 +451,8 @@ class _Channels:
 MAX_FRAME_SCALE = 100.0  # Blender clamps the Mesh Cache modifier's frame_scale to this
 
 
-def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing, guard: SceneGuard) -> None:
+def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing, guard: SceneGuard,
+                     window_manager: bpy.types.WindowManager) -> None:
     assert data.flow is not None
     if timing.step < 1 / MAX_FRAME_SCALE:
         raise ImportFailed(
@@ -457,14 +461,20 @@ def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing,
         )
     rest = np.empty(len(plane.data.vertices) * 3, np.float32)
     plane.data.vertices.foreach_get("co", rest)
-    coordinates = flow_positions(frame, data.flow, rest.reshape(-1, 3).astype(np.float64))
+    rest = rest.reshape(-1, 3).astype(np.float64)
+    samples = len(data.flow)
+    _check_free_space(data.path.parent, PC2_HEADER.size + samples * rest.size * 4)
+    window_manager.progress_begin(0, samples)
     try:
         path = guard.new_file(data.path.parent, data.name, ".pc2")
         scratch = guard.new_file(data.path.parent, f".{path.name}", ".partial")
-        write_pc2(scratch, coordinates)
+        moved = flow_positions(frame, data.flow, rest)
+        write_pc2(scratch, _reporting(moved, window_manager), samples, len(rest))
         os.replace(scratch, path)  # the cache appears whole or not at all
     except OSError as exc:
         raise ImportFailed(f"cannot write the mesh cache in {data.path.parent}: {exc.strerror}; put the motion file in a writable folder") from None
+    finally:
+        window_manager.progress_end()
     modifier = plane.modifiers.new("FOMM Flow", "MESH_CACHE")
     modifier.cache_format = "PC2"
     modifier.filepath = _blend_relative(path)
@@ -475,6 +485,24 @@ def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing,
     modifier.frame_start = timing.start / timing.step
     modifier.interpolation = "LINEAR"
     modifier.deform_mode = "OVERWRITE"
+
+
+def _check_free_space(folder: Path, size: int) -> None:
+    """Refuse a cache the disk cannot hold, before writing any of it: a long video on a dense
+    plane makes gigabytes (frames x vertices x 12 bytes)."""
+    free = shutil.disk_usage(folder).free
+    if size > free:
+        raise ImportFailed(
+            f"the mesh cache needs {size / 2**30:.2f} GB and {folder} has {free / 2**30:.2f} GB free: import with fewer "
+            "subdivisions (the cache grows with their square), or free some space"
+        )
+
+
+def _reporting(frames: Iterator[np.ndarray], window_manager: bpy.types.WindowManager) -> Iterator[np.ndarray]:
+    """``frames`` passed through, each one counted on Blender's progress indicator."""
+    for done, item in enumerate(frames, 1):
+        yield item
+        window_manager.progress_update(done)
 
 
 def _speed_changes(scene: bpy.types.Scene, fps: float) -> str | None:

@@ -311,6 +311,28 @@ def test_a_motion_too_fast_for_a_mesh_cache_is_refused(scene, synthetic) -> None
     assert snapshot() == before
 
 
+def test_a_cache_the_disk_cannot_hold_is_refused_before_writing(scene, synthetic, addon, monkeypatch) -> None:
+    """The cache's size is known before the bake (frames x vertices x 12 bytes + 32): with
+    less free space than that, nothing is written and the message says what to do."""
+    path, doc = synthetic
+    frames, vertices = doc["num_frames"], 21 * 21
+    needed = 32 + frames * vertices * 12
+    real_usage = shutil.disk_usage
+
+    def almost_full(folder):
+        return real_usage(folder)._replace(free=needed - 1)
+
+    monkeypatch.setattr(addon.build.shutil, "disk_usage", almost_full)
+    before, files = snapshot(), sorted(p.name for p in path.parent.iterdir())
+    with pytest.raises(RuntimeError, match="the mesh cache needs .* GB .* fewer subdivisions"):
+        import_motion(path, deform="FLOW_CACHE", subdivisions=20)
+    assert snapshot() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == files
+    monkeypatch.setattr(addon.build.shutil, "disk_usage", lambda folder: real_usage(folder)._replace(free=needed))
+    import_motion(path, deform="FLOW_CACHE", subdivisions=20)
+    assert cache_file(plane_object(path)).stat().st_size == needed
+
+
 def test_a_fomm_json_names_its_objects_without_the_suffix(scene, synthetic, tmp_path) -> None:
     """face.fomm.json (the recommended name) gives "FOMM face", like its side files."""
     path, _ = synthetic
