@@ -127,7 +127,18 @@ class ImportResult:
     collection: bpy.types.Collection
     plane: bpy.types.Object
     rig: bpy.types.Object | None
+    cache: Path | None = None  # the baked Flow cache
     warning: str | None = None  # something the artist should know, though the import succeeded
+
+    @property
+    def summary(self) -> str:
+        """What the import made, in words: the collection, and the cache file it wrote (it can
+        be large, and it lives beside the motion file, not in the .blend)."""
+        if self.cache is None:
+            return f"Imported {self.collection.name}"
+        size = self.cache.stat().st_size
+        amount = f"{size / 2**20:.0f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
+        return f"Imported {self.collection.name}, its flow baked to {self.cache.name} ({amount})"
 
 
 # On each import's collection: the scene frame rate at which it plays at its real speed.
@@ -151,11 +162,11 @@ def import_motion(context: bpy.types.Context, data: MotionData, settings: Import
         mesh.materials.append(material)
         plane = bpy.data.objects.new(f"FOMM {data.name}", mesh)
         collection.objects.link(plane)
-        rig = None
+        rig = cache = None
         if settings.deform == "RIG":
             rig = _build_rig(context, collection, plane, frame, data, settings, timing)
         elif settings.deform == "FLOW_CACHE":
-            _bake_flow_cache(plane, frame, data, timing, guard, context.window_manager)
+            cache = _bake_flow_cache(plane, frame, data, timing, guard, context.window_manager)
         root = rig or plane
         root.location = tuple(scene.cursor.location)
         root.rotation_euler = (math.pi / 2, 0.0, 0.0) if settings.upright else (0.0, 0.0, 0.0)
@@ -169,7 +180,7 @@ def import_motion(context: bpy.types.Context, data: MotionData, settings: Import
         root.select_set(True)
         context.view_layer.objects.active = root
         scene.frame_set(scene.frame_current)
-    return ImportResult(collection, plane, rig, warning)
+    return ImportResult(collection, plane, rig, cache, warning)
 
 
 @dataclass(frozen=True)
@@ -452,7 +463,9 @@ MAX_FRAME_SCALE = 100.0  # Blender clamps the Mesh Cache modifier's frame_scale 
 
 
 def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing, guard: SceneGuard,
-                     window_manager: bpy.types.WindowManager) -> None:
+                     window_manager: bpy.types.WindowManager) -> Path:
+    """Write the cache beside the motion file and play it with a Mesh Cache modifier; the
+    cache's path."""
     assert data.flow is not None
     if timing.step < 1 / MAX_FRAME_SCALE:
         raise ImportFailed(
@@ -485,6 +498,7 @@ def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing,
     modifier.frame_start = timing.start / timing.step
     modifier.interpolation = "LINEAR"
     modifier.deform_mode = "OVERWRITE"
+    return path
 
 
 def _check_free_space(folder: Path, size: int) -> None:

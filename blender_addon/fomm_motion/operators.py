@@ -109,9 +109,9 @@ class IMPORT_SCENE_OT_fomm_motion(bpy.types.Operator, ImportHelper, ImportOption
             self.report({"ERROR"}, f"FOMM import failed: {exc}")
             return {"CANCELLED"}
         if result.warning is not None:
-            self.report({"WARNING"}, f"Imported {result.collection.name}; {result.warning}")
+            self.report({"WARNING"}, f"{result.summary}; {result.warning}")
         else:
-            self.report({"INFO"}, f"Imported {result.collection.name}")
+            self.report({"INFO"}, result.summary)
         return {"FINISHED"}
 
     def draw(self, context):

@@ -311,9 +311,10 @@ def test_a_motion_too_fast_for_a_mesh_cache_is_refused(scene, synthetic) -> None
     assert snapshot() == before
 
 
-def test_a_cache_the_disk_cannot_hold_is_refused_before_writing(scene, synthetic, addon, monkeypatch) -> None:
+def test_a_cache_the_disk_cannot_hold_is_refused_before_writing(scene, synthetic, addon, monkeypatch, capsys) -> None:
     """The cache's size is known before the bake (frames x vertices x 12 bytes + 32): with
-    less free space than that, nothing is written and the message says what to do."""
+    less free space than that, nothing is written and the message says what to do. With
+    room for it, the import says where the cache went and how large it is."""
     path, doc = synthetic
     frames, vertices = doc["num_frames"], 21 * 21
     needed = 32 + frames * vertices * 12
@@ -329,8 +330,11 @@ def test_a_cache_the_disk_cannot_hold_is_refused_before_writing(scene, synthetic
     assert snapshot() == before
     assert sorted(p.name for p in path.parent.iterdir()) == files
     monkeypatch.setattr(addon.build.shutil, "disk_usage", lambda folder: real_usage(folder)._replace(free=needed))
+    capsys.readouterr()
     import_motion(path, deform="FLOW_CACHE", subdivisions=20)
-    assert cache_file(plane_object(path)).stat().st_size == needed
+    cache = cache_file(plane_object(path))
+    assert cache.stat().st_size == needed
+    assert f"Imported FOMM {path.stem}, its flow baked to {cache.name} ({needed / 1024:.0f} KB)" in capsys.readouterr().out
 
 
 def test_a_fomm_json_names_its_objects_without_the_suffix(scene, synthetic, tmp_path) -> None:
