@@ -39,15 +39,21 @@ class PlaneFrame:
         return cls(width, height, width / 2 * inset_x, height / 2 * inset_y)
 
     @property
+    def scale(self) -> np.ndarray:
+        """Normalised -> local is a scaling per axis (flipping y): (x, y) * scale."""
+        return np.array([self.half_x, -self.half_y])
+
+    @property
     def matrix(self) -> np.ndarray:
-        """The linear map normalised -> local (it flips y)."""
-        return np.diag([self.half_x, -self.half_y])
+        """The same map as a 2x2 matrix, for affine maps."""
+        return np.diag(self.scale)
 
     def to_local(self, points: np.ndarray) -> np.ndarray:
-        return np.asarray(points, np.float64) @ self.matrix.T
+        # elementwise, not ``@ matrix``: a (N, 2) x (2, 2) product through BLAS cost 15 times more
+        return np.asarray(points, np.float64) * self.scale
 
     def to_normalised(self, local: np.ndarray) -> np.ndarray:
-        return np.asarray(local, np.float64)[..., :2] @ np.linalg.inv(self.matrix).T
+        return np.asarray(local, np.float64)[..., :2] / self.scale
 
     def affine_to_local(self, affine: np.ndarray) -> np.ndarray:
         m = self.matrix
@@ -109,7 +115,11 @@ class GridSampler:
         if values.shape[:2] != self.grid_shape:
             raise ValueError(f"grid of shape {values.shape[:2]}, the sampler was made for {self.grid_shape}")
         flat = values.reshape(self.grid_shape[0] * self.grid_shape[1], -1)
-        return (np.take(flat, self.corners, axis=0) * self.weights).sum(axis=0)  # take: twice as fast as flat[...]
+        # Corner by corner (temporaries of one (N, C) each) with take, twice as fast as flat[...]
+        result = np.take(flat, self.corners[0], axis=0) * self.weights[0]
+        for corners, weights in zip(self.corners[1:], self.weights[1:]):
+            result += np.take(flat, corners, axis=0) * weights
+        return result
 
 
 def vertex_weights(masks: np.ndarray, points: np.ndarray) -> np.ndarray:
