@@ -203,7 +203,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     in place), else it is removed with its contents."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    except OSError as exc:  # named for the folder asked for, not the temporary
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         yield temporary
         os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp makes it private (0700)

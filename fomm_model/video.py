@@ -13,6 +13,7 @@ PATH; nothing else needs it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import itertools
@@ -141,7 +142,7 @@ def _timed_frames(path: Path, stop: int | None = None) -> Iterator[tuple[float |
     finally:
         capture.release()
     if decoded == 0 and path.suffix.lower() == ".gif":
-        yield from ((None, image) for image in itertools.islice(_frames_with_pillow(path), stop))
+        yield from itertools.islice(_frames_with_pillow(path), stop)
 
 
 def _constant_rate(timed: Iterable[tuple[float | None, np.ndarray]], fps: float) -> Iterator[np.ndarray]:
@@ -211,12 +212,17 @@ def _rgb_uint8(image: np.ndarray, path: Path) -> np.ndarray:
     raise MediaError(f"{path}: images with {channels} channels are not supported")
 
 
-def _frames_with_pillow(path: Path) -> Iterator[np.ndarray]:
-    """The frames of an animated image (GIF, WebP, APNG) as (H, W, 3) uint8 RGB."""
+def _frames_with_pillow(path: Path) -> Iterator[tuple[float | None, np.ndarray]]:
+    """The frames of an animated image (GIF, WebP, APNG) as (H, W, 3) uint8 RGB, each with
+    the time it is first shown in milliseconds (None when the file gives no durations)."""
+    start: float | None = 0.0
     try:
         with Image.open(path) as image:
             for frame in ImageSequence.Iterator(image):
-                yield np.array(frame.convert("RGB"))  # a writable copy, as OpenCV's frames are
+                rgb = np.array(frame.convert("RGB"))  # a writable copy, as OpenCV's frames are; decoding sets the duration
+                yield start, rgb
+                duration = float(frame.info.get("duration") or 0)
+                start = start + duration if start is not None and duration > 0 else None
     except (OSError, ValueError):
         return
 
@@ -230,14 +236,18 @@ def _frame_count_with_pillow(path: Path) -> int:
 
 
 def _pillow_fps(path: Path) -> float | None:
-    """An animated image's frame rate from its first frame's duration (milliseconds)."""
+    """An animated image's average frame rate: its frame count over the sum of its frames'
+    durations (each frame states its own, so a held first frame must not set the rate)."""
+    total, count = 0.0, 0
     try:
         with Image.open(path) as image:
-            image.load()  # WebP states the first frame's duration only once it is decoded
-            duration = float(image.info.get("duration") or 0)
+            for frame in ImageSequence.Iterator(image):
+                frame.load()  # WebP states a frame's duration only once it is decoded
+                total += float(frame.info.get("duration") or 0)
+                count += 1
     except (OSError, ValueError, SyntaxError):
         return None
-    return 1000.0 / duration if duration > 0 else None
+    return 1000.0 * count / total if total > 0 else None
 
 
 def to_tensor(rgb: np.ndarray) -> Tensor:
@@ -292,7 +302,7 @@ class VideoReader:
         count = self._count()
         if count is not None and max_frames is not None:
             count = min(count, max_frames)
-        self.info = VideoInfo(fps=fps or self._stated_fps or DEFAULT_FPS, frame_count=count, size=tuple(first.shape[-2:]))
+        self.info = VideoInfo(fps=fps or self.file_fps or DEFAULT_FPS, frame_count=count, size=tuple(first.shape[-2:]))
 
     @property
     def is_still(self) -> bool:
@@ -308,8 +318,9 @@ class VideoReader:
         return count if count > 1 else 0
 
     @functools.cached_property
-    def _stated_fps(self) -> float | None:
-        """The frame rate the file states; None for folders of frames and stills."""
+    def file_fps(self) -> float | None:
+        """The frame rate the file states (an animated image's average); None for folders of
+        frames and stills. ``info.fps`` is this unless overridden."""
         if self._animated_frames:
             return _pillow_fps(self.path)
         return None if self._frames is not None or self.is_still else stated_fps(self.path)
@@ -331,11 +342,10 @@ class VideoReader:
                     raise MediaError(f"frame {file.name} of {self.path}: {exc}") from None
         elif self.is_still:
             yield decode_image(self.path)
-        elif self._animated_frames:
-            yield from itertools.islice(_frames_with_pillow(self.path), self.max_frames)
         else:
-            rate = self._stated_fps
-            frames = _constant_rate(_timed_frames(self.path), rate) if rate else decode_video(self.path)
+            timed = _frames_with_pillow(self.path) if self._animated_frames else _timed_frames(self.path)
+            rate = self.file_fps
+            frames = _constant_rate(timed, rate) if rate else (image for _, image in timed)
             yield from itertools.islice(frames, self.max_frames)
 
     def _count(self) -> int | None:
@@ -374,7 +384,8 @@ class VideoWriter:
     ``audio_from``: a video whose audio track is copied in when ffmpeg is available;
     afterwards :attr:`audio` says what happened, in words. Video files get even sides
     (their codecs' 4:2:0 colour needs them; OpenCV would crop silently): an odd last row
-    or column is dropped, and :attr:`size` says what was written.
+    or column is dropped, and :attr:`size` says what was written; likewise :attr:`fps`, which
+    is rounded where the codec cannot store the rate asked for.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, audio_from: str | os.PathLike | None = None):
@@ -423,7 +434,14 @@ class VideoWriter:
                     f"frames before it are {self.size[0]}x{self.size[1]}: every frame of a video must have one size"
                 )
             if self.is_folder:
-                cv2.imwrite(str(self._temporary / f"frame_{self.frames_written:06d}.png"), image)
+                ok, encoded = cv2.imencode(".png", image)
+                if not ok:
+                    raise MediaError(f"OpenCV could not encode frame {self.frames_written + 1} for {self.path} as PNG")
+                # written by Python, not cv2.imwrite, so a full disk raises instead of being printed
+                try:
+                    (self._temporary / f"frame_{self.frames_written:06d}.png").write_bytes(encoded.tobytes())
+                except OSError as exc:  # named for the folder asked for, not the temporary
+                    raise OSError(exc.errno, exc.strerror, str(self.path)) from None
             else:
                 if self._writer is None:
                     self._writer = self._open(image.shape[1], image.shape[0])
@@ -438,14 +456,17 @@ class VideoWriter:
                 f"{self.path}: {width}x{height} is too large for MPEG-4 video ({MPEG4_MAX_SIDE} pixels a side at most): "
                 "write .avi, or a name without suffix for a folder of PNG frames"
             )
-        writer = cv2.VideoWriter(str(self._temporary), cv2.VideoWriter_fourcc(*codec), self.fps, (width, height))
-        if not writer.isOpened():
-            others = [suffix for suffix in (".mp4", ".avi") if suffix != self.path.suffix.lower()]
-            raise MediaError(
-                f"OpenCV cannot write {width}x{height} {self.path.suffix} video here; try {' or '.join(others)}, "
-                "or a name without suffix for a folder of PNG frames"
-            )
-        return writer
+        for rate in _writable_rates(self.fps):
+            with _quiet_opencv():  # each refusal logs an error and a fallback's failure
+                writer = cv2.VideoWriter(str(self._temporary), cv2.VideoWriter_fourcc(*codec), rate, (width, height))
+            if writer.isOpened():
+                self.fps = rate
+                return writer
+        others = [suffix for suffix in (".mp4", ".avi") if suffix != self.path.suffix.lower()]
+        raise MediaError(
+            f"OpenCV cannot write {width}x{height} {self.path.suffix} video here; try {' or '.join(others)}, "
+            "or a name without suffix for a folder of PNG frames"
+        )
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
@@ -463,9 +484,53 @@ class VideoWriter:
         with staged:  # renamed into place when the checks below pass, removed when they raise
             if self.frames_written == 0:
                 raise MediaError(f"no frames were produced, so {self.path} was not written")
+            if not self.is_folder:
+                _check_complete(temporary, self.frames_written, self.path)
             if not self.is_folder and self.audio_from is not None:
                 duration = self.frames_written / self.fps
                 self.audio = _copy_audio(temporary, self.audio_from, self.path.suffix.lower(), duration)
+
+
+def _writable_rates(fps: float) -> list[float]:
+    """``fps``, then rounded to 3, 2, 1 and 0 decimals. OpenCV hands the encoder a rate as a
+    fraction over a power of ten, and MPEG-4 part 2 refuses numerators above 65535: 200/3 fps
+    (a variable-frame-rate video's average, say) becomes 66667/1000 and is refused, while
+    66.67 fps (6667/100; 0.2 s of drift an hour) is written."""
+    rates = [fps]
+    for decimals in (3, 2, 1, 0):
+        rounded = round(fps, decimals)
+        if rounded > 0 and rounded not in rates:
+            rates.append(rounded)
+    return rates
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _check_complete(video: Path, frames: int, target: Path) -> None:
+    """Refuse a video file that did not come out whole. OpenCV's writer reports no write
+    errors, so a full disk leaves a file without its index (mp4, mov), with a header that
+    counts no frames (avi) or with its last frames missing (webm): the file must state
+    ``frames`` frames and its last one must decode. Cheap: one seek, one frame decoded."""
+    with _quiet_opencv():
+        capture = cv2.VideoCapture(str(video))
+        try:
+            stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+            last = stated == frames and capture.set(cv2.CAP_PROP_POS_FRAMES, frames - 1) and capture.read()[0]
+        finally:
+            capture.release()
+    if not last:
+        raise MediaError(
+            f"{target} came out incomplete: {frames} frames were written but cannot all be read back (is the disk "
+            "full?); nothing was kept under that name. Free some space or write elsewhere"
+        )
 
 
 # ---------------------------------------------------------------------------- audio

@@ -191,3 +191,10 @@ def test_audio_is_copied_or_its_absence_reported(files, tmp_path: Path, capsys, 
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
     assert animate(files, str(folder / "source.png"), str(driving), "-o", str(tmp_path / "b.mp4")) == 0
     assert "audio NOT copied: no ffmpeg binary on the PATH (install ffmpeg" in capsys.readouterr().out
+    if ffmpeg is not None:  # --fps plays the frames at another speed: the sound is left out, and the run says why
+        monkeypatch.undo()
+        assert animate(files, str(folder / "source.png"), str(driving), "-o", str(tmp_path / "c.mp4"), "--fps", "5") == 0
+        out = capsys.readouterr().out
+        assert "5 fps" in out and "audio not copied: --fps 5 plays the" in out and "its sound would not follow" in out
+        probe = ["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0"]
+        assert subprocess.run([*probe, str(tmp_path / "c.mp4")], capture_output=True, text=True, check=True).stdout == ""

@@ -94,9 +94,11 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def test_outputs_never_replace_inputs_or_each_other(media, tmp_path, capsys) -> None:
-    """Refused before any work, and every file is left as it was: an output named like an
-    input, a --frames folder that is the driving folder, --visualize onto the driving video
-    or onto the result."""
+    """Refused before any work, and every file is left as it was (no new folder either): an
+    output named like an input, a --frames folder that is the driving folder, --visualize
+    onto the driving video or onto the result, an output inside the driving folder of frames
+    (it could overwrite one) or inside the folder of frames being written (which replaces it
+    whole)."""
     source, driving = media
     take = tmp_path / "take_frames"
     take.mkdir()
@@ -111,6 +113,12 @@ def test_outputs_never_replace_inputs_or_each_other(media, tmp_path, capsys) -> 
         ("animate", [str(source), str(copied), "-o", str(tmp_path / "v.mp4"), "--visualize", str(copied)], "would replace the input"),
         ("animate", [str(source), str(copied), "-o", str(tmp_path / "same.mp4"), "--visualize", str(tmp_path / "same.mp4")],
          "is named for two outputs"),
+        ("animate", [str(source), str(take), "-o", str(take / "f0.png")], f"is inside the input folder {take}"),
+        ("motion", [str(source), str(take), "-o", str(take / "m.fomm.json")], f"is inside the input folder {take}"),
+        ("animate", [str(source), str(copied), "-o", str(tmp_path / "frames"), "--visualize", str(tmp_path / "frames" / "vis.mp4")],
+         f"is inside the output folder {tmp_path / 'frames'}, which is written whole"),
+        ("animate", [str(source), str(copied), "-o", str(tmp_path / "e" / "vis" / "r.mp4"), "--visualize", str(tmp_path / "e" / "vis")],
+         "is inside the output folder"),
     ]  # fmt: skip
     for command, arguments, message in cases:
         assert cli([command, *arguments, "--checkpoint", model_checkpoint()]) == 1

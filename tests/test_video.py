@@ -4,8 +4,11 @@ atomic output, audio and errors."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import cv2
@@ -282,6 +285,66 @@ def test_animated_webp_and_png_are_videos(tmp_path: Path, frames: torch.Tensor, 
     assert (len(video), video.info.fps, video.is_still) == (6, 12.5, False)
     assert torch.allclose(torch.stack(list(video)), frames, atol=1 / 255)
     assert len(list(read_video(path, max_frames=2))) == 2
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".png"])
+def test_an_animated_image_with_a_held_frame_keeps_its_timing(tmp_path: Path, suffix: str) -> None:
+    """Each frame of an animated WebP or PNG states its own duration: a first frame held for
+    320 ms, then five of 40 ms, is read at the average rate, each output frame the one on
+    screen then (as a GIF or a variable-frame-rate video is), not at the first frame's rate."""
+    durations = [320, 40, 40, 40, 40, 40]
+    images = [Image.fromarray(np.full((32, 32, 3), 40 * index, np.uint8)) for index in range(len(durations))]
+    path = tmp_path / f"held{suffix}"
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, lossless=True)
+    video = read_video(path)
+    assert video.info.fps == pytest.approx(1000 * len(durations) / sum(durations))
+    starts = np.cumsum([0, *durations[:-1]]) / 1000
+    shown = [round(float(frame.mean()) * 255 / 40) for frame in video]
+    period = 1 / video.info.fps
+    assert shown == [int(np.searchsorted(starts, k * period + period / 2, side="right")) - 1 for k in range(len(shown))]
+    assert shown[:3] == [0, 0, 0] and shown[-1] == 5
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_a_rate_mpeg4_cannot_store_is_rounded_until_it_can(tmp_path: Path, frames: torch.Tensor, suffix: str) -> None:
+    """200/3 fps (a variable-frame-rate clip's average) reaches MPEG-4 part 2 as 66667/1000,
+    over its 65535 limit; the writer takes the nearest rate it can store and says so."""
+    with VideoWriter(tmp_path / f"out{suffix}", 200 / 3) as writer:
+        writer.write(frames)
+    assert writer.fps == 66.67
+    video = read_video(tmp_path / f"out{suffix}")
+    assert video.info.fps == pytest.approx(66.67, abs=1e-3) and len(video) == len(frames)
+
+
+_WRITE_WITH_A_SIZE_LIMIT = textwrap.dedent(
+    """
+    import resource, signal, sys
+    import torch
+    from fomm_model.video import VideoWriter
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail (EFBIG) as on a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (48_000, 48_000))
+    frames = torch.rand(300, 3, 160, 160, generator=torch.Generator().manual_seed(0))  # a PNG of noise: 77 kB
+    try:
+        with VideoWriter(sys.argv[1], 25) as writer:
+            writer.write(frames)
+    except Exception as exc:
+        print(f"{type(exc).__name__}: {exc}")
+    """
+)
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "out.avi", "out.webm", "frames"])
+def test_a_full_disk_leaves_no_broken_output(tmp_path: Path, name: str) -> None:
+    """OpenCV's video writer reports no write errors: a file that could not be written whole
+    (here each file may hold 48 kB, what a full disk does to the writes after it) is found out
+    when the writer closes and refused, and nothing is left under the output's name."""
+    done = subprocess.run([sys.executable, "-c", _WRITE_WITH_A_SIZE_LIMIT, str(tmp_path / name)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    if name == "frames":  # the frame's own write fails, named for the folder asked for
+        assert done.stdout.startswith(f"OSError: [Errno 27] File too large: '{tmp_path / name}'"), done.stdout + done.stderr
+    else:
+        assert re.match(r"MediaError: .* came out incomplete: 300 frames .* \(is the disk full\?\)", done.stdout), done.stdout + done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_variable_frame_rate_video_keeps_its_timing(tmp_path: Path) -> None:

@@ -28,19 +28,28 @@ class UserError(Exception):
 
 
 def check_outputs(inputs: Sequence[Path], files: Sequence[Path] = (), folders: Sequence[Path] = ()) -> None:
-    """Refuse, before any work, outputs that would replace an input (or a folder holding one)
-    or each other, and file outputs where a folder is: such runs would otherwise fail, or
-    destroy the user's files, only at the end."""
+    """Refuse, before any work, outputs that would replace an input (or a folder holding one),
+    land inside an input folder (of frames) or inside another output (a frames folder is
+    replaced whole when it is written), take each other's names, or go where nothing can be
+    written; and file outputs where a folder is. Such runs would otherwise fail, or destroy
+    the user's files, only at the end."""
+    outputs = [*files, *folders]
     taken: dict[Path, Path] = {}
-    for output in [*files, *folders]:
+    for output in outputs:
         target = output.resolve()
         for given in inputs:
             source = given.resolve()
             if target == source or target in source.parents:
                 raise UserError(f"{output} would replace the input {given}: choose another output name")
+            if source in target.parents and source.is_dir():
+                raise UserError(f"{output} is inside the input folder {given}: write it somewhere else")
         if target in taken:
             raise UserError(f"{output} is named for two outputs: give each output its own name")
         taken[target] = output
+    for inner in outputs:
+        for outer in folders:
+            if outer.resolve() in inner.resolve().parents:
+                raise UserError(f"{inner} is inside the output folder {outer}, which is written whole: put it elsewhere")
     for output in files:
         if output.is_dir():
             raise UserError(f"{output} is a folder: give a file name for the output")
@@ -50,6 +59,10 @@ def check_outputs(inputs: Sequence[Path], files: Sequence[Path] = (), folders: S
     for output in folders:
         if output.exists() and not output.is_dir():
             raise UserError(f"{output} is a file: give a folder name for the output")
+    for output in outputs:
+        existing = next(folder for folder in output.resolve().parents if folder.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UserError(f"cannot write {output}: {existing} is read-only or not yours to write in; choose another folder")
 
 
 def check_positive(args: argparse.Namespace, *options: str) -> None:

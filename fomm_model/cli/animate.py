@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ..framing import FIT_MODES, Box, face_box, stable_face_box
 from ..loading import load_model
 from ..pipeline import AnimatedBatch, MotionOptions
 from ..precision import PRECISIONS
-from ..video import IMAGE_SUFFIXES, VideoReader, VideoWriter, read_image, read_video, write_image
+from ..video import IMAGE_SUFFIXES, VideoReader, VideoWriter, has_audio_track, read_image, read_video, write_image
 from ..visualize import visualize_generation
 from . import UserError, add_device_option, check_fps, check_outputs, check_positive, chosen_device, reference_frame
 
@@ -122,12 +123,14 @@ def run_animate(args: argparse.Namespace) -> int:
     if args.reference == "best":
         _say(args, "searching the driving video for the frame posed most like the source")
 
+    # --fps relabels the frames, it does not resample them: the driving sound would drift
+    retimed = args.fps is not None and driving.file_fps is not None and not math.isclose(args.fps, driving.file_fps, rel_tol=1e-4)
     total = driving.info.frame_count
     references: set[int] = set()
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=total, unit="frame", desc="animating", disable=args.quiet, file=sys.stderr))
         writer = None if single_image else stack.enter_context(
-            VideoWriter(output, driving.info.fps, audio_from=None if driving.is_still else driving.path)
+            VideoWriter(output, driving.info.fps, audio_from=None if driving.is_still or retimed else driving.path)
         )  # fmt: skip
         visualization = None
         if args.visualize:
@@ -169,9 +172,12 @@ def run_animate(args: argparse.Namespace) -> int:
                 "(an output name without suffix writes PNG frames at full size)"
             )
         plural = "" if count == 1 else "s"
-        print(f"wrote {output} ({count} frame{plural}, {written_width}x{written_height}, {driving.info.fps:g} fps{note})")
+        print(f"wrote {output} ({count} frame{plural}, {written_width}x{written_height}, {writer.fps:g} fps{note})")
     if writer is not None and not writer.is_folder and not driving.is_still:
-        print(writer.audio)
+        if not retimed:
+            print(writer.audio)
+        elif has_audio_track(driving.path) is not False:
+            print(f"audio not copied: --fps {args.fps:g} plays the {driving.file_fps:g} fps driving frames at another speed, which its sound would not follow")
     if visualization is not None:
         print(f"wrote {args.visualize}")
     return 0
