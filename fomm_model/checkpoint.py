@@ -172,10 +172,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():  # found now, not at the rename after all the work
         raise IsADirectoryError(errno.EISDIR, "a folder is there; give a file name", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    made = _make_parents(path)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{suffix}", dir=path.parent)
     except OSError as exc:  # named for the file asked for, not the temporary
+        _remove_empty(made)
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
     temporary = Path(name)
@@ -185,6 +186,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
+        _remove_empty(made)
         raise
 
 
@@ -202,10 +204,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     ``path`` (a folder already there is moved aside first, and deleted once the new one is
     in place), else it is removed with its contents."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    made = _make_parents(path)
     try:
         temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     except OSError as exc:  # named for the folder asked for, not the temporary
+        _remove_empty(made)
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         yield temporary
@@ -224,7 +227,24 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(previous, ignore_errors=True)  # the new folder is in place; old leftovers are harmless
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
+        _remove_empty(made)
         raise
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create ``path``'s missing parent folders; the ones created, innermost first, so that a
+    write that fails can take them away again (nothing is left behind, empty folders neither)."""
+    missing = [folder for folder in path.parents if not folder.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first; one another write has since filled is kept
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _umask() -> int:

@@ -53,6 +53,7 @@ def test_os_errors_are_one_line_naming_the_file(media, tmp_path, capsys) -> None
         (["--fps", "inf"], "--fps must be positive and below 1000, got inf"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--max-frames", "0"], "--max-frames must be at least 1"),
+        (["--texture-size", "0"], "--texture-size must be at least 1"),
     ],
 )
 def test_motion_checks_its_numbers(media, tmp_path, capsys, extra, message) -> None:

@@ -158,6 +158,12 @@ def test_interrupted_write_leaves_nothing_under_the_final_name(tmp_path: Path, f
     with VideoWriter(target, 10) as writer:
         writer.write(frames)
     assert len(list(read_video(target))) == 6 and list(tmp_path.iterdir()) == [target]
+    for name in ("new/sub/out.mp4", "new/sub/frames"):  # the folders made for an output go with it
+        with pytest.raises(RuntimeError):
+            with VideoWriter(tmp_path / name, 10) as writer:
+                writer.write(frames)
+                raise RuntimeError("model failed")
+        assert list(tmp_path.iterdir()) == [target]
 
 
 def test_outputs_are_readable_by_others(tmp_path: Path, frames: torch.Tensor) -> None:

@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_positive(args, "max_frames")
     check_fps(args.fps)
-    check_positive(args, "batch_size")
+    check_positive(args, "batch_size", "texture_size")
     image_file, frames_directory = side_files(args.output)
     check_outputs(
         [args.source, args.driving],
