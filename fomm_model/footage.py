@@ -31,7 +31,7 @@ from .geometry import warp
 from .images import check_pixels
 from .keypoints import Keypoints
 from .model import FirstOrderModel
-from .pipeline import AnimatedBatch, Driving, MotionOptions, ProgressCallback, animate_batches, map_frames
+from .pipeline import AnimatedBatch, Driving, MotionOptions, ProgressCallback, animate_batches, frame_count, map_frames
 from .precision import Precision
 
 
@@ -87,6 +87,8 @@ def animate_footage(
     renderer = RegionRenderer(model, region, framing, options.full_resolution)
 
     frames = map_frames(driving, _DrivingFraming(model.config.frame_shape, options.driving_box, options.fit), batch_size)
+    progress = _FinishedFrames(on_progress, frame_count(frames))
+    progress.start()
     for batch in animate_batches(
         model,
         model_source,
@@ -94,14 +96,45 @@ def animate_footage(
         motion,
         batch_size=batch_size,
         precision=precision,
-        on_progress=on_progress,
+        on_progress=progress.search,
         with_deformed=with_deformed,
+        count_generated=False,
     ):
         if on_batch is not None:
             on_batch(batch)
         for index in range(len(batch)):  # one frame at a time: a batch of 4K frames is large
             generated = renderer.render_batch(batch, slice(index, index + 1))[0]
-            yield paste(source, generated.clamp(0, 1), source_box, mask)
+            frame = paste(source, generated.clamp(0, 1), source_box, mask)
+            progress.finished(batch.start + index)
+            yield frame
+
+
+class _FinishedFrames:
+    """Progress counted in finished frames, not in frames the model has produced: each frame
+    is rendered and pasted after the model's batch, which at full resolution takes far longer
+    than the model (seconds a frame for a 4K source). So a callback that raises (ComfyUI's
+    Cancel) stops the work within a frame. A reference search pass, reported by the pipeline,
+    comes first: the frames then count after it, out of the total it set."""
+
+    def __init__(self, callback: ProgressCallback | None, frames: int | None):
+        self.callback = callback
+        self.searched = 0
+        self.total = frames
+
+    def start(self) -> None:
+        """Show the bar at 0 before any work (a callback that raises may stop it there)."""
+        self.search(0, self.total)
+
+    def search(self, done: int, total: int | None) -> None:
+        """The pipeline's reports: with ``count_generated=False``, the reference search's only."""
+        self.searched, self.total = done, total
+        if self.callback is not None:
+            self.callback(done, total)
+
+    def finished(self, index: int) -> None:
+        """Frame ``index`` (0-based, in driving order) is done."""
+        if self.callback is not None:
+            self.callback(self.searched + index + 1, self.total)
 
 
 class RegionRenderer:

@@ -59,6 +59,19 @@ class Framing:
         ]
         return resize(canvas, self.input_size)
 
+    def points_to_input(self, points: Tensor) -> Tensor:
+        """Normalised (x, y) points (..., 2) over the model's frame -> normalised over the
+        input image, the inverse of the fit (in the visualiser's convention, where -1 and +1
+        are the frame's outer edges), so keypoints can be drawn on the input at its own
+        resolution. Points in a ``pad``'s border land outside [-1, 1]; so do none of a
+        ``crop``'s (the model sees less than the input)."""
+        th, tw = self.target_size
+        sh, sw = self.scaled_size
+        top, left = self.offset
+        scale = points.new_tensor([tw / sw, th / sh])
+        shift = points.new_tensor([2 * left / sw, 2 * top / sh])
+        return (points + 1) * scale - shift - 1
+
     def cuts_picture(self) -> bool:
         """Whether the fit left part of the picture out (a crop to another aspect): read from
         the geometry, where the content sits above or left of the target's origin."""

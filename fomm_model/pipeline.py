@@ -127,11 +127,14 @@ def animate_batches(
     precision: Precision = "fp32",
     on_progress: ProgressCallback | None = None,
     with_deformed: bool = False,
+    count_generated: bool = True,
 ) -> Iterator[AnimatedBatch]:
     """:func:`animate_frames` one batch at a time, with keypoints and motion intermediates
     (for full-resolution output and visualisation). ``on_progress`` is called as in
-    :func:`animate_frames`, for each frame of a batch before the batch is yielded."""
-    progress = _Progress(on_progress or _ignore_progress, frame_count(driving))
+    :func:`animate_frames`, for each frame of a batch before the batch is yielded; with
+    ``count_generated=False`` only for the reference search, for a caller that does more
+    with each frame and counts the frames it finishes itself."""
+    progress = _Progress(on_progress or _ignore_progress, frame_count(driving), count_generated)
     for batch in _stream(
         model,
         source,
@@ -321,9 +324,10 @@ class _Progress:
     """Counts the pipeline's passes over the driving frames for ``on_progress``: the
     optional search pass of ``reference="best"`` first, then the generated frames."""
 
-    def __init__(self, callback: ProgressCallback, frames: int | None):
+    def __init__(self, callback: ProgressCallback, frames: int | None, count_generated: bool = True):
         self.callback = callback
         self.frames = frames
+        self.count_generated = count_generated  # False: the caller counts the frames it finishes
         self.passes = 1
         self.searched = 0  # frames counted by the search pass
 
@@ -339,7 +343,8 @@ class _Progress:
         self.callback(done, self.total)
 
     def generated(self, done: int) -> None:
-        self.callback(self.searched + done, self.total)
+        if self.count_generated:
+            self.callback(self.searched + done, self.total)
 
 
 def _resolve_reference(

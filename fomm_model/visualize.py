@@ -49,7 +49,7 @@ def draw_keypoints(images: Tensor, keypoints: Keypoints, radius: int | None = No
     points = to_pixels(kp.value.detach().float().cpu(), height, width).numpy()
     out = []
     for image, frame_points in zip(images.detach().float().cpu(), points):
-        canvas = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+        canvas = image.permute(1, 2, 0).numpy().copy()  # always a copy: the view may be the caller's own pixels
         for (x, y), color in zip(frame_points, colors):
             cv2.circle(canvas, (int(round(x)), int(round(y))), radius, tuple(float(c) for c in color), -1, cv2.LINE_AA)
         out.append(torch.from_numpy(canvas).permute(2, 0, 1))

@@ -177,11 +177,15 @@ SAME_SOURCE_HINT = (
 
 
 def fit_like(images: Tensor, framing: Framing, name: str, hint: str = SAME_SOURCE_HINT) -> Tensor:
-    """Fit images to the model exactly as an earlier step fitted the same picture.
+    """Fit images to the model exactly as an earlier step fitted the same picture."""
+    check_framed(images, framing, name, hint)
+    fitted, _ = fit(images, framing.target_size, framing.mode)  # type: ignore[arg-type]
+    return fitted
 
-    The sizes must agree: keypoints or flows computed for one image do not describe another.
-    ``hint`` tells the user what to connect instead.
-    """
+
+def check_framed(images: Tensor, framing: Framing, name: str, hint: str = SAME_SOURCE_HINT) -> None:
+    """Images must have the size ``framing`` was made for: keypoints or flows computed for one
+    image do not describe another. ``hint`` tells the user what to connect instead."""
     size = tuple(images.shape[-2:])
     if size != tuple(framing.input_size):
         (h, w), (eh, ew) = size, framing.input_size
@@ -189,8 +193,6 @@ def fit_like(images: Tensor, framing: Framing, name: str, hint: str = SAME_SOURC
             f"{name} is {w}x{h} pixels but the keypoints/flow it is used with were computed on a {ew}x{eh} "
             f"image: {hint}"
         )
-    fitted, _ = fit(images, framing.target_size, framing.mode)  # type: ignore[arg-type]
-    return fitted
 
 
 def maps_to_input(maps: Tensor, framing: Framing, outside: float = 0.0) -> Tensor:

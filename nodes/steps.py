@@ -15,8 +15,8 @@ from torch import Tensor
 
 from fomm_model import Keypoints, normalize_keypoints
 from fomm_model.footage import RegionRenderer, rest_occlusion
+from fomm_model.framing import check_size, resize
 from fomm_model.framing import fit as fit_frames
-from fomm_model.framing import resize
 
 from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, full_resolution_input, motion_inputs
 from .runtime import (
@@ -57,6 +57,7 @@ class DetectKeypoints(io.ComfyNode):
     @classmethod
     def execute(cls, model: LoadedModel, images: Tensor, fit: str, batch_size: int) -> io.NodeOutput:
         image_batch(images[:1], "images")  # validates the batch before any work
+        check_size(images.shape[1], images.shape[2], "an image")  # as FOMM Animate refuses it
         fomm = use_model(model)
         progress = FrameProgress(images.shape[0])
         found: list[Keypoints] = []
@@ -241,7 +242,9 @@ class Generate(io.ComfyNode):
                 generated = fomm.render(encoded, deformation, maps)
                 for i in range(len(generated)):  # one frame at a time: full-resolution frames are large
                     frame_maps = None if maps is None else maps[i : i + 1] if len(maps) > 1 else maps
-                    yield renderer.render(generated[i : i + 1], deformation[i : i + 1], frame_maps, flow.rest_occlusion)
+                    frame = renderer.render(generated[i : i + 1], deformation[i : i + 1], frame_maps, flow.rest_occlusion)
+                    progress.update(part.start + i + 1)  # per frame (and Cancel): at full resolution each takes seconds
+                    yield frame
 
         return io.NodeOutput(collect_images(frames(), len(flow)))
 

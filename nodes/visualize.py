@@ -1,8 +1,9 @@
 """Pictures of the intermediates: keypoints on frames, the flow, occlusion and keypoint regions.
 
-The drawing is ``fomm_model.visualize``'s; these nodes only bring the pictures back to the
-input image's size and aspect (through the same framing the data was computed with), so they
-line up with the frames they describe.
+The drawing is ``fomm_model.visualize``'s; these nodes only bring the pictures (or, for the
+keypoints, the points, drawn on the images themselves) back to the input image's size and
+aspect through the same framing the data was computed with, so they line up with the frames
+they describe.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import torch
 from comfy_api.latest import io
 from torch import Tensor
 
+from fomm_model.keypoints import Keypoints
 from fomm_model.visualize import draw_keypoints, flow_to_color, gray_to_rgb, masks_to_color
 
-from .runtime import FrameProgress, chunks, fit_like, image_batch, to_comfy_image
+from .runtime import FrameProgress, check_framed, chunks, image_batch, to_comfy_image
 from .types import FlowData, FommFlow, FommKeypoints, KeypointSet
 
 
@@ -52,8 +54,9 @@ class DrawKeypoints(io.ComfyNode):
             frames = image_batch(images[part] if images.shape[0] > 1 else images, "images")
             kp = keypoints.keypoints[part] if len(keypoints.keypoints) > 1 else keypoints.keypoints
             n = part.stop - part.start
-            fitted = fit_like(frames, keypoints.framing, "the image").expand(n, -1, -1, -1)
-            out.append(to_comfy_image(keypoints.framing.restore(draw_keypoints(fitted, kp.expand(n)))))
+            check_framed(frames, keypoints.framing, "the image")
+            on_input = Keypoints(keypoints.framing.points_to_input(kp.value))  # drawn on the image itself, full size
+            out.append(to_comfy_image(draw_keypoints(frames.expand(n, -1, -1, -1), on_input.expand(n))))
         return io.NodeOutput(torch.cat(out))
 
 

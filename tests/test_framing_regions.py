@@ -98,3 +98,24 @@ def test_paste_blends_inside_the_box_and_keeps_the_rest() -> None:
 def test_only_a_crop_to_another_aspect_cuts_the_picture(size: tuple[int, int], mode: str, cuts: bool) -> None:
     _, framing = fit(torch.rand(1, 3, *size), (64, 64), mode)  # type: ignore[arg-type]
     assert framing.cuts_picture() is cuts
+
+
+@pytest.mark.parametrize("mode", ["pad", "crop", "stretch"])
+@pytest.mark.parametrize("size", [(96, 160), (160, 96), (128, 128)])
+def test_points_map_back_to_where_they_are_in_the_input(mode: str, size: tuple[int, int]) -> None:
+    """A bright pixel of the input, found in the fitted frame and mapped back, lands on
+    itself (to within the resampling's half pixel); the content's edges map to -1 and +1."""
+    height, width = size
+    image = torch.zeros(1, 1, height, width)
+    y, x = 3 * height // 5, 2 * width // 7
+    image[..., y - 2 : y + 3, x - 2 : x + 3] = 1
+    fitted, framing = fit(image, (128, 128), mode)  # type: ignore[arg-type]
+    weights = fitted[0, 0].clamp(min=0)
+    rows, cols = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    centre = torch.stack([(cols * weights).sum(), (rows * weights).sum()]) / weights.sum()
+    model_point = (centre + 0.5) / 128 * 2 - 1  # pixel centre -> the visualiser's normalised coordinates
+    back = (framing.points_to_input(model_point) + 1) / 2 * torch.tensor([width, height]) - 0.5
+    assert torch.allclose(back, torch.tensor([x, y], dtype=back.dtype), atol=0.75), (back, (x, y))
+    (top, left), (sh, sw) = framing.offset, framing.scaled_size
+    edges = torch.tensor([[2 * left / 128 - 1, 2 * top / 128 - 1], [2 * (left + sw) / 128 - 1, 2 * (top + sh) / 128 - 1]])
+    assert torch.allclose(framing.points_to_input(edges), torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), atol=1e-6)

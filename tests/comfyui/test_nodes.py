@@ -200,6 +200,8 @@ def test_bad_inputs_get_clear_messages(n: ModuleType, model) -> None:
         n.EstimateMotion.execute(steps["kp_source"], foreign, True, True, True, "first", 0)
     with pytest.raises(ValueError, match="channels per pixel"):
         n.runtime.image_batch(torch.rand(1, 8, 8, 5), "source")
+    with pytest.raises(ValueError, match="an image is 4x4 pixels: too small to animate; give at least 32x32"):
+        n.DetectKeypoints.execute(model, comfy_images(1, 4, 4), "pad", 8)  # the steps refuse what Animate refuses
 
 
 def test_user_occlusion_replaces_the_flow_occlusion(n: ModuleType, model) -> None:
@@ -231,6 +233,27 @@ def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
     assert torch.equal(n.DrawKeypoints.execute(animated, steps["moved"]).args[0], on_source)
     with pytest.raises(ValueError, match="do not pair up"):  # detected keypoints belong to their own frames
         n.DrawKeypoints.execute(driving[:2], steps["kp_driving"])
+
+
+@pytest.mark.parametrize("fit", ["pad", "crop"])
+def test_keypoints_are_drawn_on_the_image_itself(n: ModuleType, model, fit: str) -> None:
+    """On a sharp 320x256 checkerboard: every pixel away from the dots is the input's own (not
+    a model-size copy scaled back up, nor black where a crop cut), and a dot covers each
+    keypoint where the framing puts it in the input."""
+    rows, cols = torch.meshgrid(torch.arange(256), torch.arange(320), indexing="ij")
+    board = (((rows // 8) + (cols // 8)) % 2).float()
+    image = torch.stack([board, 1 - board, torch.full_like(board, 0.5)], dim=-1)[None]
+    original = image.clone()
+    keypoints = n.DetectKeypoints.execute(model, image, fit, 8).args[0]
+    drawn = n.DrawKeypoints.execute(image, keypoints).args[0]
+    assert torch.equal(image, original)  # drawn on a copy: ComfyUI's cached input stays as it was
+    changed = (drawn - image).abs().amax(dim=-1)[0] > 0
+    assert drawn.shape == image.shape and changed.float().mean() < 0.05
+    points = keypoints.framing.points_to_input(keypoints.keypoints.value[0])
+    pixels = ((points + 1) / 2 * torch.tensor([320, 256])).floor().long()
+    for x, y in pixels.tolist():
+        if 0 <= x < 320 and 0 <= y < 256:
+            assert changed[y, x], (x, y)
 
 
 @pytest.mark.parametrize("reference", ["first", "closest to source"])
@@ -268,6 +291,51 @@ def test_progress_advances_per_frame_and_cancel_stops(n: ModuleType, model, monk
     assert not comfy.model_management.processing_interrupted()  # the flag was consumed
     # Cancelled right after the first batch of two frames (of either pass): at most one more batch ran.
     assert len(seen) <= 3 and max(seen) <= 2 and sum(detected) <= 1 + 2 * 2
+
+
+@pytest.mark.parametrize("node", ["Animate", "Generate"])
+def test_full_resolution_counts_rendered_frames_and_cancel_stops_within_one(n: ModuleType, model, monkeypatch, node: str) -> None:
+    """At full resolution each frame's rendering (the full-size source warped) can take far
+    longer than the model's batch: the bar counts a frame once it is rendered, and Cancel stops
+    within a frame, not a batch of them."""
+    import comfy.model_management
+    import comfy.utils
+
+    from fomm_model import footage
+
+    rendered: list[int] = []
+    real_render = footage.render_full_resolution
+
+    def counted(*args, **kwargs):
+        rendered.append(1)
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(footage, "render_full_resolution", counted)
+    source = comfy_images(1, 256, 256)
+    driving = moving_video(4, 128, 128)
+    flow = run_steps(n, model, source, driving)["flow"] if node == "Generate" else None
+
+    def run() -> None:
+        if node == "Animate":
+            n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, True, 4)
+        else:
+            n.Generate.execute(model, source, flow, True, 4)
+
+    updates: list[tuple[int, int]] = []  # (frames on the bar, frames rendered then)
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None: updates.append((value, len(rendered))))
+    rendered.clear()
+    run()
+    assert {value for value, _ in updates} >= {1, 2, 3, 4} and all(value <= done for value, done in updates), updates
+
+    def cancel_after_first(value, total, preview, node_id=None):
+        if value >= 1:
+            comfy.model_management.interrupt_current_processing()
+
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", cancel_after_first)
+    rendered.clear()
+    with pytest.raises(comfy.model_management.InterruptProcessingException):
+        run()
+    assert len(rendered) <= 2, rendered  # the batch holds 4
 
 
 def test_motion_file_list_shows_only_motion_files_and_follows_changes(n: ModuleType, comfy_dirs: Path) -> None:
