@@ -63,8 +63,8 @@ class Framing:
         """Normalised (x, y) points (..., 2) over the model's frame -> normalised over the
         input image, the inverse of the fit (in the visualiser's convention, where -1 and +1
         are the frame's outer edges), so keypoints can be drawn on the input at its own
-        resolution. Points in a ``pad``'s border land outside [-1, 1]; so do none of a
-        ``crop``'s (the model sees less than the input)."""
+        resolution. Points in a ``pad``'s border land outside [-1, 1]; a ``crop``'s all land
+        inside (the model saw only part of the input)."""
         th, tw = self.target_size
         sh, sw = self.scaled_size
         top, left = self.offset
