@@ -148,6 +148,14 @@ class ModelConfig:
             kwargs["frame_shape"] = (int(frame_shape[0]), int(frame_shape[1]))
         config = cls(**kwargs)
         config.validate()
+        if frame_shape is not None:  # stated, not a default: the model was trained and is used at this size
+            height, width = config.frame_shape
+            if not (config.accepts_side(height) and config.accepts_side(width)):
+                step = config.size_multiple()
+                raise ConfigError(
+                    f"frame_shape {height}x{width} does not fit these networks: its sides must be multiples of {step} "
+                    f"(e.g. {2 * step}x{2 * step}), the size a model of this architecture is trained and run at"
+                )
         return config
 
     def to_model_params(self) -> dict[str, Any]:

@@ -74,6 +74,18 @@ def test_size_rules() -> None:
         config.check_image_size(200, 256)
 
 
+def test_a_stated_frame_shape_must_fit_the_networks() -> None:
+    """A checkpoint or YAML that states a frame size its own networks cannot take is refused
+    when it is read (not later, with advice to resize images the loader fits anyway)."""
+    wrong = fm.resolve_config("vox-256").replace(frame_shape=(256, 320))
+    with pytest.raises(ConfigError, match="frame_shape 256x320 does not fit these networks: its sides must be multiples of 128"):
+        fm.ModelConfig.from_json(wrong.to_json())
+    data = read_yaml(preset_path("vox-256"))
+    data["dataset_params"]["frame_shape"] = [200, 256, 3]
+    with pytest.raises(ConfigError, match="frame_shape 200x256 does not fit"):
+        fm.config.model_config_from_yaml_data(data)
+
+
 @pytest.mark.parametrize(
     "changes",
     [
@@ -116,7 +128,7 @@ def test_invalid_values_are_named() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda c: c["dataset_params"].update(frame_shape=[100, 100, 3]), r"frame_shape: this model cannot take 100x100 images"),
+        (lambda c: c["dataset_params"].update(frame_shape=[100, 100, 3]), r"vox\.yaml: frame_shape 100x100 does not fit these networks: its sides must be multiples of 128"),
         (lambda c: c["dataset_params"].update(frame_shape=64), r"frame_shape must be \[height, width, channels\]"),
         (lambda c: c["train_params"].update(epoch_milestones=15), r"epoch_milestones must be a list, e\.g\. \[15\]"),
         (lambda c: c["train_params"].update(batch_size=0), r"batch_size must be at least 1"),
