@@ -325,7 +325,7 @@ def _play_sequence(material: bpy.types.Material, frames: FrameSequence, timing: 
     elapsed = np.arange(span, dtype=np.float64)
     shown = np.minimum(timing.motion_frame(timing.start + elapsed), frames.count - 1)
     offsets = frames.first_number + shown - (elapsed + 1)
-    channels = _Channels(material.node_tree, f"FOMM {material.name} Frames")
+    channels = _Channels(material.node_tree, f"{material.name} Frames")
     channels.add(f'nodes["{texture.name}"].image_user.frame_offset', 0, timing.start + elapsed, offsets, "Frames", _CONSTANT)
 
 
@@ -333,9 +333,10 @@ def _play_sequence(material: bpy.types.Material, frames: FrameSequence, timing: 
 def _build_rig(
     context, collection, plane, frame: PlaneFrame, data: MotionData, settings: ImportSettings, timing: Timing
 ) -> bpy.types.Object:
-    armature = bpy.data.armatures.new(f"FOMM {data.name} Rig")
+    # named after its plane (FOMM face.001 Rig moves FOMM face.001), numbered or not
+    armature = bpy.data.armatures.new(f"{plane.name} Rig")
     armature.display_type = "OCTAHEDRAL"
-    rig = bpy.data.objects.new(f"FOMM {data.name} Rig", armature)
+    rig = bpy.data.objects.new(f"{plane.name} Rig", armature)
     rig.show_in_front = True
     collection.objects.link(rig)
     rest = np.empty(len(plane.data.vertices) * 3, np.float32)
@@ -407,7 +408,7 @@ def _assign_weights(plane: bpy.types.Object, weights: np.ndarray, names: list[st
 
 
 def _key_pose(rig: bpy.types.Object, pose: BonePose, frames: np.ndarray) -> None:
-    channels = _Channels(rig, f"FOMM {rig.name}")
+    channels = _Channels(rig, rig.name)
     for k in range(pose.location.shape[1]):
         control, shear = f'pose.bones["{control_bone(k)}"]', f'pose.bones["{shear_bone(k)}"]'
         group = control_bone(k)

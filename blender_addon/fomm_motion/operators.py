@@ -31,6 +31,8 @@ MOTION_ITEMS = (
 )
 
 
+RIG_ONLY = ("motion", "pivots")  # options the Flow cache and a still plane do not use
+
 PIVOT_ITEMS = (
     ("KEYPOINTS", "Keypoints", "Each bone rests at its keypoint, so the bones show where the model's keypoints are"),
     ("REGIONS", "Part centres", "Each bone rests at the centre of the part it moves (same motion; easier to pick and edit when keypoints sit together)"),
@@ -64,7 +66,11 @@ class ImportOptions:
     height: FloatProperty(name="Height", description="Plane height in scene units", default=2.0, min=1e-3, subtype="DISTANCE")
     subdivisions: IntProperty(name="Subdivisions", description="Grid quads along the longer side", default=64, min=1, max=512)
     upright: BoolProperty(name="Upright", description="Stand the plane up facing -Y (front view); off: lie flat facing +Z", default=True)
-    emission: BoolProperty(name="Unlit", description="Show the image's colours exactly (Emission) instead of a lit Principled BSDF", default=True)
+    emission: BoolProperty(
+        name="Unlit", default=True,
+        description="Show the image's own colours (Emission) instead of a lit Principled BSDF; exactly with the scene's "
+        "View Transform set to Standard (Blender's default, AgX, tones them down)",
+    )
     frame_start: IntProperty(name="Start Frame", description="Scene frame of the first motion frame", default=1, min=0)
     set_scene: BoolProperty(
         name="Set Scene Timing", default=True,
@@ -80,7 +86,9 @@ class ImportOptions:
 
     def draw_options(self, layout) -> None:
         for name in ("deform", "texture", "motion", "pivots", "height", "subdivisions", "upright", "emission", "frame_start", "set_scene"):
-            layout.prop(self, name)
+            row = layout.row()
+            row.active = name not in RIG_ONLY or self.deform == "RIG"  # greyed: a cache plays the model's own flow
+            row.prop(self, name)
             if name == "texture" and self.texture == "FRAMES" and self.deform != "NONE":
                 layout.label(text="The frames already move: Deform None shows them as made", icon="INFO")
 

@@ -46,12 +46,19 @@ class _Layout:
     """Stands in for Blender's UILayout (which exists only while Blender draws a region) and
     checks that every property drawn exists."""
 
-    def __init__(self) -> None:
-        self.drawn: list[str] = []
+    def __init__(self, drawn: list[str] | None = None, greyed: list[str] | None = None) -> None:
+        self.drawn: list[str] = [] if drawn is None else drawn
+        self.greyed: list[str] = [] if greyed is None else greyed  # drawn in a layout set inactive
+        self.active = True
 
     def prop(self, data, name, **_) -> None:
         assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name}"
         self.drawn.append(name)
+        if not self.active:
+            self.greyed.append(name)
+
+    def row(self) -> "_Layout":
+        return _Layout(self.drawn, self.greyed)
 
     def operator(self, idname, **_) -> None:
         category, name = idname.split(".")
@@ -73,10 +80,12 @@ def test_panel_and_import_dialog_draw(scene, addon) -> None:
     panel = _Layout()
     operators.VIEW3D_PT_fomm_motion.draw(type("Panel", (), {"layout": panel})(), bpy.context)
     assert {"import_scene.fomm_motion", "fomm_motion.run", "source", "driving", "checkpoint", "deform", "texture"} <= set(panel.drawn)
-    dialog = _Layout()
     settings = scene.fomm_run  # carries the same import options as the import operator
-    operators.ImportOptions.draw_options(settings, dialog)
-    assert dialog.drawn == list(operators.ImportOptions.__annotations__)
+    for deform, greyed in (("RIG", []), ("FLOW_CACHE", ["motion", "pivots"]), ("NONE", ["motion", "pivots"])):
+        settings.deform = deform  # Motion and Bone Pivots shape the rig only
+        dialog = _Layout()
+        operators.ImportOptions.draw_options(settings, dialog)
+        assert dialog.drawn == list(operators.ImportOptions.__annotations__) and dialog.greyed == greyed, deform
 
 
 def test_loads_as_a_legacy_add_on(tmp_path) -> None:

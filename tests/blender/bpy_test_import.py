@@ -337,6 +337,19 @@ def test_a_cache_the_disk_cannot_hold_is_refused_before_writing(scene, synthetic
     assert f"Imported FOMM {path.stem}, its flow baked to {cache.name} ({needed / 1024:.0f} KB)" in capsys.readouterr().out
 
 
+def test_a_rig_and_its_action_are_named_after_their_plane(scene, synthetic) -> None:
+    """After a Flow cache import took "FOMM m", a rigged import's plane is "FOMM m.001": its
+    rig and the rig's action are "FOMM m.001 Rig", not the first plane's name nor "FOMM FOMM"."""
+    path, _ = synthetic
+    import_motion(path, deform="FLOW_CACHE", subdivisions=10)
+    import_motion(path, subdivisions=10)
+    plane = bpy.data.objects[f"FOMM {path.stem}.001"]
+    rig = bpy.data.objects[f"FOMM {path.stem}.001 Rig"]
+    assert plane.parent == rig and plane.modifiers["FOMM Rig"].object == rig
+    assert rig.animation_data.action.name == f"FOMM {path.stem}.001 Rig"
+    assert f"FOMM {path.stem} Rig" not in bpy.data.objects and not any(a.name.startswith("FOMM FOMM") for a in bpy.data.actions)
+
+
 def test_a_fomm_json_names_its_objects_without_the_suffix(scene, synthetic, tmp_path) -> None:
     """face.fomm.json (the recommended name) gives "FOMM face", like its side files."""
     path, _ = synthetic
