@@ -81,7 +81,9 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return 0 < header_len <= size - 8 and head[8:9] == b"{"
 
 
-def _read_torch(path: Path) -> Checkpoint:
+def load_torch_mapping(path: Path) -> Mapping[str, Any]:
+    """``torch.load(weights_only=True)`` of a dict, every failure a :class:`CheckpointError`
+    naming the file (pickled code is refused, never run)."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -96,6 +98,11 @@ def _read_torch(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{path}: not a FOMM checkpoint (holds a {type(data).__name__}, expected a dict)")
+    return data
+
+
+def _read_torch(path: Path) -> Checkpoint:
+    data = load_torch_mapping(path)
     if "kp_detector" not in data or "generator" not in data:
         flat = _split_prefixed(data)
         if flat is None:

@@ -345,6 +345,46 @@ def test_clear_errors(config_path: Path, tmp_path: Path, capsys) -> None:
     assert f"no run to resume in {tmp_path} (no checkpoint.pth.tar); start it without --resume" in capsys.readouterr().err
 
 
+def test_mistakes_found_before_any_training(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
+    """Each refused in one line before a step runs: --checkpoint with --resume (one would be
+    ignored), a run folder inside the dataset (it would join the videos and shift the split),
+    equivariance weights without the transform that drives them, and --resume of a file
+    that holds weights but no training state (a converted checkpoint)."""
+    base = ["train", "--config", str(config_path), "--data", str(data)]
+    assert cli([*base, "--out", str(tmp_path / "run"), "--resume", "--checkpoint", "default"]) == 1
+    assert "give one of them" in capsys.readouterr().err
+    assert cli([*base, "--out", str(data / "run"), "--max-steps", "1"]) == 1
+    assert f"--out {data / 'run'} is inside the dataset" in capsys.readouterr().err and not (data / "run").exists()
+    no_transform = yaml.safe_load(config_path.read_text())
+    del no_transform["train_params"]["transform_params"]
+    (tmp_path / "no_transform.yaml").write_text(yaml.safe_dump(no_transform))
+    assert cli(["train", "--config", str(tmp_path / "no_transform.yaml"), "--data", str(data), "--out", str(tmp_path / "r2")]) == 1
+    assert "transform_params is missing, but the equivariance losses it drives are weighted" in capsys.readouterr().err
+    converted = tmp_path / "converted"
+    converted.mkdir()
+    fixture = parity_cases()[0] / "checkpoint.pth.tar"
+    (converted / "checkpoint.pth.tar").write_bytes(fixture.read_bytes())
+    assert cli(["train", "--out", str(converted), "--resume", "--config", str(config_path), "--data", str(data)]) == 1
+    assert "weights without a training state" in capsys.readouterr().err
+
+
+def test_an_affine_only_transform_has_no_radial_term() -> None:
+    """transform_params without sigma_tps/points_tps (allowed by the original schema) is the
+    affine map alone, its Jacobian the affine part everywhere (it used to be NaN)."""
+    from fomm_model.training.config import TransformParams
+    from fomm_model.training.transform import RandomTPS
+
+    for params in (TransformParams(sigma_affine=0.05), TransformParams(sigma_affine=0.05, sigma_tps=0.005)):
+        transform = RandomTPS(3, params, torch.Generator().manual_seed(0))
+        points = torch.rand(1, 7, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        theta = transform.theta
+        expected = points @ theta[:, :, :2].transpose(1, 2) + theta[:, None, :, 2]
+        assert torch.allclose(transform.warp_coordinates(points), expected)
+        assert torch.equal(transform.jacobian(points), theta[:, None, :, :2].expand(3, 7, 2, 2))
+        frame = torch.rand(3, 3, 16, 16)
+        assert torch.isfinite(transform.transform_frame(frame)).all()
+
+
 def test_a_run_is_never_overwritten_and_its_folder_names_its_model(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     base = ["train", "--config", str(config_path), "--data", str(data), "--workers", "0", "--no-progress"]

@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.stdout is sys.__stdout__:  # so that the interpreter's last flush does not fail again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (UserError, CheckpointError, ConfigError, ValueError) as exc:
+    except (UserError, CheckpointError, ConfigError, ValueError, FloatingPointError) as exc:  # the last: training diverged
         print(f"fomm {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # missing files, permissions, full disks, a file where a folder should be

@@ -92,6 +92,8 @@ def run_train(args: argparse.Namespace) -> int:
     check_positive(args, "max_steps", "save_every")
     if args.vis_every < 0 or args.workers < 0:
         raise UserError("--vis-every and --workers cannot be negative")
+    if args.resume and args.checkpoint is not None:
+        raise UserError("--checkpoint starts a new run from its weights and --resume continues this run from its own: give one of them")
     if args.resume and not (args.out / CHECKPOINT_NAME).is_file():  # before its config.yaml is looked for
         raise UserError(no_run_to_resume(args.out))
     config = args.config
@@ -102,6 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
     run = RunConfig.from_yaml(config)
     if args.data is None and not Path(run.dataset.root_dir).exists():
         raise UserError(f"dataset folder {run.dataset.root_dir} (from the config) does not exist; pass --data DIR")
+    check_out_folder(args.out, args.data or Path(run.dataset.root_dir))
     options = TrainingOptions(
         out_dir=args.out,
         data_dir=args.data,

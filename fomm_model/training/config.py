@@ -228,7 +228,7 @@ def _train(params: Mapping[str, Any]) -> TrainParams:
     params = dict(params)
     transform = params.pop("transform_params", None)
     weights = params.pop("loss_weights", None) or {}
-    return typed_from_mapping(
+    train = typed_from_mapping(
         TrainParams,
         dict(
             params,
@@ -237,6 +237,14 @@ def _train(params: Mapping[str, Any]) -> TrainParams:
         ),
         "train_params",
     )
+    equivariance = train.loss_weights.equivariance_value or train.loss_weights.equivariance_jacobian
+    if train.transform_params is None and equivariance:  # the original fails on this at its first step
+        raise ConfigError(
+            "train_params.transform_params is missing, but the equivariance losses it drives are weighted: add it "
+            "(the original's is {sigma_affine: 0.05, sigma_tps: 0.005, points_tps: 5}) or set loss_weights' "
+            "equivariance_value and equivariance_jacobian to 0"
+        )
+    return train
 
 
 def _animate(params: Mapping[str, Any]) -> AnimateParams:

@@ -37,8 +37,10 @@ from ..checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_KEY,
     MODEL_NAME,
+    CheckpointError,
     atomic_path,
     leftover_temporaries,
+    load_torch_mapping,
     read_checkpoint,
     write_safetensors,
 )
@@ -230,7 +232,13 @@ class Trainer:
         path = self.out_dir / CHECKPOINT_NAME
         if not path.is_file():
             raise ValueError(no_run_to_resume(self.out_dir))
-        return torch.load(path, map_location="cpu", weights_only=True)
+        data = load_torch_mapping(path)
+        if STATE_KEY not in data:
+            raise CheckpointError(
+                f"{path}: weights without a training state (from fomm convert, or another tool), which --resume cannot "
+                "continue: start a new run from them with --checkpoint and another --out"
+            )
+        return dict(data)
 
     def _choose_seed(self, resumed: dict[str, Any] | None) -> int:
         """The seed decides the initial weights, the data order and every random draw, so a

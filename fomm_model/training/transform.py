@@ -49,6 +49,8 @@ class RandomTPS:
         theta = self.theta.to(coordinates).unsqueeze(1)
         out = torch.matmul(theta[..., :2], coordinates.unsqueeze(-1)) + theta[..., 2:]
         out = out.squeeze(-1)
+        if not self.tps:  # affine only (no sigma_tps/points_tps): as the original, no radial term at all
+            return out.expand(self.batch, -1, -1)
         distances, _ = self._radial(coordinates)
         radial = distances**2 * torch.log(distances + 1e-6) * self.control_params.to(coordinates)
         return out + radial.sum(dim=2).view(self.batch, coordinates.shape[1], 1)
@@ -59,11 +61,13 @@ class RandomTPS:
         Analytic (the original used autograd; the values agree), so it also works without
         a graph and stays differentiable with respect to ``coordinates``.
         """
+        affine = self.theta.to(coordinates)[:, None, :, :2]
+        if not self.tps:
+            return affine.expand(-1, coordinates.shape[1], -1, -1)
         distances, offsets = self._radial(coordinates)
         dphi = 2 * distances * torch.log(distances + 1e-6) + distances**2 / (distances + 1e-6)
         weights = (dphi * self.control_params.to(coordinates)).unsqueeze(-1)
         radial_grad = (weights * torch.sign(offsets)).sum(dim=2)  # (B, N, 2): d/dx, d/dy
-        affine = self.theta.to(coordinates)[:, None, :, :2]
         return affine + radial_grad.unsqueeze(-2)
 
     def transform_frame(self, frame: Tensor, align_corners: bool = True) -> Tensor:
