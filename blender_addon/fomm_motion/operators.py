@@ -126,6 +126,13 @@ class IMPORT_SCENE_OT_fomm_motion(bpy.types.Operator, ImportHelper, ImportOption
         self.draw_options(self.layout)
 
 
+def _checkpoint_argument(text: str) -> str:
+    """The Checkpoint field for `fomm motion`: the embedded model when empty or "default" in
+    any case, else the file (relative to the .blend when written with //)."""
+    text = text.strip()
+    return "default" if text.lower() in ("", "default") else bpy.path.abspath(text)
+
+
 class FommRunSettings(bpy.types.PropertyGroup, ImportOptions):
     """What Run FOMM feeds `fomm motion` with (kept on the scene for the sidebar panel)."""
 
@@ -148,7 +155,7 @@ class FommRunSettings(bpy.types.PropertyGroup, ImportOptions):
             source=bpy.path.abspath(self.source),
             driving=bpy.path.abspath(self.driving),
             output=self.output_path(),
-            checkpoint=self.checkpoint if self.checkpoint == "default" else bpy.path.abspath(self.checkpoint),
+            checkpoint=_checkpoint_argument(self.checkpoint),
             absolute=self.absolute,
             flow=self.deform == "FLOW_CACHE",
             frames=self.texture == "FRAMES",

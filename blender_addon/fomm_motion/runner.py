@@ -83,7 +83,7 @@ class RunRequest:
             )
         if not self.source or not Path(self.source).is_file():
             found.append(f"source image {self.source or '(not set)'} not found")
-        if not self.driving or not Path(self.driving).is_file():
+        if not self.driving or not Path(self.driving).exists():  # a video, or a folder of frames
             found.append(f"driving video {self.driving or '(not set)'} not found")
         if not self.output:
             found.append("choose where to write the motion file")

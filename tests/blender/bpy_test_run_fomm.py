@@ -72,6 +72,21 @@ def test_run_fomm_reports_the_commands_error(run_settings, tmp_path) -> None:
     assert not Path(run_settings.output).exists()
 
 
+def test_the_run_takes_a_folder_of_frames_and_an_empty_or_capitalised_default(run_settings, tmp_path) -> None:
+    """fomm motion reads a folder of frames as the driving video, so the panel lets one
+    through; an empty Checkpoint field, or "Default", means the embedded model."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    run_settings.driving = str(frames)
+    request = run_settings.request(bpy.path.abspath(run_settings.source))  # any existing file will do as python here
+    assert not [problem for problem in request.problems() if "driving" in problem]
+    for text, expected in (("", "default"), ("  Default ", "default"), ("DEFAULT", "default")):
+        run_settings.checkpoint = text
+        assert run_settings.request("python").checkpoint == expected
+    run_settings.checkpoint = str(tmp_path / "model.safetensors")
+    assert run_settings.request("python").checkpoint == str(tmp_path / "model.safetensors")
+
+
 def test_run_fomm_needs_the_python_preference(run_settings, addon) -> None:
     addon.operators.preferences(bpy.context).python = ""
     with pytest.raises(RuntimeError, match="set the Python that has the fomm package"):
