@@ -21,7 +21,7 @@ class Animate(io.ComfyNode):
             category="FOMM",
             description="Animate the object in a still image with the motion of a driving video (First Order "
             "Motion Model). Any image size: frames come back at the source's size and aspect. Long videos are "
-            "processed in chunks; Cancel stops within a chunk.",
+            "processed in chunks; the bar counts finished frames and Cancel is honoured at each one.",
             inputs=[
                 FommModel.Input("model", tooltip=MODEL_TOOLTIP),
                 io.Image.Input("source", tooltip="The still image to animate (first image of the batch)."),

@@ -196,8 +196,9 @@ def check_framed(images: Tensor, framing: Framing, name: str, hint: str = SAME_S
 
 
 def maps_to_input(maps: Tensor, framing: Framing, outside: float = 0.0) -> Tensor:
-    """Maps at the dense-motion resolution (N, C, h, w) -> the input image's size and aspect;
-    ``outside``: the value where a crop fit cut the picture (the model saw nothing there)."""
+    """Maps (N, C, h, w) at the dense-motion resolution or the model's frame size -> the size
+    and aspect of ``framing``'s input; ``outside``: the value where a crop fit cut the picture
+    (the model saw nothing there)."""
     restored = framing.restore(resize(maps.float(), framing.target_size)).clamp(0, 1)
     if outside and framing.cuts_picture():
         content = framing.content_mask()

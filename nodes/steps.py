@@ -29,7 +29,6 @@ from .runtime import (
     fit_like,
     image_batch,
     maps_to_input,
-    output_device,
     to_comfy_mask,
     use_model,
 )
@@ -148,8 +147,10 @@ class DenseMotion(io.ComfyNode):
                 FommFlow.Output(display_name="flow", tooltip="Dense backward flow per frame, for FOMM Generate."),
                 io.Mask.Output(
                     display_name="occlusion",
-                    tooltip="Per frame, at the source's size: 1 where the source stays visible, 0 where the "
-                    "generator has to invent content (all 1 for models without an occlusion map).",
+                    tooltip="Per frame, at the source's aspect and the model's resolution (e.g. 256x144 for a "
+                    "1920x1080 source and a 256x256 model; scale it up where you need the source's size): 1 where "
+                    "the source stays visible, 0 where the generator has to invent content (all 1 for models "
+                    "without an occlusion map).",
                 ),
                 io.Mask.Output(
                     display_name="keypoint_masks",
@@ -181,13 +182,15 @@ class DenseMotion(io.ComfyNode):
         if rest is not None:
             rest = rest.to("cpu", torch.float32)
         flow = FlowData(deformation, occlusion, masks, framing, model.key, rest)
-        visible = torch.ones(len(flow), *framing.input_size, device=output_device())
-        if occlusion is not None:  # at the source's size: filled a chunk at a time, never held twice
-            for start in range(0, len(flow), batch_size):
-                part = maps_to_input(occlusion[start : start + batch_size], framing, outside=1.0)  # a crop's borders keep the source
-                visible[start : start + len(part)] = to_comfy_mask(part)
+        # At the source's aspect but the model's resolution: ComfyUI keeps every output in its cache, used or
+        # not, and at the source's size this mask would hold 1 GB for 120 frames of 1920x1080.
+        compact = framing.at_model_scale()
+        if occlusion is None:
+            visible = torch.ones(len(flow), 1, *compact.input_size)
+        else:
+            visible = maps_to_input(occlusion, compact, outside=1.0)  # a crop's borders keep the source
         region_masks = rearrange(masks, "n k h w -> (n k) 1 h w")
-        return io.NodeOutput(flow, visible, to_comfy_mask(region_masks))
+        return io.NodeOutput(flow, to_comfy_mask(visible), to_comfy_mask(region_masks))
 
 
 class Generate(io.ComfyNode):
@@ -206,8 +209,8 @@ class Generate(io.ComfyNode):
                 io.Mask.Input(
                     "occlusion",
                     optional=True,
-                    tooltip="Optional replacement occlusion (1 = source visible), at the source's size, one per "
-                    "frame or one for all. Unconnected: the flow's own occlusion is used. With full_resolution the "
+                    tooltip="Optional replacement occlusion (1 = source visible), at the size FOMM Dense Motion "
+                    "gives it or at the source's size, one per frame or one for all. Unconnected: the flow's own occlusion is used. With full_resolution the "
                     "blend weight is it divided by the source's occlusion at rest (clamped to 1), as for the flow's own.",
                 ),
                 full_resolution_input(),
@@ -250,7 +253,7 @@ class Generate(io.ComfyNode):
 
 
 def _occlusion_for_flow(occlusion: Tensor, flow: FlowData) -> Tensor:
-    """A user's occlusion MASK at the source's size -> the flow's resolution and framing."""
+    """A user's occlusion MASK (at FOMM Dense Motion's size or the source's) -> the flow's resolution and framing."""
     if occlusion.ndim == 2:
         occlusion = occlusion[None]
     if occlusion.ndim != 3 or occlusion.shape[0] not in (1, len(flow)):
@@ -258,5 +261,9 @@ def _occlusion_for_flow(occlusion: Tensor, flow: FlowData) -> Tensor:
             f"occlusion must be one mask or one per frame ({len(flow)}), got a batch of shape {tuple(occlusion.shape)}"
         )
     maps = occlusion.detach().to("cpu", torch.float32)[:, None]
-    fitted = fit_like(maps, flow.framing, "the occlusion mask", hint="give the mask at the source image's size")
+    compact = flow.framing.at_model_scale()
+    framing = compact if tuple(maps.shape[-2:]) == compact.input_size else flow.framing
+    (height, width), (ch, cw) = flow.framing.input_size, compact.input_size
+    hint = f"give the mask at the size FOMM Dense Motion gives it ({cw}x{ch}) or at the source image's ({width}x{height})"
+    fitted = fit_like(maps, framing, "the occlusion mask", hint=hint)
     return resize(fitted, tuple(flow.deformation.shape[1:3])).clamp(0, 1)

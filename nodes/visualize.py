@@ -15,7 +15,7 @@ from torch import Tensor
 from fomm_model.keypoints import Keypoints
 from fomm_model.visualize import draw_keypoints, flow_to_color, gray_to_rgb, masks_to_color
 
-from .runtime import FrameProgress, check_framed, chunks, image_batch, to_comfy_image
+from .runtime import FrameProgress, check_framed, chunks, image_batch, maps_to_input, to_comfy_image
 from .types import FlowData, FommFlow, FommKeypoints, KeypointSet
 
 
@@ -83,13 +83,15 @@ class VisualizeFlow(io.ComfyNode):
         size = flow.framing.target_size
         progress = FrameProgress(len(flow))
         colours, greys, regions = [], [], []
+        # Where a crop cut the picture the frames keep the source, unmoved: the pictures say so there (white =
+        # no motion, white = visible, grey = still background) instead of leaving it black.
         for part in chunks(len(flow), 16, progress):
-            colours.append(cls._restore(flow, flow_to_color(flow.deformation[part], size)))
+            colours.append(cls._restore(flow, flow_to_color(flow.deformation[part], size), outside=1.0))
             occlusion = flow.occlusion[part] if flow.occlusion is not None else torch.ones_like(flow.masks[part, :1])
-            greys.append(cls._restore(flow, gray_to_rgb(occlusion, size)))
-            regions.append(cls._restore(flow, masks_to_color(flow.masks[part], size)))
+            greys.append(cls._restore(flow, gray_to_rgb(occlusion, size), outside=1.0))
+            regions.append(cls._restore(flow, masks_to_color(flow.masks[part], size), outside=0.5))
         return io.NodeOutput(torch.cat(colours), torch.cat(greys), torch.cat(regions))
 
     @staticmethod
-    def _restore(flow: FlowData, pictures: Tensor) -> Tensor:
-        return to_comfy_image(flow.framing.restore(pictures.float().cpu()))
+    def _restore(flow: FlowData, pictures: Tensor, outside: float) -> Tensor:
+        return to_comfy_image(maps_to_input(pictures.float().cpu(), flow.framing, outside))

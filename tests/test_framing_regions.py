@@ -119,3 +119,20 @@ def test_points_map_back_to_where_they_are_in_the_input(mode: str, size: tuple[i
     (top, left), (sh, sw) = framing.offset, framing.scaled_size
     edges = torch.tensor([[2 * left / 128 - 1, 2 * top / 128 - 1], [2 * (left + sw) / 128 - 1, 2 * (top + sh) / 128 - 1]])
     assert torch.allclose(framing.points_to_input(edges), torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["pad", "crop", "stretch"])
+@pytest.mark.parametrize("size", [(1080, 1920), (3000, 4000), (1001, 333), (128, 128), (40, 2000)])
+def test_maps_at_model_scale_fit_back_with_the_same_geometry(mode: str, size: tuple[int, int]) -> None:
+    """``at_model_scale`` keeps the input's aspect at the model's resolution, and fitting an
+    image of that size gives the same model frame geometry: a per-frame map can travel at
+    that size instead of the input's and still line up with what the model saw."""
+    _, framing = fit(torch.rand(1, 1, *size), (256, 256), mode)  # type: ignore[arg-type]
+    small = framing.at_model_scale()
+    (height, width), (sh, sw) = size, small.input_size
+    assert (max(sh, sw) if mode == "pad" else min(sh, sw)) == 256  # fits inside, or covers, the model's frame
+    assert abs(sw / sh / (width / height) - 1) <= 0.5 / min(sh, sw) + 1e-9  # the input's aspect, to the pixel
+    refitted, again = fit(torch.rand(1, 1, sh, sw), (256, 256), mode)  # type: ignore[arg-type]
+    assert again == small and refitted.shape[-2:] == (256, 256)
+    assert (again.target_size, again.offset, again.mode) == (framing.target_size, framing.offset, framing.mode)
+    assert small.cuts_picture() == framing.cuts_picture()

@@ -10,8 +10,6 @@ environment's own torch and numpy).
 from __future__ import annotations
 
 import importlib.util
-import site
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -19,7 +17,8 @@ import pytest
 
 from fomm_model import convert_checkpoint, resolve_config
 
-from .install import REPO, ComfyInstall, ensure_installed, site_packages
+from .install import REPO, ComfyInstall, ensure_installed
+from .pack import load_pack
 
 FIXTURE_CASE = "vox256_small"
 # A checkpoint in models/fomm (the parity fixture), for the tests of the folder and dropdown
@@ -58,27 +57,6 @@ def comfy_dirs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pack(comfy_install: ComfyInstall, comfy_dirs: Path) -> ModuleType:
     """The pack, imported like ComfyUI's loader does, against the real ComfyUI modules."""
-    sys.path.append(str(comfy_install.code))
-    site.addsitedir(str(site_packages(comfy_install)))
-    from comfy.cli_args import args
-
-    args.cpu = True  # outside main.py the CLI is not parsed; a CPU-only torch needs this
-    import folder_paths
-
-    for name in ("input", "output", "temp"):
-        (comfy_dirs / name).mkdir(exist_ok=True)
-    folder_paths.set_input_directory(str(comfy_dirs / "input"))
-    folder_paths.set_output_directory(str(comfy_dirs / "output"))
-    folder_paths.set_temp_directory(str(comfy_dirs / "temp"))
-    # as an extra_model_paths.yaml entry "fomm: <dir>" would, before the pack loads
-    folder_paths.add_model_folder_path("fomm", str(comfy_dirs / "models" / "fomm"))
-    write_test_model(comfy_dirs / "models" / "fomm" / TEST_MODEL_NAME)
-
-    spec = importlib.util.spec_from_file_location("comfyui_fomm_pack", REPO / "__init__.py",
-                                                  submodule_search_locations=[str(REPO)])
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    module.nodes.register_model_folder()
-    return module
+    models = comfy_dirs / "models" / "fomm"
+    write_test_model(models / TEST_MODEL_NAME)
+    return load_pack(comfy_install, comfy_dirs, models)

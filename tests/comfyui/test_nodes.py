@@ -11,6 +11,7 @@ from types import ModuleType
 import pytest
 import torch
 
+from fomm_model.checkpoint import write_safetensors
 from fomm_model.footage import FootageOptions, animate_footage
 from fomm_model.framing import fit
 from fomm_model.keypoints import Keypoints, find_best_frame
@@ -102,6 +103,19 @@ def test_unreadable_checkpoint_is_named(n: ModuleType, comfy_dirs: Path) -> None
         broken.unlink()
 
 
+def test_checkpoint_with_a_frame_size_its_networks_cannot_take_is_refused_at_load(n: ModuleType, model, comfy_dirs: Path) -> None:
+    """The checkpoint's own frame size is the problem, said when it is loaded, not when
+    animating with advice to resize images (the nodes fit every image to the model's size)."""
+    odd = comfy_dirs / "models" / "fomm" / "odd-frame.safetensors"
+    networks = {"kp_detector": model.fomm.kp_detector.state_dict(), "generator": model.fomm.generator.state_dict()}
+    write_safetensors(odd, networks, model.fomm.config.replace(frame_shape=(64, 96)))
+    try:
+        with pytest.raises(ValueError, match=r"cannot use odd-frame.safetensors as a FOMM model: .*frame_shape 64x96 does not fit these networks: its sides must be multiples of 64"):
+            n.LoadModel.execute("odd-frame.safetensors", "auto", "fp32")
+    finally:
+        odd.unlink()
+
+
 def test_steps_give_the_animate_frames_at_the_input_size(n: ModuleType, model) -> None:
     source = comfy_images(1, 90, 150, seed=3)  # not the model's size nor aspect
     driving = moving_video(5, 64, 96)
@@ -109,7 +123,7 @@ def test_steps_give_the_animate_frames_at_the_input_size(n: ModuleType, model) -
     animate = n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, False, 3).args[0]
     assert steps["frames"].shape == animate.shape == (5, 90, 150, 3)
     torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
-    assert steps["occlusion"].shape == (5, 90, 150)
+    assert steps["occlusion"].shape == (5, 77, 128)  # the source's aspect at the model's resolution
     assert steps["masks"].shape == (5 * 11, 32, 32)  # the dense motion network's resolution, not 128x128
     torch.testing.assert_close(steps["masks"].reshape(5, 11, 32, 32).sum(1), torch.ones(5, 32, 32), atol=1e-4, rtol=0)
     torch.testing.assert_close(steps["masks"].reshape(5, 11, 32, 32).cpu(), steps["flow"].masks)
@@ -151,7 +165,8 @@ def test_crop_keeps_the_source_where_the_model_saw_nothing(n: ModuleType, model,
     torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
     sides = torch.cat([animate[:, :, :30], animate[:, :, -30:]], dim=2).cpu()  # the middle 90 columns are seen
     torch.testing.assert_close(sides, torch.cat([source[:, :, :30], source[:, :, -30:]], dim=2).expand_as(sides))
-    assert steps["occlusion"][:, :, :30].min() == 1 and steps["occlusion"][:, :, -30:].min() == 1
+    assert steps["occlusion"].shape == (3, 128, 228)  # the source's aspect at the model's resolution
+    assert steps["occlusion"][:, :, :42].min() == 1 and steps["occlusion"][:, :, -42:].min() == 1
     middle = animate[:, :, 40:120].cpu()
     assert (middle - source[:, :, 40:120]).abs().mean() > 1e-3  # the seen part is the model's
 
@@ -204,18 +219,37 @@ def test_bad_inputs_get_clear_messages(n: ModuleType, model) -> None:
         n.DetectKeypoints.execute(model, comfy_images(1, 4, 4), "pad", 8)  # the steps refuse what Animate refuses
 
 
-def test_user_occlusion_replaces_the_flow_occlusion(n: ModuleType, model) -> None:
-    source = comfy_images(1, 128, 128)
-    steps = run_steps(n, model, source, moving_video(2, 128, 128))
+@pytest.mark.parametrize("fit", ["pad", "crop", "stretch"])
+def test_user_occlusion_replaces_the_flow_occlusion(n: ModuleType, model, fit: str) -> None:
+    """FOMM Dense Motion's occlusion output (at the model's resolution, the source's aspect) and
+    the same mask scaled up to the source's size both fit back onto the flow: each gives
+    frames far closer to the flow's own occlusion than a blank mask does."""
+    source = comfy_images(1, 300, 420, seed=2)
+    steps = run_steps(n, model, source, moving_video(2, 128, 128), fit=fit)
+    occlusion = steps["occlusion"]
+    assert occlusion.shape[1:] == steps["flow"].framing.at_model_scale().input_size
+    full_size = torch.nn.functional.interpolate(occlusion[:, None], size=(300, 420), mode="bilinear")[:, 0]
     own = n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=None).args[0]
-    same = n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=steps["occlusion"]).args[0]
-    blind = n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.zeros(1, 128, 128)).args[0]
-    # the same mask, sent to the source size and back, changes the frames far less than a blank one
-    assert 0 < (same - own).abs().mean() < 0.25 * (blind - own).abs().mean()
+    blind = n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.zeros(1, 300, 420)).args[0]
+    for mask in (occlusion, full_size):
+        same = n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=mask).args[0]
+        # the same mask, sent to its size and back, changes the frames far less than a blank one
+        assert 0 < (same - own).abs().mean() < 0.1 * (blind - own).abs().mean(), mask.shape
     with pytest.raises(ValueError, match="one mask or one per frame"):
-        n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.zeros(3, 128, 128))
-    with pytest.raises(ValueError, match=r"occlusion mask is 64x64 .*: give the mask at the source image's size"):
+        n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.zeros(3, 300, 420))
+    height, width = occlusion.shape[1:]
+    expected = rf"occlusion mask is 64x64 .*: give the mask at the size FOMM Dense Motion gives it \({width}x{height}\) or at the source image's \(420x300\)"
+    with pytest.raises(ValueError, match=expected):
         n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.zeros(1, 64, 64))
+
+
+def test_occlusion_output_does_not_grow_with_the_source(n: ModuleType, model) -> None:
+    """ComfyUI caches every output, used or not: the occlusion of a large source is held at the
+    model's resolution (the source's aspect), not a source-size mask per frame."""
+    source = comfy_images(1, 1200, 1920, seed=7)
+    steps = run_steps(n, model, source, moving_video(3, 64, 64))
+    assert steps["occlusion"].shape == (3, 80, 128)
+    assert steps["frames"].shape == (3, 1200, 1920, 3)
 
 
 def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
@@ -233,6 +267,20 @@ def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
     assert torch.equal(n.DrawKeypoints.execute(animated, steps["moved"]).args[0], on_source)
     with pytest.raises(ValueError, match="do not pair up"):  # detected keypoints belong to their own frames
         n.DrawKeypoints.execute(driving[:2], steps["kp_driving"])
+
+
+def test_flow_pictures_show_what_the_frames_do_where_a_crop_cut(n: ModuleType, model) -> None:
+    """fit=crop: the model saw the middle of a wide source and the frames keep the source's
+    own pixels, unmoved, at the sides; the pictures show that there (white: no motion; white:
+    visible; grey: still background), not black, and the model's own maps in the middle."""
+    source = comfy_images(1, 90, 160, seed=6)
+    steps = run_steps(n, model, source, moving_video(3, 64, 96), fit="crop")
+    flow, occlusion, regions = n.VisualizeFlow.execute(steps["flow"]).args
+    assert flow.shape == occlusion.shape == regions.shape == (3, 90, 160, 3)
+    for picture, outside in ((flow, 1.0), (occlusion, 1.0), (regions, 0.5)):
+        sides = torch.cat([picture[:, :, :30], picture[:, :, -30:]], dim=2)
+        torch.testing.assert_close(sides, torch.full_like(sides, outside))
+    assert (regions[:, :, 40:120] - 0.5).abs().amax() > 0.1  # the keypoints' colours where the model saw
 
 
 @pytest.mark.parametrize("fit", ["pad", "crop"])
