@@ -30,14 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import rss  # bench/rss.py: plain Python, so Blender's interpreter reads it too
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _peak_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("VmHWM missing from /proc/self/status")
 
 
 def measure(motion: Path, deform: str, subdivisions: int) -> dict:
@@ -51,8 +46,8 @@ def measure(motion: Path, deform: str, subdivisions: int) -> dict:
     )
     addon_utils.enable("bl_ext.fomm_bench.fomm_motion", default_set=True)
     bpy.ops.wm.read_homefile(use_empty=True)
-    Path("/proc/self/clear_refs").write_text("5")  # peak := current resident memory
-    before = _peak_mib()
+    rss.reset_peak()
+    before = rss.peak_mib()
     start = time.perf_counter()
     result = bpy.ops.import_scene.fomm_motion(filepath=str(motion), deform=deform, subdivisions=subdivisions)
     seconds = time.perf_counter() - start
@@ -61,7 +56,7 @@ def measure(motion: Path, deform: str, subdivisions: int) -> dict:
     cache = list(motion.parent.glob("*.pc2"))
     return {
         "seconds": seconds,
-        "peak_growth_mib": _peak_mib() - before,
+        "peak_growth_mib": rss.peak_mib() - before,
         "vertices": sum(len(o.data.vertices) for o in bpy.data.objects if o.type == "MESH"),
         "cache_mib": sum(path.stat().st_size for path in cache) / 2**20,
     }
