@@ -125,8 +125,8 @@ class ModelConfig:
         kp_params.pop("estimate_jacobian", None)
         occlusion = gen_params.pop("estimate_occlusion_map", False)
         kwargs: dict[str, Any] = dict(
-            num_kp=_as_int(common.pop("num_kp", 10), "num_kp"),
-            num_channels=_as_int(common.pop("num_channels", 3), "num_channels"),
+            num_kp=as_int(common.pop("num_kp", 10), "num_kp"),
+            num_channels=as_int(common.pop("num_channels", 3), "num_channels"),
             estimate_jacobian=bool(common.pop("estimate_jacobian", False)),
             kp_detector=typed_from_mapping(KeypointDetectorConfig, kp_params, "kp_detector_params"),
             generator=typed_from_mapping(
@@ -287,10 +287,10 @@ def frame_shape_entry(value: Any, name: str = "dataset_params.frame_shape") -> t
     """The config's ``frame_shape``: [height, width] or [height, width, channels]."""
     if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
         raise ConfigError(f"{name} must be [height, width, channels], e.g. [256, 256, 3], got {value!r}")
-    return tuple(_as_int(v, name) for v in value)
+    return tuple(as_int(v, name) for v in value)
 
 
-def _as_int(value: Any, name: str) -> int:
+def as_int(value: Any, name: str) -> int:
     try:
         as_float = float(value)
     except (TypeError, ValueError):
@@ -324,7 +324,7 @@ def typed_from_mapping(cls: type, params: Mapping[str, Any], section: str) -> An
         elif isinstance(default, bool):
             values[name] = _as_bool(value, f"{section}.{name}")
         elif isinstance(default, int):
-            values[name] = _as_int(value, f"{section}.{name}")
+            values[name] = as_int(value, f"{section}.{name}")
         elif isinstance(default, float):
             try:
                 values[name] = float(value)
@@ -333,13 +333,13 @@ def typed_from_mapping(cls: type, params: Mapping[str, Any], section: str) -> An
         elif isinstance(default, tuple) or name == "scales":
             if not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{section}.{name} must be a list, e.g. [{value}], got {value!r}")
-            values[name] = tuple(_number(v, f"{section}.{name}") for v in value)
+            values[name] = tuple(as_number(v, f"{section}.{name}") for v in value)
         else:
             values[name] = value
     return cls(**values)
 
 
-def _number(value: Any, name: str) -> float | int:
+def as_number(value: Any, name: str) -> float | int:
     try:
         as_float = float(value)
     except (TypeError, ValueError):

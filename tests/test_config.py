@@ -135,6 +135,17 @@ def test_invalid_values_are_named() -> None:
         (lambda c: c.update(train_param=c.pop("train_params")), r"unknown sections \['train_param'\]"),
         (lambda c: c["dataset_params"]["augmentation_params"]["flip_param"].update(horizontal_flip="maybe"),
          r"horizontal_flip must be true or false, got 'maybe'"),
+        # augmentations: the original's nesting, and frames that leave them at frame_shape
+        (lambda c: c["dataset_params"]["augmentation_params"].update(rotation_param=15),
+         r"rotation_param must be written rotation_param: \{degrees: 30\} \(the original schema\), got 15"),
+        (lambda c: c["dataset_params"]["augmentation_params"].update(crop_param=[256, 256]),
+         r"crop_param must be written crop_param: \{size: \[256, 256\]\}"),
+        (lambda c: c["dataset_params"]["augmentation_params"].update(crop_param={"size": 256}),
+         r"crop_param\.size must be two numbers"),
+        (lambda c: c["dataset_params"]["augmentation_params"].update(resize_param={"ratio": [0.9, 1.1]}),
+         r"resize_param changes the frames' size.*add crop_param: \{size: \[256, 256\]\}"),
+        (lambda c: c["dataset_params"]["augmentation_params"].update(crop_param={"size": [128, 128]}),
+         r"crop_param size \[128, 128\] differs from frame_shape \[256, 256\]"),
     ],
 )
 def test_training_config_mistakes_are_named(edit, message: str) -> None:
@@ -144,6 +155,14 @@ def test_training_config_mistakes_are_named(edit, message: str) -> None:
     edit(config)
     with pytest.raises(ConfigError, match=message):
         RunConfig.from_mapping(config, "vox.yaml")
+
+
+def test_the_original_augmentations_are_read() -> None:
+    """mgif's resize then crop back to frame_shape, with a rotation beside them."""
+    config = read_yaml(preset_path("mgif-256"))
+    config["dataset_params"]["augmentation_params"]["rotation_param"] = {"degrees": 30}
+    aug = RunConfig.from_mapping(config).dataset.augmentation_params
+    assert (aug.resize_param, aug.crop_param, aug.rotation_param) == ((0.9, 1.1), (256, 256), 30.0)
 
 
 def test_quoted_booleans_mean_what_they_say() -> None:

@@ -11,6 +11,8 @@ from ..config import (
     PRESET_NAMES,
     ConfigError,
     ModelConfig,
+    as_int,
+    as_number,
     frame_shape_entry,
     model_config_from_yaml_data,
     preset_path,
@@ -208,11 +210,15 @@ def _plain(value: Any) -> Any:
 def _dataset(params: Mapping[str, Any]) -> DatasetParams:
     params = dict(params)
     aug = dict(params.pop("augmentation_params", None) or {})
+    rotation = _augmentation_entry(aug, "rotation_param", "degrees", "{degrees: 30}")
+    resize = _augmentation_entry(aug, "resize_param", "ratio", "{ratio: [0.9, 1.1]}")
+    crop = _augmentation_entry(aug, "crop_param", "size", "{size: [256, 256]}")
+    name = "dataset_params.augmentation_params"
     augmentation = AugmentationParams(
         flip_param=typed_from_mapping(FlipParams, aug.pop("flip_param"), "flip_param") if aug.get("flip_param") else None,
-        rotation_param=float(aug.pop("rotation_param")["degrees"]) if aug.get("rotation_param") else None,
-        resize_param=tuple(float(v) for v in aug.pop("resize_param")["ratio"]) if aug.get("resize_param") else None,  # type: ignore[arg-type]
-        crop_param=tuple(int(v) for v in aug.pop("crop_param")["size"]) if aug.get("crop_param") else None,  # type: ignore[arg-type]
+        rotation_param=None if rotation is None else float(as_number(rotation, f"{name}.rotation_param.degrees")),
+        resize_param=None if resize is None else _pair(resize, f"{name}.resize_param.ratio", float),  # type: ignore[arg-type]
+        crop_param=None if crop is None else _pair(crop, f"{name}.crop_param.size", int),  # type: ignore[arg-type]
         jitter_param=typed_from_mapping(JitterParams, aug.pop("jitter_param"), "jitter_param") if aug.get("jitter_param") else None,
     )
     unknown = sorted(k for k, v in aug.items() if v)
@@ -221,7 +227,49 @@ def _dataset(params: Mapping[str, Any]) -> DatasetParams:
     if "frame_shape" in params:
         shape = list(frame_shape_entry(params["frame_shape"]))
         params["frame_shape"] = tuple(shape + [3] * (3 - len(shape)))
-    return typed_from_mapping(DatasetParams, dict(params, augmentation_params=augmentation), "dataset_params")
+    dataset = typed_from_mapping(DatasetParams, dict(params, augmentation_params=augmentation), "dataset_params")
+    _check_training_size(dataset)
+    return dataset
+
+
+def _augmentation_entry(aug: dict[str, Any], section: str, key: str, example: str) -> Any:
+    """The value of an augmentation written the original's way (``rotation_param: {degrees:
+    30}``), taken out of ``aug``; ``None`` when the section is absent or empty."""
+    value = aug.pop(section, None)
+    if not value:
+        return None
+    if not isinstance(value, Mapping) or set(value) != {key}:
+        raise ConfigError(
+            f"dataset_params.augmentation_params.{section} must be written {section}: {example} "
+            f"(the original schema), got {value!r}"
+        )
+    return value[key]
+
+
+def _pair(value: Any, name: str, kind: type) -> tuple[Any, Any]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"{name} must be two numbers, e.g. [0.9, 1.1] or [256, 256], got {value!r}")
+    number = as_int if kind is int else as_number
+    return number(value[0], name), number(value[1], name)
+
+
+def _check_training_size(dataset: DatasetParams) -> None:
+    """Every training frame must come out of the augmentations at ``frame_shape``: a batch
+    stacks frames of one size, and the model records ``frame_shape`` as the size it was
+    trained at (all the original configs that resize crop back to it)."""
+    aug, size = dataset.augmentation_params, list(dataset.frame_shape[:2])
+    name = "dataset_params.augmentation_params"
+    if aug.crop_param is not None and list(aug.crop_param) != size:
+        raise ConfigError(
+            f"{name}.crop_param size {list(aug.crop_param)} differs from frame_shape {size}: the model would train on "
+            f"the crops while recording frame_shape as its size; make them equal (for crops of larger frames, "
+            f"resize_param: {{ratio: [1.0, 1.2]}} enlarges them before the crop)"
+        )
+    if aug.resize_param is not None and aug.crop_param is None:
+        raise ConfigError(
+            f"{name}.resize_param changes the frames' size, so the frames of a batch would differ: add "
+            f"crop_param: {{size: {size}}} to cut them back to frame_shape, as the original configs do"
+        )
 
 
 def _train(params: Mapping[str, Any]) -> TrainParams:
