@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -304,6 +305,30 @@ def test_animate_pairs_writes_each_pairs_video_and_strip(data: Path, tmp_path: P
     # The video shows source | driving | deformed | occlusion | prediction for every driving frame.
     frames = list(read_video(out / f"{driving_name}-{source_name}.mp4"))
     assert len(frames) == 6 and frames[0].shape == (3, 128, 5 * 128)
+
+
+def test_evaluations_leave_out_a_video_with_a_damaged_frame(data: Path, tmp_path: Path, capsys) -> None:
+    """A dataset probes a video's first frame only; one damaged later frame used to stop
+    the whole evaluation with a traceback. Now it is named and left out; all damaged is an error."""
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    (copy / "test" / "test00001" / "0003.png").write_bytes(b"not a picture")
+    assert cli(["reconstruct", "--checkpoint", "default", "--data", str(copy), "--out", str(tmp_path / "rec")]) == 0
+    captured = capsys.readouterr()
+    assert "skipped test00001:" in captured.err and "0003.png" in captured.err
+    assert "1 unreadable video(s) left out of the score" in captured.err
+    assert "over 6 frames of 1 videos" in captured.out
+    report = json.loads((tmp_path / "rec" / "report.json").read_text())
+    assert [v["name"] for v in report["videos"]] == ["test00000"] and report["skipped"][0]["name"] == "test00001"
+    out = tmp_path / "pairs"
+    assert cli(["animate-pairs", "--checkpoint", "default", "--data", str(copy), "--out", str(out), "--num-pairs", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "animated 1 pairs" in captured.out and "3 pair(s) with an unreadable video left out" in captured.err
+    assert [p.name for p in out.glob("*.mp4")] == ["test00000-test00000.mp4"]
+    (copy / "test" / "test00000" / "0002.png").write_bytes(b"")
+    assert cli(["reconstruct", "--checkpoint", "default", "--data", str(copy), "--out", str(tmp_path / "rec2")]) == 1
+    assert "none of the 2 test videos could be read whole" in capsys.readouterr().err
+    assert not (tmp_path / "rec2" / "report.json").exists()
 
 
 def test_animate_pairs_reads_a_pairs_list_and_checks_its_inputs(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:

@@ -141,7 +141,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     def show(score) -> None:
         print(f"{score.name}\tL1 {score.l1:.5f}\tno-motion {score.no_motion_l1:.5f}", flush=True)
 
-    report = evaluate_reconstruction(model, dataset, args.num_videos, args.out, args.batch_size, on_video=show)
+    def skip(video) -> None:
+        print(f"fomm reconstruct: skipped {video.name}: {video.reason}", file=sys.stderr, flush=True)
+
+    report = evaluate_reconstruction(
+        model, dataset, args.num_videos, args.out, args.batch_size, on_video=show, on_skip=skip
+    )
+    if report.skipped:
+        print(f"fomm reconstruct: {len(report.skipped)} unreadable video(s) left out of the score", file=sys.stderr)
     print(
         f"overall: L1 {report.l1:.5f} over {report.frames} frames of {len(report.videos)} videos; "
         f"no-motion baseline {report.no_motion_l1:.5f}; ratio {report.ratio:.3f}; "
@@ -183,7 +190,10 @@ def run_animate_pairs(args: argparse.Namespace) -> int:
         done = animate_pairs(
             model, pairs, args.out, run.animate.normalization_params,
             video_format=video_format, fps=args.fps, batch_size=args.batch_size, on_pair=lambda _: bar.update(),
+            on_skip=lambda reason: (bar.update(), bar.write(f"fomm animate-pairs: skipped a pair: {reason}", file=sys.stderr)),
         )
+    if len(done) < len(pairs):
+        print(f"fomm animate-pairs: {len(pairs) - len(done)} pair(s) with an unreadable video left out", file=sys.stderr)
     print(f"animated {len(done)} pairs into {args.out}: <driving>-<source>{video_format} and png/<driving>-<source>.png")
     return 0
 

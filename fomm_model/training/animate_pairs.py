@@ -19,7 +19,7 @@ import torch
 
 from ..model import FirstOrderModel
 from ..pipeline import MotionOptions, animate_batches
-from ..video import VideoWriter
+from ..video import MediaError, VideoWriter
 from ..visualize import visualize_generation
 from .config import NormalizationParams
 from .data import PairedDataset
@@ -45,16 +45,26 @@ def animate_pairs(
     fps: float = 25.0,
     batch_size: int = 16,
     on_pair: Callable[[AnimatedPair], None] | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> list[AnimatedPair]:
-    """Animate every pair of ``pairs`` and write its strip and visualisation under ``out_dir``."""
+    """Animate every pair of ``pairs`` and write its strip and visualisation under ``out_dir``.
+
+    A pair whose videos cannot be read whole is left out (``on_skip`` gets the reason), so one
+    damaged file does not stop the evaluation; none readable at all is an error."""
     motion = MotionOptions(
         relative=normalization.use_relative_movement,
         relative_jacobian=normalization.use_relative_jacobian,
         adapt_scale=normalization.adapt_movement_scale,
     )
-    done = []
+    done, skipped = [], []
     for index in range(len(pairs)):
-        item = pairs[index]
+        try:
+            item = pairs[index]
+        except (MediaError, OSError) as exc:
+            skipped.append(str(exc))
+            if on_skip is not None:
+                on_skip(str(exc))
+            continue
         source = item["source_video"][:, 0][None]  # (1, 3, H, W): the source video's first frame
         driving = item["driving_video"].permute(1, 0, 2, 3)  # (T, 3, H, W)
         name = f"{Path(item['driving_name']).stem}-{Path(item['source_name']).stem}"
@@ -71,4 +81,6 @@ def animate_pairs(
         done.append(pair)
         if on_pair is not None:
             on_pair(pair)
+    if skipped and not done:
+        raise MediaError(f"none of the {len(skipped)} pairs could be read whole; the first: {skipped[0]}")
     return done

@@ -21,6 +21,7 @@ from PIL import Image
 
 from ..checkpoint import atomic_path
 from ..model import FirstOrderModel
+from ..video import MediaError
 
 
 @dataclass
@@ -32,9 +33,16 @@ class VideoScore:
     kp_spread: float  # mean Keypoints.spread over the video's frames
 
 
+@dataclass(frozen=True)
+class SkippedVideo:
+    name: str
+    reason: str
+
+
 @dataclass
 class ReconstructionReport:
     videos: list[VideoScore] = field(default_factory=list)
+    skipped: list[SkippedVideo] = field(default_factory=list)  # unreadable: not in any figure
 
     @property
     def frames(self) -> int:
@@ -67,6 +75,7 @@ class ReconstructionReport:
                 "kp_spread": self.kp_spread,
                 "frames": self.frames,
                 "videos": [asdict(v) for v in self.videos],
+                "skipped": [asdict(v) for v in self.skipped],
             },
             indent=2,
         )
@@ -98,13 +107,26 @@ def evaluate_reconstruction(
     out_dir: Path | None = None,
     batch_size: int = 16,
     on_video: Callable[[VideoScore], None] | None = None,
+    on_skip: Callable[[SkippedVideo], None] | None = None,
 ) -> ReconstructionReport:
-    """Score ``videos`` (items ``{"video": (3, T, H, W), "name"}``, e.g. a test FramesDataset)."""
+    """Score ``videos`` (items ``{"video": (3, T, H, W), "name"}``, e.g. a test FramesDataset).
+
+    A video that cannot be read whole (a damaged frame past the first, which is all a dataset
+    probes) is left out of the figures and listed in ``report.skipped``, so one bad file does
+    not cost the whole evaluation."""
     report = ReconstructionReport()
+    names = getattr(videos, "names", None)
     for index in range(len(videos)):
         if num_videos is not None and index >= num_videos:
             break
-        item = videos[index]
+        try:
+            item = videos[index]
+        except (MediaError, OSError) as exc:
+            skipped = SkippedVideo(names[index] if names else str(index), str(exc))
+            report.skipped.append(skipped)
+            if on_skip:
+                on_skip(skipped)
+            continue
         video = item["video"].permute(1, 0, 2, 3).contiguous()  # (T, 3, H, W)
         prediction, spread = reconstruct_video(model, video, batch_size)
         per_frame = (prediction - video).abs().mean(dim=(1, 2, 3))
@@ -117,6 +139,8 @@ def evaluate_reconstruction(
             on_video(score)
         if out_dir is not None:
             write_strip(Path(out_dir) / "png" / f"{Path(item['name']).stem}.png", prediction)
+    if report.skipped and not report.videos:
+        raise MediaError(f"none of the {len(report.skipped)} test videos could be read whole; the first: {report.skipped[0].reason}")
     if out_dir is not None:
         with atomic_path(Path(out_dir) / "report.json") as tmp:
             tmp.write_text(report.to_json())
