@@ -144,8 +144,8 @@ def test_invalid_values_are_named() -> None:
          r"crop_param\.size must be two numbers"),
         (lambda c: c["dataset_params"]["augmentation_params"].update(resize_param={"ratio": [0.9, 1.1]}),
          r"resize_param changes the frames' size.*add crop_param: \{size: \[256, 256\]\}"),
-        (lambda c: c["dataset_params"]["augmentation_params"].update(crop_param={"size": [128, 128]}),
-         r"crop_param size \[128, 128\] differs from frame_shape \[256, 256\]"),
+        (lambda c: c["dataset_params"]["augmentation_params"].update(crop_param={"size": [200, 200]}),
+         r"crop_param size \[200, 200\] does not fit these networks: its sides must be multiples of 128"),
     ],
 )
 def test_training_config_mistakes_are_named(edit, message: str) -> None:

@@ -458,3 +458,57 @@ def test_interrupted_run_saves_a_whole_step_and_resumes_exactly(data: Path, conf
     output = finish(fomm("train", "--out", str(stopped), "--resume", *loop))
     a, b = weights(straight / "model.safetensors"), weights(stopped / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a), "an interrupted run must resume exactly"
+
+
+def test_a_second_interrupt_while_saving_says_which_steps_are_lost(
+    data: Path, config_path: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The first Ctrl-C asks for a save after the step; a second one during that save
+    abandons it, and the run says which checkpoint --resume will continue from."""
+    trainer = Trainer(RunConfig.from_yaml(config_path), TrainingOptions(
+        out_dir=tmp_path, data_dir=data, max_steps=10, num_workers=0, vis_every=0, save_every=2, progress=False))
+    train_step, save = trainer._train_step, trainer.save
+
+    def step_then_interrupt(batch):
+        values = train_step(batch)
+        if trainer.step == 2:  # during the third step
+            os.kill(os.getpid(), signal.SIGINT)
+        return values
+
+    def save_interrupted():
+        if trainer.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler raises here, before a byte is written
+        return save()
+
+    monkeypatch.setattr(trainer, "_train_step", step_then_interrupt)
+    monkeypatch.setattr(trainer, "save", save_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    err = capsys.readouterr().err
+    assert "stopped at once while saving step 3: the steps after 2 are lost; --resume continues from the checkpoint of step 2" in err
+    assert torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)["fomm_training"]["step"] == 2
+
+
+def test_resuming_a_finished_run_leaves_its_files_alone(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    base = ["train", "--data", str(data), "--workers", "0", "--no-progress", "--out", str(run)]
+    assert cli([*base, "--config", str(config_path), "--max-steps", "2"]) == 0
+    files = ("checkpoint.pth.tar", "model.safetensors", "log.csv", "config.yaml")
+    before = {name: (run / name).read_bytes() for name in files}
+    capsys.readouterr()
+    assert cli([*base, "--resume", "--max-steps", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "is already at step 2, past --max-steps 1: raise it to train on; nothing to train" in captured.err
+    assert "trained" not in captured.out
+    assert {name: (run / name).read_bytes() for name in files} == before
+    # a model file lost (a crash after the last save) is exported again, nothing else rewritten
+    (run / "model.safetensors").unlink()
+    assert cli([*base, "--resume", "--max-steps", "2"]) == 0
+    assert "is already at step 2, at --max-steps 2" in capsys.readouterr().err
+    assert {name: (run / name).read_bytes() for name in files if name != "model.safetensors"} == {
+        name: data for name, data in before.items() if name != "model.safetensors"
+    }
+    restored = weights(run / "model.safetensors")
+    assert restored.keys() == (expected := weights(run / "checkpoint.pth.tar")).keys()
+    assert all(torch.equal(restored[k], expected[k]) for k in restored)

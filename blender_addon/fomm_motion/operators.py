@@ -303,8 +303,8 @@ class FOMM_OT_run(bpy.types.Operator):
         try:
             # ("EXEC_DEFAULT", True): the import is one undo step, as when run from the menu.
             return bpy.ops.import_scene.fomm_motion("EXEC_DEFAULT", True, filepath=job.request.output, **self._options)
-        except RuntimeError as exc:  # the importer's own report, raised through bpy.ops
-            self.report({"ERROR"}, str(exc))
+        except RuntimeError as exc:  # the importer's own report, raised through bpy.ops as "Error: ..."
+            self.report({"ERROR"}, str(exc).strip().removeprefix("Error:").strip())
             return {"CANCELLED"}
 
 

@@ -131,7 +131,8 @@ class FommJob:
 
     @property
     def succeeded(self) -> bool:
-        return not self.running and self._process.returncode == 0 and not self.cancelled
+        """Exited 0 and wrote the motion file (a Python that is no fomm may exit 0 having done nothing)."""
+        return not self.running and self._process.returncode == 0 and not self.cancelled and Path(self.request.output).is_file()
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the process exits (background mode and tests; the UI polls instead)."""
@@ -156,6 +157,11 @@ class FommJob:
         for reader in self._readers:  # the process has exited; let the readers take its last lines
             reader.join(1)
         code = self._process.returncode
+        if code == 0:
+            return (
+                f"{self.request.python} exited without writing {self.request.output}: in Preferences > Add-ons > "
+                "FOMM Motion choose the python of the environment fomm is installed in"
+            )
         if code is not None and code < 0 and -code == getattr(signal, "SIGKILL", 9):  # whatever it printed before
             return "fomm motion was killed (out of memory?): try a shorter video (Max Frames) or close other programs"
         lines = [line.strip() for line in self._errors if line.strip()]

@@ -126,7 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
         from ..training import distributed
 
         distributed.teardown()
-    if trainer.info.is_main:
+    if trainer.info.is_main and result.steps_run:
         print(f"trained {result.steps} steps; checkpoint {result.checkpoint}; model {result.model}")
     return 0
 

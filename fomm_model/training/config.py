@@ -169,6 +169,13 @@ class RunConfig:
                 animate=_animate(data.get("animate_params") or {}),
                 visualizer=typed_from_mapping(VisualizerParams, data.get("visualizer_params") or {}, "visualizer_params"),
             )
+            crop = run.dataset.augmentation_params.crop_param
+            if crop is not None and not all(model.accepts_side(side) for side in crop):
+                # the frames are trained at the crop's size (padded first where it is larger, as in the original)
+                raise ConfigError(
+                    f"dataset_params.augmentation_params.crop_param size {list(crop)} does not fit these networks: "
+                    f"its sides must be multiples of {model.size_multiple()}"
+                )
             return run  # a frame_shape the networks cannot take was refused with the model config
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
@@ -254,21 +261,14 @@ def _pair(value: Any, name: str, kind: type) -> tuple[Any, Any]:
 
 
 def _check_training_size(dataset: DatasetParams) -> None:
-    """Every training frame must come out of the augmentations at ``frame_shape``: a batch
-    stacks frames of one size, and the model records ``frame_shape`` as the size it was
-    trained at (all the original configs that resize crop back to it)."""
-    aug, size = dataset.augmentation_params, list(dataset.frame_shape[:2])
-    name = "dataset_params.augmentation_params"
-    if aug.crop_param is not None and list(aug.crop_param) != size:
-        raise ConfigError(
-            f"{name}.crop_param size {list(aug.crop_param)} differs from frame_shape {size}: the model would train on "
-            f"the crops while recording frame_shape as its size; make them equal (for crops of larger frames, "
-            f"resize_param: {{ratio: [1.0, 1.2]}} enlarges them before the crop)"
-        )
+    """A resize changes each clip's size by its own factor, so a batch could not be stacked:
+    the original configs that resize crop afterwards."""
+    aug = dataset.augmentation_params
     if aug.resize_param is not None and aug.crop_param is None:
         raise ConfigError(
-            f"{name}.resize_param changes the frames' size, so the frames of a batch would differ: add "
-            f"crop_param: {{size: {size}}} to cut them back to frame_shape, as the original configs do"
+            "dataset_params.augmentation_params.resize_param changes the frames' size, so the frames of a batch "
+            f"would differ: add crop_param: {{size: {list(dataset.frame_shape[:2])}}} to cut them to one size, as "
+            "the original configs do"
         )
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import yaml
 from PIL import Image
+from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import MultiStepLR
@@ -87,6 +88,7 @@ class TrainingResult:
     checkpoint: Path
     model: Path | None
     last_logged: dict[str, float]  # the last step's losses, "total" and "kp_spread" (this process's values)
+    steps_run: int  # steps trained by this call (0 when a resumed run had nothing left to train)
 
 
 class Trainer:
@@ -105,6 +107,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.epoch_items = 0  # items this process consumed in the current epoch
+        self.saved_step: int | None = None  # the step the run's checkpoint holds
         resumed = self._read_resume_checkpoint() if options.resume else None
         self.seed = self._choose_seed(resumed)
 
@@ -272,6 +275,7 @@ class Trainer:
             optimizer.load_state_dict(data[f"optimizer_{name}"])
         state = data[STATE_KEY]
         self.step, self.epoch, self.epoch_items = state["step"], state["epoch"], state["epoch_items"]
+        self.saved_step = self.step
         rng = state.get("rng", [])
         if state.get("world_size") == self.info.world_size and len(rng) == self.info.world_size:
             torch.set_rng_state(rng[self.info.rank])
@@ -305,6 +309,8 @@ class Trainer:
         return min(planned, self.options.max_steps) if self.options.max_steps else planned
 
     def train(self) -> TrainingResult:
+        if self.step >= self.total_steps():
+            return self._nothing_to_train()
         if self.info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.yaml").write_text(yaml.safe_dump(self.run.to_mapping(), sort_keys=False))
@@ -316,7 +322,7 @@ class Trainer:
             unit="step", dynamic_ncols=True, desc="train",
         )
         last: dict[str, float] = {}
-        started = time.monotonic()
+        started, first_step = time.monotonic(), self.step
         stop = _StopAtStepEnd(announce=self.info.is_main)
         try:
             while self.epoch < params.num_epochs and self.step < total:
@@ -352,14 +358,15 @@ class Trainer:
                     continue
                 break
         except _Stopped:
-            self.save()
+            try:
+                self.save()
+            except KeyboardInterrupt:  # the second interrupt came while saving: that save is abandoned
+                self._say_unsaved(f"while saving step {self.step}")
+                raise
             self._say(f"interrupted at step {self.step}; continue with --resume")
             raise KeyboardInterrupt from None
         except KeyboardInterrupt:
-            if (self.out_dir / CHECKPOINT_NAME).is_file():
-                self._say(f"stopped at once, mid-step: --resume continues from the last checkpoint (saved every {self.options.save_every} steps)")
-            else:
-                self._say("stopped at once, mid-step, before any checkpoint was saved")
+            self._say_unsaved("mid-step")
             raise
         finally:
             stop.close()
@@ -367,7 +374,32 @@ class Trainer:
         self.save()
         model_path = self.export() if self.info.is_main else None
         distributed.barrier()
-        return TrainingResult(self.step, self.epoch, self.out_dir / CHECKPOINT_NAME, model_path, last)
+        return TrainingResult(self.step, self.epoch, self.out_dir / CHECKPOINT_NAME, model_path, last, self.step - first_step)
+
+    def _nothing_to_train(self) -> TrainingResult:
+        """A resumed run already at its end is left as it is; only a model file that is not of
+        this step (a crash came between the last save and the export) is written again."""
+        limit = self.options.max_steps
+        if limit is not None and self.step >= limit:
+            reason = f"at step {self.step}, {'past' if self.step > limit else 'at'} --max-steps {limit}: raise it to train on"
+        else:
+            reason = f"at step {self.step}, the end of its schedule ({self.run.train.num_epochs} epochs)"
+        self._say(f"{self.out_dir} is already {reason}; nothing to train, its files are left as they are")
+        model_path = self.out_dir / MODEL_NAME
+        if self.info.is_main and _exported_step(model_path) != self.step:
+            self.export()
+        distributed.barrier()
+        return TrainingResult(self.step, self.epoch, self.out_dir / CHECKPOINT_NAME, model_path if self.info.is_main else None, {}, 0)
+
+    def _say_unsaved(self, when: str) -> None:
+        """What a stop without saving cost, said in the terms --resume works in."""
+        if self.saved_step is None:
+            self._say(f"stopped at once {when}, before any checkpoint was saved: there is nothing to resume")
+        else:
+            self._say(
+                f"stopped at once {when}: the steps after {self.saved_step} are lost; --resume continues "
+                f"from the checkpoint of step {self.saved_step}"
+            )
 
     def _end_epoch(self) -> None:
         self.epoch += 1
@@ -433,6 +465,7 @@ class Trainer:
             with atomic_path(path) as tmp:
                 torch.save(payload, tmp)
         distributed.barrier()
+        self.saved_step = self.step
         return path
 
     def trained_config(self) -> ModelConfig:
@@ -574,6 +607,15 @@ class _StopAtStepEnd:
     def close(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def _exported_step(path: Path) -> int | None:
+    """The training step a run's model file was exported at, if it is there and readable."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return int((handle.metadata() or {}).get("training_steps", -1))
+    except (OSError, ValueError, SafetensorError):
+        return None
 
 
 def _freeze_batch_norm(model: nn.Module) -> None:

@@ -265,6 +265,7 @@ def test_a_dropped_modal_loop_stops_its_job(run_settings, addon, manifest) -> No
         ('echo "$0: No module named fomm_model" >&2; exit 1', "cannot run fomm ("),
         ("echo 'fomm motion: error: le fichier vidéo est illisible' >&2; exit 1", "le fichier vidéo est illisible"),
         ("echo 'UserWarning: something' >&2; kill -9 $$", "killed (out of memory?)"),
+        ("exit 0", "exited without writing"),  # imported nothing before, with a doubled "Error: Error:"
     ],
 )
 def test_failures_are_explained(addon, manifest, tmp_path, script: str, expected: str) -> None:
