@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, reduce
 from PIL import Image
 from torch import Tensor
 
@@ -136,7 +136,8 @@ class Motion:
     ``image_size`` is the (height, width) the model saw; ``source_image`` (h, w, 3 or 4) uint8
     is the texture, same aspect, possibly larger. ``masks`` (K+1, gh, gw) are the blend
     weights, background first. ``frames`` (T, H, W, 3) uint8 holds generated frames not yet
-    written; ``frame_files`` points at written ones.
+    written, (T, H, W, 4) with the texture's transparent padding for the ``pad`` framing;
+    ``frame_files`` points at written ones.
     """
 
     image_size: tuple[int, int]
@@ -203,6 +204,7 @@ def compute_motion(
     report = progress or (lambda stage, done, total: None)
 
     texture, model_source = _fit_source(_as_batch(source, "source"), size, framing, texture_size)
+    frame_alpha = _alpha_at(texture, size)
     kp_source = model.detect_keypoints(model_source)
     options = PipelineOptions(relative, relative_jacobian, adapt_scale, reference)
     weights = _WeightAverage()
@@ -221,7 +223,10 @@ def compute_motion(
             positions.append(forward.float().cpu().numpy())
             residuals.append(float(residual.max()))
         if frames:
-            generated.append(_to_uint8(batch.prediction))
+            pixels = _to_uint8(batch.prediction)
+            if frame_alpha is not None:  # the padding the model saw stays see-through, as on the texture
+                pixels = np.concatenate([pixels, np.broadcast_to(frame_alpha, pixels.shape[:3] + (1,))], axis=-1)
+            generated.append(pixels)
     all_driving = Keypoints.cat(kp_driving)
     scale = movement_scale(kp_source, all_driving[reference_frame]) if relative and adapt_scale else 1.0
 
@@ -349,6 +354,14 @@ def _fit_source(source: Tensor, size: tuple[int, int], framing: str, texture_siz
         alpha[top : top + content_h, left : left + content_w] = 255
         pixels = np.concatenate([pixels, alpha], axis=-1)
     return pixels, model_source
+
+
+def _alpha_at(texture: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
+    """The texture's alpha (None when it has none) at the model's size: each pixel the mean of
+    the k x k texture pixels it stands for, so a padding edge that cuts a pixel is partly clear."""
+    if texture.shape[-1] != 4:
+        return None
+    return reduce(texture[..., 3:].astype(np.float32), "(h k) (w j) c -> h w c", "mean", h=size[0], w=size[1]).round().astype(np.uint8)
 
 
 def _as_batch(images: Tensor, name: str) -> Tensor:

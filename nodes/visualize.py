@@ -12,11 +12,14 @@ import torch
 from comfy_api.latest import io
 from torch import Tensor
 
+from fomm_model.framing import Framing
 from fomm_model.keypoints import Keypoints
 from fomm_model.visualize import draw_keypoints, flow_to_color, gray_to_rgb, masks_to_color
 
 from .runtime import FrameProgress, check_framed, chunks, image_batch, maps_to_input, to_comfy_image
 from .types import FlowData, FommFlow, FommKeypoints, KeypointSet
+
+PICTURE_SIZES = ("model", "source")
 
 
 class DrawKeypoints(io.ComfyNode):
@@ -67,10 +70,20 @@ class VisualizeFlow(io.ComfyNode):
             node_id="FOMM_VisualizeFlow",
             display_name="FOMM Visualize Flow",
             category="FOMM/preview",
-            description="Pictures of a dense motion, at the source's size: the flow in colour (hue = direction, "
+            description="Pictures of a dense motion at the source's aspect: the flow in colour (hue = direction, "
             "saturation = distance), the occlusion map in grey (white = source visible) and the keypoint regions "
             "(grey = still background, otherwise the colour of the keypoint that moves the pixel).",
-            inputs=[FommFlow.Input("flow", tooltip="From FOMM Dense Motion.")],
+            inputs=[
+                FommFlow.Input("flow", tooltip="From FOMM Dense Motion."),
+                io.Combo.Input(
+                    "size",
+                    options=list(PICTURE_SIZES),
+                    default="model",
+                    tooltip="model: at the model's resolution, all the detail these maps have (120 frames of a 1080p "
+                    "source take 13 MiB a picture with the embedded model). source: scaled up to the source's size, "
+                    "to lay over its frames (the same 120 frames take 2.8 GiB a picture).",
+                ),
+            ],
             outputs=[
                 io.Image.Output(display_name="flow", tooltip="Flow colours: hue = direction, saturation = distance."),
                 io.Image.Output(display_name="occlusion", tooltip="White = source visible, black = to be invented."),
@@ -79,19 +92,22 @@ class VisualizeFlow(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, flow: FlowData) -> io.NodeOutput:
-        size = flow.framing.target_size
+    def execute(cls, flow: FlowData, size: str = "model") -> io.NodeOutput:
+        if size not in PICTURE_SIZES:
+            raise ValueError(f"size must be one of {', '.join(PICTURE_SIZES)}, got {size!r}")
+        framing = flow.framing if size == "source" else flow.framing.at_model_scale()
+        model_size = flow.framing.target_size
         progress = FrameProgress(len(flow))
         colours, greys, regions = [], [], []
         # Where a crop cut the picture the frames keep the source, unmoved: the pictures say so there (white =
         # no motion, white = visible, grey = still background) instead of leaving it black.
         for part in chunks(len(flow), 16, progress):
-            colours.append(cls._restore(flow, flow_to_color(flow.deformation[part], size), outside=1.0))
+            colours.append(cls._restore(framing, flow_to_color(flow.deformation[part], model_size), outside=1.0))
             occlusion = flow.occlusion[part] if flow.occlusion is not None else torch.ones_like(flow.masks[part, :1])
-            greys.append(cls._restore(flow, gray_to_rgb(occlusion, size), outside=1.0))
-            regions.append(cls._restore(flow, masks_to_color(flow.masks[part], size), outside=0.5))
+            greys.append(cls._restore(framing, gray_to_rgb(occlusion, model_size), outside=1.0))
+            regions.append(cls._restore(framing, masks_to_color(flow.masks[part], model_size), outside=0.5))
         return io.NodeOutput(torch.cat(colours), torch.cat(greys), torch.cat(regions))
 
     @staticmethod
-    def _restore(flow: FlowData, pictures: Tensor, outside: float) -> Tensor:
-        return to_comfy_image(maps_to_input(pictures.float().cpu(), flow.framing, outside))
+    def _restore(framing: Framing, pictures: Tensor, outside: float) -> Tensor:
+        return to_comfy_image(maps_to_input(pictures.float().cpu(), framing, outside))

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -117,11 +118,15 @@ def make_test_data(data: Path) -> Path:
     fomm_motion(str(source), str(driving), "-o", str(data / "real" / "real.json"), "--checkpoint", CHECKPOINT, "--flow", "--frames")
     synthetic = synthetic_motion()
     write_motion(data / "synthetic" / "synthetic.json", synthetic)
+    alpha = np.full(synthetic.frames.shape[:3] + (1,), 255, np.uint8)
+    alpha[:, :16] = alpha[:, 48:] = 0  # a pad framing's bars, as fomm motion --frames writes them
+    write_motion(data / "padded" / "padded.json", replace(synthetic, frames=np.concatenate([synthetic.frames, alpha], -1)))
     synthetic.frames = None
     write_motion(data / "embedded" / "embedded.json", synthetic, embed_image=True)
     (data / "manifest.json").write_text(json.dumps({
         "real": str(data / "real" / "real.json"),
         "synthetic": str(data / "synthetic" / "synthetic.json"),
+        "padded": str(data / "padded" / "padded.json"),
         "embedded": str(data / "embedded" / "embedded.json"),
         "source": str(source),
         "driving": str(driving),

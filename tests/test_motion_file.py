@@ -73,9 +73,19 @@ def test_compute_motion_matches_the_model(model, inputs, motion) -> None:
     assert motion.options.movement_scale == pytest.approx(fm.movement_scale(kp_source, kp_driving[0]), rel=1e-5)
     assert motion.image_size == (64, 64) and motion.fps == 12.5 and motion.num_frames == 6 and motion.num_kp == 5
     assert motion.masks.shape == (6, 32, 32) and np.allclose(motion.masks.sum(0), 1, atol=1e-5)
-    assert motion.frames.shape == (6, 64, 64, 3) and motion.frames.dtype == np.uint8
+    assert motion.frames.shape == (6, 64, 64, 4) and motion.frames.dtype == np.uint8
     expected = model.generate(model_source, kp_source, normalised)["prediction"]
-    assert np.abs(motion.frames.astype(np.float32) / 255 - expected.permute(0, 2, 3, 1).numpy()).max() < 0.5 / 255 + 1e-6
+    assert np.abs(motion.frames[..., :3].astype(np.float32) / 255 - expected.permute(0, 2, 3, 1).numpy()).max() < 0.5 / 255 + 1e-6
+    # the pad framing's bars are see-through in the frames as in the texture (they were opaque)
+    alpha = motion.frames[..., 3]
+    assert np.array_equal(alpha, np.broadcast_to(motion.source_image[::2, ::2, 3], alpha.shape))
+    assert (alpha[0, :, 0] == 255).sum() == 48 and alpha[:, 0].max() == 0
+
+
+def test_frames_of_a_framing_without_padding_are_opaque_rgb(model, inputs) -> None:
+    source, driving = inputs
+    motion = compute_motion(model, source, driving[:2], framing="crop", frames=True)
+    assert motion.source_image.shape[-1] == 3 and motion.frames.shape == (2, 64, 64, 3)
 
 
 def test_texture_keeps_resolution_and_marks_padding(motion) -> None:

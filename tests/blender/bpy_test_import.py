@@ -260,6 +260,18 @@ def test_generated_frames_play_as_an_image_sequence(scene, synthetic, tmp_path) 
         assert np.abs(centre - expected).max() < 0.02, f"frame {frame} shows {centre}"
 
 
+def test_generated_frames_keep_the_pad_framings_bars_see_through(scene, manifest, tmp_path) -> None:
+    """The frames of a padded source carry the texture's alpha: its bars show what is behind
+    the plane, not the colour the model painted there."""
+    path = Path(manifest["padded"])
+    import_motion(path, deform="NONE", texture="FRAMES", upright=False)
+    render_setup(extent=2.2)
+    for frame in (1, 6):
+        alpha = render(tmp_path / f"f{frame}.png", frame)[..., 3]
+        assert alpha[12:28, 54:74].max() < 0.05 and alpha[100:116, 54:74].max() < 0.05, f"frame {frame}: bars not clear"
+        assert alpha[54:74, 54:74].min() > 0.95, f"frame {frame}: the picture is not opaque"
+
+
 def test_without_scene_timing_generated_frames_keep_the_motions_speed(scene, synthetic, tmp_path) -> None:
     """In a 25 fps scene each 10 fps frame shows for 2.5 scene frames on average: the one due
     is the last that has started."""

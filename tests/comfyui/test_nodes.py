@@ -260,8 +260,15 @@ def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
     assert drawn.shape == driving.shape and (drawn - driving).abs().amax() > 0.3
     on_source = n.DrawKeypoints.execute(source, steps["moved"]).args[0]
     assert on_source.shape == (3, 96, 160, 3)
-    flow, occlusion, regions = n.VisualizeFlow.execute(steps["flow"]).args
+    flow, occlusion, regions = n.VisualizeFlow.execute(steps["flow"], "source").args
     assert flow.shape == occlusion.shape == regions.shape == (3, 96, 160, 3)
+    # by default at the model's resolution, the source's aspect: the maps' own detail, not 3 source-size copies
+    compact = steps["flow"].framing.at_model_scale()
+    small = n.VisualizeFlow.execute(steps["flow"]).args
+    height, width = compact.input_size
+    assert all(picture.shape == (3, height, width, 3) for picture in small) and (height, width) == (77, 128)
+    assert (flow.permute(0, 3, 1, 2)[:, :, ::5, ::5] - torch.nn.functional.interpolate(
+        small[0].permute(0, 3, 1, 2), size=(96, 160), mode="bilinear")[:, :, ::5, ::5]).abs().mean() < 0.05
     # An animated source: moved keypoints are drawn on its first image, as the other nodes use.
     animated = torch.cat([source, comfy_images(1, 96, 160, seed=1)])
     assert torch.equal(n.DrawKeypoints.execute(animated, steps["moved"]).args[0], on_source)
@@ -275,10 +282,14 @@ def test_flow_pictures_show_what_the_frames_do_where_a_crop_cut(n: ModuleType, m
     visible; grey: still background), not black, and the model's own maps in the middle."""
     source = comfy_images(1, 90, 160, seed=6)
     steps = run_steps(n, model, source, moving_video(3, 64, 96), fit="crop")
-    flow, occlusion, regions = n.VisualizeFlow.execute(steps["flow"]).args
+    flow, occlusion, regions = n.VisualizeFlow.execute(steps["flow"], "source").args
     assert flow.shape == occlusion.shape == regions.shape == (3, 90, 160, 3)
     for picture, outside in ((flow, 1.0), (occlusion, 1.0), (regions, 0.5)):
         sides = torch.cat([picture[:, :, :30], picture[:, :, -30:]], dim=2)
+        torch.testing.assert_close(sides, torch.full_like(sides, outside))
+    for picture, outside in zip(n.VisualizeFlow.execute(steps["flow"], "model").args, (1.0, 1.0, 0.5)):
+        assert picture.shape[1:3] == steps["flow"].framing.at_model_scale().input_size
+        sides = torch.cat([picture[:, :, :10], picture[:, :, -10:]], dim=2)
         torch.testing.assert_close(sides, torch.full_like(sides, outside))
     assert (regions[:, :, 40:120] - 0.5).abs().amax() > 0.1  # the keypoints' colours where the model saw
 
