@@ -12,7 +12,8 @@ model; prints when the bar moved (seconds, value/total) and when the node return
 runs again pressing Cancel (ComfyUI's interrupt flag, set from another thread as the server
 does) a second after the bar first moved and prints how long the node took to stop after it. ``memory``: FOMM Dense Motion on a 1920x1080 source and
 120 frames; prints the bytes its outputs hold (what ComfyUI keeps in its cache) and the
-growth of the process's peak resident memory.
+growth of the process's peak resident memory; then the same for FOMM Visualize Flow's
+pictures of that flow at each ``size`` (an older pack without the input: source size).
 
 ``--pack`` loads the nodes and ``fomm_model`` of another checkout (e.g. ``git archive REV |
 tar -x -C /tmp/old-checkout``) to compare versions on the same machine.
@@ -147,6 +148,21 @@ def bench_memory(nodes, model, width: int, height: int, frames: int, rss) -> Non
     for name, size in held.items():
         print(f"  {name}: {size / 2**20:.1f} MiB")
     print(f"  outputs in all: {sum(held.values()) / 2**20:.1f} MiB; peak resident memory grew {rss.peak_mib() - before:.0f} MiB")
+    for size in ("model", "source"):
+        rss.reset_peak()
+        before = rss.current_mib()
+        start = time.perf_counter()
+        try:
+            pictures = nodes.VisualizeFlow.execute(flow, size).args
+        except TypeError:  # a version without the size input: source size
+            pictures = nodes.VisualizeFlow.execute(flow).args
+        seconds = time.perf_counter() - start
+        total = sum(p.numel() * p.element_size() for p in pictures)
+        print(
+            f"FOMM Visualize Flow, size {size}: {seconds:.1f}s; 3 x {list(pictures[0].shape)}, {total / 2**20:.1f} MiB in all; "
+            f"peak resident memory grew {rss.peak_mib() - before:.0f} MiB"
+        )
+        del pictures
 
 
 if __name__ == "__main__":
