@@ -502,6 +502,40 @@ def _bake_flow_cache(plane, frame: PlaneFrame, data: MotionData, timing: Timing,
     return path
 
 
+# The cache the last import baked, while only that import's plane can use it: a save (the
+# saved .blend may use it) or another file's load forgets it.
+_unsaved_cache: list[Path] = []
+
+
+def remember_cache(path: Path | None) -> None:
+    _unsaved_cache[:] = [] if path is None else [path]
+
+
+@bpy.app.handlers.persistent
+def forget_cache(*_args) -> None:
+    _unsaved_cache.clear()
+
+
+def delete_replaced_cache() -> Path | None:
+    """Delete the cache of the import that Adjust Last Operation has just undone to run it
+    again with other options (every tweak used to leave its .pc2 behind, up to a gigabyte
+    each). Nothing can bring that import back: Blender drops it from the undo history. Kept
+    when a plane still plays it or a save since the bake may; returns the path deleted."""
+    if not _unsaved_cache:
+        return None
+    path = _unsaved_cache.pop()
+    used = {
+        Path(bpy.path.abspath(modifier.filepath)).resolve()
+        for obj in bpy.data.objects
+        for modifier in obj.modifiers
+        if modifier.type == "MESH_CACHE" and modifier.filepath
+    }
+    if path.resolve() in used:
+        return None
+    path.unlink(missing_ok=True)
+    return path
+
+
 def _check_free_space(folder: Path, size: int) -> None:
     """Refuse a cache the disk cannot hold, before writing any of it: a long video on a dense
     plane makes gigabytes (frames x vertices x 12 bytes)."""

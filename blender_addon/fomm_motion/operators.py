@@ -11,7 +11,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from .build import ImportFailed, ImportSettings, import_motion
+from .build import ImportFailed, ImportSettings, delete_replaced_cache, forget_cache, import_motion, remember_cache
 from .motion_data import load_motion
 from .motion_format import MotionFormatError
 from .runner import FommJob, RunRequest, unused_motion_path
@@ -111,11 +111,14 @@ class IMPORT_SCENE_OT_fomm_motion(bpy.types.Operator, ImportHelper, ImportOption
         return True
 
     def execute(self, context):
+        if self.options.is_repeat:  # Adjust Last Operation: the previous run was just undone for good
+            delete_replaced_cache()
         try:
             result = import_motion(context, load_motion(bpy.path.abspath(self.filepath)), self.settings())
         except (MotionFormatError, ImportFailed) as exc:
             self.report({"ERROR"}, f"FOMM import failed: {exc}")
             return {"CANCELLED"}
+        remember_cache(result.cache)
         if result.warning is not None:
             self.report({"WARNING"}, f"{result.summary}; {result.warning}")
         else:
@@ -360,9 +363,14 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.fomm_run = PointerProperty(type=FommRunSettings)
     bpy.types.TOPBAR_MT_file_import.append(menu_import)
+    for handlers in (bpy.app.handlers.save_post, bpy.app.handlers.load_post):
+        handlers.append(forget_cache)
 
 
 def unregister() -> None:
+    for handlers in (bpy.app.handlers.save_post, bpy.app.handlers.load_post):
+        if forget_cache in handlers:
+            handlers.remove(forget_cache)
     bpy.types.TOPBAR_MT_file_import.remove(menu_import)
     del bpy.types.Scene.fomm_run
     for cls in reversed(CLASSES):

@@ -250,6 +250,39 @@ def test_each_import_bakes_its_own_cache_and_a_failed_one_removes_only_its_own(s
     assert_plays_the_flow(scene, first, doc, frames=(6,))
 
 
+def test_adjusting_the_last_import_deletes_the_cache_of_the_run_it_replaces(scene, synthetic, addon, tmp_path) -> None:
+    """Adjust Last Operation undoes the import and runs it again (with options.is_repeat set,
+    which a headless Blender cannot drive: its ed.undo_redo crashes without a window), so
+    this replays what the operator does then. The replaced run's cache goes; a cache a plane
+    still plays, or one a save may use, stays."""
+    path, _ = synthetic
+    folder = shutil.copytree(path.parent, tmp_path / "motion")
+    copied = folder / path.name
+    build = addon.build
+
+    def bake() -> Path:
+        bpy.ops.ed.undo_push(message="before import")
+        before = set(bpy.data.objects.keys())
+        assert bpy.ops.import_scene.fomm_motion("EXEC_DEFAULT", True, filepath=str(copied), deform="FLOW_CACHE", subdivisions=10) == {"FINISHED"}
+        (plane,) = [bpy.data.objects[name] for name in set(bpy.data.objects.keys()) - before if name.startswith("FOMM")]
+        return cache_file(plane)
+
+    replaced = bake()
+    bpy.ops.ed.undo()  # what Adjust Last Operation does before running the import again
+    assert not any(name.startswith("FOMM") for name in bpy.data.objects.keys())
+    assert build.delete_replaced_cache() == replaced and not replaced.exists()
+    assert build.delete_replaced_cache() is None  # only that run's
+    playing = bake()
+    assert build.delete_replaced_cache() is None and playing.is_file()  # a plane plays it
+    saved = bake()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))  # the saved file plays it
+    bpy.ops.ed.undo()
+    assert build.delete_replaced_cache() is None and saved.is_file()
+    plain = bake()
+    bpy.ops.ed.undo()  # a plain undo leaves it: redo can bring the plane back
+    assert plain.is_file() and playing.is_file()
+
+
 def test_generated_frames_play_as_an_image_sequence(scene, synthetic, tmp_path) -> None:
     path, doc = synthetic
     import_motion(path, deform="NONE", texture="FRAMES", upright=False)
