@@ -45,6 +45,7 @@ _AUDIO_CODEC = {".webm": "libopus", ".avi": "libmp3lame"}  # aac for the others
 DEFAULT_FPS = 25.0
 MAX_FPS = 1000.0  # above this a rate is a typo; video encoders refuse such rates anyway
 MPEG4_MAX_SIDE = 8191  # MPEG-4 part 2 (what .mp4, .mov and .mkv get here) stores sides in 13 bits
+MPEG4_MAX_RATE_NUMERATOR = 65535  # and its time base in 16 bits
 
 
 class MediaError(ValueError):
@@ -456,7 +457,7 @@ class VideoWriter:
                 f"{self.path}: {width}x{height} is too large for MPEG-4 video ({MPEG4_MAX_SIDE} pixels a side at most): "
                 "write .avi, or a name without suffix for a folder of PNG frames"
             )
-        for rate in _writable_rates(self.fps):
+        for rate in _writable_rates(self.fps, codec):
             with _quiet_opencv():  # each refusal logs an error and a fallback's failure
                 writer = cv2.VideoWriter(str(self._temporary), cv2.VideoWriter_fourcc(*codec), rate, (width, height))
             if writer.isOpened():
@@ -491,17 +492,30 @@ class VideoWriter:
                 self.audio = _copy_audio(temporary, self.audio_from, self.path.suffix.lower(), duration)
 
 
-def _writable_rates(fps: float) -> list[float]:
-    """``fps``, then rounded to 3, 2, 1 and 0 decimals. OpenCV hands the encoder a rate as a
-    fraction over a power of ten, and MPEG-4 part 2 refuses numerators above 65535: 200/3 fps
-    (a variable-frame-rate video's average, say) becomes 66667/1000 and is refused, while
-    66.67 fps (6667/100; 0.2 s of drift an hour) is written."""
+def _writable_rates(fps: float, codec: str) -> list[float]:
+    """``fps``, then rounded to 3, 2, 1 and 0 decimals, leaving out those ``codec`` cannot
+    store. OpenCV hands the encoder a rate as a fraction over a power of ten, and MPEG-4 part 2
+    refuses numerators above 65535: 200/3 fps (a variable-frame-rate video's average, say)
+    becomes 66667/1000, while 66.67 fps (6667/100; 0.2 s of drift an hour) is written. Those
+    are skipped rather than tried, as FFmpeg prints its refusal where no one can silence it."""
     rates = [fps]
     for decimals in (3, 2, 1, 0):
         rounded = round(fps, decimals)
         if rounded > 0 and rounded not in rates:
             rates.append(rounded)
+    if codec == "mp4v":
+        rates = [rate for rate in rates if _opencv_rate_fraction(rate)[0] <= MPEG4_MAX_RATE_NUMERATOR] or rates[-1:]
     return rates
+
+
+def _opencv_rate_fraction(fps: float) -> tuple[int, int]:
+    """The rate as OpenCV's FFmpeg writer gives it to the encoder: (numerator, power of ten),
+    the first such fraction within 0.001 of ``fps``."""
+    numerator, denominator = int(fps + 0.5), 1
+    while abs(numerator / denominator - fps) > 0.001:
+        denominator *= 10
+        numerator = int(fps * denominator + 0.5)
+    return numerator, denominator
 
 
 @contextlib.contextmanager
