@@ -512,3 +512,28 @@ def test_resuming_a_finished_run_leaves_its_files_alone(data: Path, config_path:
     restored = weights(run / "model.safetensors")
     assert restored.keys() == (expected := weights(run / "checkpoint.pth.tar")).keys()
     assert all(torch.equal(restored[k], expected[k]) for k in restored)
+
+
+def test_fine_tuning_without_a_config_uses_the_one_the_checkpoint_was_trained_with(data: Path, tmp_path: Path, capsys) -> None:
+    """The embedded model and every model `fomm train` exports carry their training config,
+    and a run folder has its config.yaml: `--checkpoint default --data DIR` is enough to
+    fine-tune. A checkpoint without one (the published ones) still asks for --config."""
+    base = ["train", "--data", str(data), "--workers", "0", "--no-progress", "--max-steps", "1"]
+    assert cli([*base, "--checkpoint", "default", "--out", str(tmp_path / "a")]) == 0
+    assert "no --config: fine-tuning with the settings default was trained with" in capsys.readouterr().err
+    recipe = RunConfig.from_yaml(Path(__file__).parents[1] / "recipes" / "default-model" / "finetune-4.yaml")
+    first = RunConfig.from_yaml(tmp_path / "a" / "config.yaml")
+    assert first == dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, root_dir=str(data)))
+    # what it exported carries it on, and so does a run folder
+    assert cli([*base, "--checkpoint", str(tmp_path / "a" / "model.safetensors"), "--out", str(tmp_path / "b")]) == 0
+    assert cli([*base, "--checkpoint", str(tmp_path / "a"), "--out", str(tmp_path / "c")]) == 0
+    assert RunConfig.from_yaml(tmp_path / "b" / "config.yaml") == RunConfig.from_yaml(tmp_path / "c" / "config.yaml") == first
+    # fomm convert keeps it (train.sh's export of the embedded model goes through it)
+    assert cli(["convert", str(tmp_path / "a" / "model.safetensors"), str(tmp_path / "half.safetensors"), "--inference-only", "--half"]) == 0
+    from fomm_model.training.config import carried_training_config
+
+    assert carried_training_config(tmp_path / "half.safetensors") == first
+    capsys.readouterr()
+    fixture = parity_cases()[0] / "checkpoint.pth.tar"
+    assert cli([*base, "--checkpoint", str(fixture), "--out", str(tmp_path / "d")]) == 1
+    assert "--config is required: " in capsys.readouterr().err and not (tmp_path / "d").exists()

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Self-supervised FOMM training with the original objective and schedule. "
         "Run it under `torchrun --nproc_per_node N` to train on N processes (GPUs, or CPUs with gloo).",
     )
-    train.add_argument("--config", help="preset name or YAML in the original schema (default with --resume: the run's config.yaml)")
+    train.add_argument("--config", help="preset name or YAML in the original schema (default with --resume: the run's config.yaml; with --checkpoint: the one that checkpoint was trained with, which a run folder and models exported by fomm train carry)")
     train.add_argument("--data", type=Path, help="dataset folder (overrides dataset_params.root_dir)")
     train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints, logs and pictures")
     train.add_argument("--checkpoint", type=Path, help='weights to fine-tune from: a published .pth.tar, a run folder, or "default"')
@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..checkpoint import CHECKPOINT_NAME
-    from ..training.config import RunConfig
+    from ..training.config import RunConfig, carried_training_config
     from ..training.trainer import Trainer, TrainingOptions, no_run_to_resume
 
     check_positive(args, "max_steps", "save_every")
@@ -96,12 +96,25 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError("--checkpoint starts a new run from its weights and --resume continues this run from its own: give one of them")
     if args.resume and not (args.out / CHECKPOINT_NAME).is_file():  # before its config.yaml is looked for
         raise UserError(no_run_to_resume(args.out))
-    config = args.config
-    if config is None:
-        if not args.resume:
-            raise UserError("--config is required (a preset such as vox-256 or a YAML file)")
-        config = args.out / "config.yaml"
-    run = RunConfig.from_yaml(config)
+    if args.config is not None:
+        run = RunConfig.from_yaml(args.config)
+    elif args.resume:
+        run = RunConfig.from_yaml(args.out / "config.yaml")
+    elif args.checkpoint is None:
+        raise UserError("--config is required (a preset such as vox-256 or a YAML file)")
+    else:
+        carried = carried_training_config(args.checkpoint)
+        if carried is None:
+            raise UserError(
+                f"--config is required: {args.checkpoint} does not carry the settings it was trained with "
+                "(give a preset such as vox-256 or a YAML file)"
+            )
+        print(
+            f"fomm train: no --config: fine-tuning with the settings {args.checkpoint} was trained with (the run "
+            "folder's config.yaml shows them; give --config to change them)",
+            file=sys.stderr,
+        )
+        run = carried
     if args.data is None and not Path(run.dataset.root_dir).exists():
         raise UserError(f"dataset folder {run.dataset.root_dir} (from the config) does not exist; pass --data DIR")
     check_out_folder(args.out, args.data or Path(run.dataset.root_dir))

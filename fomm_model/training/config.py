@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -204,6 +205,25 @@ class RunConfig:
             "animate_params": _plain(dataclasses.asdict(self.animate)),
             "visualizer_params": dataclasses.asdict(self.visualizer),
         }
+
+
+def carried_training_config(checkpoint: str | Path) -> RunConfig | None:
+    """The training config a checkpoint came with: a `fomm train` run folder's config.yaml, or
+    the one a model exported by `fomm train` (the embedded default among them) carries in its
+    header; None for other checkpoints (the published ones, converted files)."""
+    from ..checkpoint import TRAINING_CONFIG_KEY, read_checkpoint
+    from ..loading import resolve_checkpoint_path
+
+    if Path(checkpoint).is_dir() and (Path(checkpoint) / "config.yaml").is_file():
+        return RunConfig.from_yaml(Path(checkpoint) / "config.yaml")
+    carried = read_checkpoint(resolve_checkpoint_path(checkpoint)).extra.get(TRAINING_CONFIG_KEY)
+    if not isinstance(carried, str):
+        return None
+    try:
+        data = json.loads(carried)
+    except json.JSONDecodeError:
+        raise ConfigError(f"{checkpoint}: its training config is damaged; give --config") from None
+    return RunConfig.from_mapping(data, f"the training config of {checkpoint}")
 
 
 def _plain(value: Any) -> Any:

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import dataclasses
 import inspect
+import json
 import logging
 import math
 import random
@@ -38,6 +39,7 @@ from ..checkpoint import (
     CHECKPOINT_NAME,
     CONFIG_KEY,
     MODEL_NAME,
+    TRAINING_CONFIG_KEY,
     CheckpointError,
     atomic_path,
     leftover_temporaries,
@@ -479,7 +481,7 @@ class Trainer:
             path,
             {name: _unwrapped_state(getattr(self.model, name)) for name in ("kp_detector", "generator", "discriminator")},
             self.trained_config(),
-            {"training_steps": str(self.step)},
+            {"training_steps": str(self.step), TRAINING_CONFIG_KEY: json.dumps(self.run.to_mapping())},
         )
         return path
 
