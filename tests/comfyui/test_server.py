@@ -12,7 +12,9 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import pytest
+import torch
 
+from fomm_model.framing import fit
 from fomm_model.motion_file import read_motion
 
 from .build_workflows import DRIVING_VIDEO, MODEL_NAME, SOURCE_IMAGE, SPECS, WORKFLOWS, run_frontend
@@ -164,9 +166,14 @@ def test_step_by_step_workflow_previews_every_step_and_matches_animate(server: C
     result = server.run(prompt)
     previews = {node_id: read_png_frames(server.output_files(result, node_id))
                 for node_id, node in prompt.items() if node["class_type"] == "PreviewImage"}
-    # source keypoints: the still; driving keypoints: the 128x128 video; the rest: per frame at the source's size
+    # source keypoints: the still; driving keypoints: the 128x128 video; moved keypoints and frames per frame at
+    # the source's size; flow, occlusion and regions per frame at the model's resolution with the source's aspect
+    compact = fit(torch.zeros(1, 3, *SOURCE_SIZE), (128, 128), "pad")[1].at_model_scale().input_size
     shapes = sorted(frames.shape for frames in previews.values())
-    assert shapes == sorted([(1, *SOURCE_SIZE, 3), (DRIVING_FRAMES, 128, 128, 3)] + [(DRIVING_FRAMES, *SOURCE_SIZE, 3)] * 5)
+    assert shapes == sorted(
+        [(1, *SOURCE_SIZE, 3), (DRIVING_FRAMES, 128, 128, 3)] + [(DRIVING_FRAMES, *SOURCE_SIZE, 3)] * 2
+        + [(DRIVING_FRAMES, *compact, 3)] * 3
+    )
     assert min(frames.std() for frames in previews.values()) > 5
     steps = previews[node_of(prompt, "PreviewImage", fed_by="FOMM_Generate")]
     animate_prompt = converted["fomm_animate_still_from_video"]["prompt"]
