@@ -28,8 +28,9 @@ from .config import ConfigError, ModelConfig
 
 NETWORKS = ("kp_detector", "generator", "discriminator")
 CONFIG_KEY = "model_config"  # the config entry of our files (safetensors header, .pth.tar entry)
-# The whole training config (original YAML schema, as JSON) in the header of a model that
-# `fomm train` exported, so fine-tuning it needs no --config.
+# The whole training config (original YAML schema, as JSON) in the checkpoints and models
+# `fomm train` writes (a safetensors header entry, a .pth.tar entry), so fine-tuning them
+# needs no --config.
 TRAINING_CONFIG_KEY = "training_config"
 # A training run folder holds these (``fomm train --out RUN``): the resumable state and the
 # inference weights.
@@ -339,12 +340,13 @@ def convert_checkpoint(
         sds = {
             name: {k: v.half() if v.is_floating_point() else v for k, v in sd.items()} for name, sd in sds.items()
         }
+    carried = checkpoint.extra.get(TRAINING_CONFIG_KEY)
+    training = {TRAINING_CONFIG_KEY: carried} if isinstance(carried, str) else {}
     if target.suffix == ".safetensors":
-        carried = checkpoint.extra.get(TRAINING_CONFIG_KEY)
-        write_safetensors(target, sds, config, {TRAINING_CONFIG_KEY: carried} if isinstance(carried, str) else None)
+        write_safetensors(target, sds, config, training)
     elif target.name.endswith((".pth.tar", ".pth", ".pt")):
         # The original's Logger.load_cpk returns checkpoint["epoch"] in every mode: always give one.
-        write_original(target, sds, {"epoch": int(checkpoint.extra.get("epoch", 0))}, config if known else None)
+        write_original(target, sds, {"epoch": int(checkpoint.extra.get("epoch", 0)), **training}, config if known else None)
     else:
         raise CheckpointError(f"{target}: choose a .safetensors or .pth.tar output name")
     return target

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import io
 import itertools
+import math
 import os
 import re
 import shutil
@@ -509,13 +510,15 @@ def _writable_rates(fps: float, codec: str) -> list[float]:
 
 
 def _opencv_rate_fraction(fps: float) -> tuple[int, int]:
-    """The rate as OpenCV's FFmpeg writer gives it to the encoder: (numerator, power of ten),
-    the first such fraction within 0.001 of ``fps``."""
+    """The rate as the encoder gets it from OpenCV's FFmpeg writer, in lowest terms: the first
+    fraction over a power of ten within 0.001 of ``fps`` (70.004 = 70004/1000 = 17501/250,
+    which MPEG-4 stores)."""
     numerator, denominator = int(fps + 0.5), 1
     while abs(numerator / denominator - fps) > 0.001:
         denominator *= 10
         numerator = int(fps * denominator + 0.5)
-    return numerator, denominator
+    common = math.gcd(numerator, denominator)
+    return numerator // common, denominator // common
 
 
 @contextlib.contextmanager

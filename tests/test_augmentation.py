@@ -15,6 +15,7 @@ from fomm_model.training.augmentation import (
     random_resize,
     random_rotation,
 )
+from fomm_model.config import ConfigError
 from fomm_model.training.config import AugmentationParams, FlipParams, JitterParams
 
 
@@ -164,13 +165,17 @@ def test_no_augmentation_leaves_the_clip_alone():
 
 
 @pytest.mark.parametrize(
-    "params, message",
+    "make, message",
     [
-        (AugmentationParams(rotation_param=-1), "rotation"),
-        (AugmentationParams(resize_param=(1.1, 0.9)), "resize"),
-        (AugmentationParams(crop_param=(0, 10)), "crop"),
+        (lambda: AugmentationParams(rotation_param=-1), r"augmentation_params\.rotation_param\.degrees must be a number, 0 or more"),
+        (lambda: AugmentationParams(rotation_param=float("nan")), r"rotation_param\.degrees must be a number"),
+        (lambda: AugmentationParams(resize_param=(1.1, 0.9)), r"resize_param\.ratio must be two increasing positive numbers"),
+        (lambda: AugmentationParams(crop_param=(0, 10)), r"crop_param\.size must be positive"),
+        (lambda: JitterParams(hue=0.6), r"jitter_param\.hue must be at most 0\.5"),
+        (lambda: JitterParams(brightness=-0.1), r"jitter_param\.brightness must be 0 or more"),
     ],
 )
-def test_bad_parameters_are_rejected(params, message):
-    with pytest.raises(ValueError, match=message):
-        Augmentation(params)
+def test_bad_parameters_are_rejected_when_made(make, message):
+    """When the config is read, naming the entry (they used to stop the first training step)."""
+    with pytest.raises(ConfigError, match=message):
+        make()

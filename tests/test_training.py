@@ -326,6 +326,10 @@ def test_evaluations_leave_out_a_video_with_a_damaged_frame(data: Path, tmp_path
     assert "animated 1 pairs" in captured.out and "3 pair(s) with an unreadable video left out" in captured.err
     assert [p.name for p in out.glob("*.mp4")] == ["test00000-test00000.mp4"]
     (copy / "test" / "test00000" / "0002.png").write_bytes(b"")
+    shutil.copy(data / "test" / "test00001" / "0003.png", copy / "test" / "test00001" / "0003.png")
+    assert cli(["reconstruct", "--checkpoint", "default", "--data", str(copy), "--num-videos", "1"]) == 0
+    assert "over 6 frames of 1 videos" in capsys.readouterr().out  # the next video takes the damaged one's place
+    (copy / "test" / "test00001" / "0003.png").write_bytes(b"not a picture")
     assert cli(["reconstruct", "--checkpoint", "default", "--data", str(copy), "--out", str(tmp_path / "rec2")]) == 1
     assert "none of the 2 test videos could be read whole" in capsys.readouterr().err
     assert not (tmp_path / "rec2" / "report.json").exists()
@@ -467,7 +471,7 @@ def test_a_second_interrupt_while_saving_says_which_steps_are_lost(
     abandons it, and the run says which checkpoint --resume will continue from."""
     trainer = Trainer(RunConfig.from_yaml(config_path), TrainingOptions(
         out_dir=tmp_path, data_dir=data, max_steps=10, num_workers=0, vis_every=0, save_every=2, progress=False))
-    train_step, save = trainer._train_step, trainer.save
+    train_step, write = trainer._train_step, torch.save
 
     def step_then_interrupt(batch):
         values = train_step(batch)
@@ -475,19 +479,20 @@ def test_a_second_interrupt_while_saving_says_which_steps_are_lost(
             os.kill(os.getpid(), signal.SIGINT)
         return values
 
-    def save_interrupted():
+    def interrupted_write(payload, path):
         if trainer.step == 3:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)  # the handler raises here, before a byte is written
-        return save()
+            time.sleep(1)  # the handler raises here, in the middle of the save
+        return write(payload, path)
 
     monkeypatch.setattr(trainer, "_train_step", step_then_interrupt)
-    monkeypatch.setattr(trainer, "save", save_interrupted)
+    monkeypatch.setattr(torch, "save", interrupted_write)
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     err = capsys.readouterr().err
     assert "stopped at once while saving step 3: the steps after 2 are lost; --resume continues from the checkpoint of step 2" in err
     assert torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)["fomm_training"]["step"] == 2
+    assert [p.name for p in tmp_path.iterdir() if "checkpoint" in p.name] == ["checkpoint.pth.tar"]  # no half-written one
 
 
 def test_resuming_a_finished_run_leaves_its_files_alone(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
@@ -505,7 +510,7 @@ def test_resuming_a_finished_run_leaves_its_files_alone(data: Path, config_path:
     # a model file lost (a crash after the last save) is exported again, nothing else rewritten
     (run / "model.safetensors").unlink()
     assert cli([*base, "--resume", "--max-steps", "2"]) == 0
-    assert "is already at step 2, at --max-steps 2" in capsys.readouterr().err
+    assert "is already at step 2, at --max-steps 2: raise it to train on; nothing to train, only model.safetensors was written again" in capsys.readouterr().err
     assert {name: (run / name).read_bytes() for name in files if name != "model.safetensors"} == {
         name: data for name, data in before.items() if name != "model.safetensors"
     }
@@ -527,12 +532,14 @@ def test_fine_tuning_without_a_config_uses_the_one_the_checkpoint_was_trained_wi
     # what it exported carries it on, and so does a run folder
     assert cli([*base, "--checkpoint", str(tmp_path / "a" / "model.safetensors"), "--out", str(tmp_path / "b")]) == 0
     assert cli([*base, "--checkpoint", str(tmp_path / "a"), "--out", str(tmp_path / "c")]) == 0
-    assert RunConfig.from_yaml(tmp_path / "b" / "config.yaml") == RunConfig.from_yaml(tmp_path / "c" / "config.yaml") == first
+    assert cli([*base, "--checkpoint", str(tmp_path / "c" / "checkpoint.pth.tar"), "--out", str(tmp_path / "e")]) == 0
+    assert all(RunConfig.from_yaml(tmp_path / run / "config.yaml") == first for run in "bce")
     # fomm convert keeps it (train.sh's export of the embedded model goes through it)
     assert cli(["convert", str(tmp_path / "a" / "model.safetensors"), str(tmp_path / "half.safetensors"), "--inference-only", "--half"]) == 0
+    assert cli(["convert", str(tmp_path / "e"), str(tmp_path / "e.pth.tar")]) == 0  # a run folder: its checkpoint
     from fomm_model.training.config import carried_training_config
 
-    assert carried_training_config(tmp_path / "half.safetensors") == first
+    assert carried_training_config(tmp_path / "half.safetensors") == carried_training_config(tmp_path / "e.pth.tar") == first
     capsys.readouterr()
     fixture = parity_cases()[0] / "checkpoint.pth.tar"
     assert cli([*base, "--checkpoint", str(fixture), "--out", str(tmp_path / "d")]) == 1

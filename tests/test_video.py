@@ -321,6 +321,9 @@ def test_a_rate_mpeg4_cannot_store_is_rounded_until_it_can(tmp_path: Path, frame
         writer.write(frames)
     assert writer.fps == 66.67
     assert "timebase" not in capfd.readouterr().err
+    with VideoWriter(tmp_path / f"exact{suffix}", 70.004) as writer:  # 70004/1000 is 17501/250 in lowest terms: stored
+        writer.write(frames)
+    assert writer.fps == 70.004
     video = read_video(tmp_path / f"out{suffix}")
     assert video.info.fps == pytest.approx(66.67, abs=1e-3) and len(video) == len(frames)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,11 +110,12 @@ def run_train(args: argparse.Namespace) -> int:
                 f"--config is required: {args.checkpoint} does not carry the settings it was trained with "
                 "(give a preset such as vox-256 or a YAML file)"
             )
-        print(
-            f"fomm train: no --config: fine-tuning with the settings {args.checkpoint} was trained with (the run "
-            "folder's config.yaml shows them; give --config to change them)",
-            file=sys.stderr,
-        )
+        if os.environ.get("RANK", "0") == "0":  # once under torchrun
+            print(
+                f"fomm train: no --config: fine-tuning with the settings {args.checkpoint} was trained with "
+                f"({args.out / 'config.yaml'} will show them; give --config to change them)",
+                file=sys.stderr,
+            )
         run = carried
     if args.data is None and not Path(run.dataset.root_dir).exists():
         raise UserError(f"dataset folder {run.dataset.root_dir} (from the config) does not exist; pass --data DIR")

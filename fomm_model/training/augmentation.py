@@ -94,8 +94,6 @@ def color_jitter(clip: Clip, rng: np.random.Generator, params: JitterParams) -> 
             factor = rng.uniform(max(0.0, 1 - amount), 1 + amount)
             adjustments.append(lambda image, e=enhancer, f=factor: e(image).enhance(f))
     if params.hue > 0:
-        if params.hue > 0.5:
-            raise ValueError(f"jitter_param hue must be at most 0.5, got {params.hue}")
         shift = rng.uniform(-params.hue, params.hue)
         adjustments.append(lambda image, s=shift: _shift_hue(image, s))
     if not adjustments:
@@ -114,13 +112,7 @@ class Augmentation:
     """``AllAugmentationTransform``: the configured steps in the original order."""
 
     def __init__(self, params: AugmentationParams):
-        self.params = params
-        if params.rotation_param is not None and params.rotation_param < 0:
-            raise ValueError(f"rotation_param degrees must be >= 0, got {params.rotation_param}")
-        if params.resize_param is not None and not 0 < params.resize_param[0] <= params.resize_param[1]:
-            raise ValueError(f"resize_param ratio must be two increasing positive numbers, got {params.resize_param}")
-        if params.crop_param is not None and min(params.crop_param) < 1:
-            raise ValueError(f"crop_param size must be positive, got {params.crop_param}")
+        self.params = params  # checked when it was made
 
     def __call__(self, clip: Sequence[np.ndarray], rng: np.random.Generator) -> Clip:
         frames = list(clip)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -28,12 +29,22 @@ class FlipParams:
     time_flip: bool = False
 
 
+_AUGMENTATION = "dataset_params.augmentation_params"
+
+
 @dataclass(frozen=True)
 class JitterParams:
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
     hue: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("brightness", "contrast", "saturation", "hue"):
+            if not getattr(self, name) >= 0:  # NaN fails too
+                raise ConfigError(f"{_AUGMENTATION}.jitter_param.{name} must be 0 or more, got {getattr(self, name)}")
+        if self.hue > 0.5:
+            raise ConfigError(f"{_AUGMENTATION}.jitter_param.hue must be at most 0.5 (half a turn), got {self.hue}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,16 @@ class AugmentationParams:
     resize_param: tuple[float, float] | None = None  # ratio range
     crop_param: tuple[int, int] | None = None  # size (h, w)
     jitter_param: JitterParams | None = None
+
+    def __post_init__(self) -> None:
+        if self.rotation_param is not None and not 0 <= self.rotation_param < math.inf:
+            raise ConfigError(f"{_AUGMENTATION}.rotation_param.degrees must be a number, 0 or more, got {self.rotation_param}")
+        if self.resize_param is not None and not 0 < self.resize_param[0] <= self.resize_param[1] < math.inf:
+            raise ConfigError(
+                f"{_AUGMENTATION}.resize_param.ratio must be two increasing positive numbers, got {list(self.resize_param)}"
+            )
+        if self.crop_param is not None and min(self.crop_param) < 1:
+            raise ConfigError(f"{_AUGMENTATION}.crop_param.size must be positive, got {list(self.crop_param)}")
 
 
 @dataclass(frozen=True)
@@ -174,7 +195,7 @@ class RunConfig:
             if crop is not None and not all(model.accepts_side(side) for side in crop):
                 # the frames are trained at the crop's size (padded first where it is larger, as in the original)
                 raise ConfigError(
-                    f"dataset_params.augmentation_params.crop_param size {list(crop)} does not fit these networks: "
+                    f"{_AUGMENTATION}.crop_param size {list(crop)} does not fit these networks: "
                     f"its sides must be multiples of {model.size_multiple()}"
                 )
             return run  # a frame_shape the networks cannot take was refused with the model config
@@ -209,8 +230,8 @@ class RunConfig:
 
 def carried_training_config(checkpoint: str | Path) -> RunConfig | None:
     """The training config a checkpoint came with: a `fomm train` run folder's config.yaml, or
-    the one a model exported by `fomm train` (the embedded default among them) carries in its
-    header; None for other checkpoints (the published ones, converted files)."""
+    the one the files `fomm train` writes carry (the embedded default among them, and their
+    `fomm convert` copies); None for other checkpoints (the published ones)."""
     from ..checkpoint import TRAINING_CONFIG_KEY, read_checkpoint
     from ..loading import resolve_checkpoint_path
 
@@ -240,12 +261,11 @@ def _dataset(params: Mapping[str, Any]) -> DatasetParams:
     rotation = _augmentation_entry(aug, "rotation_param", "degrees", "{degrees: 30}")
     resize = _augmentation_entry(aug, "resize_param", "ratio", "{ratio: [0.9, 1.1]}")
     crop = _augmentation_entry(aug, "crop_param", "size", "{size: [256, 256]}")
-    name = "dataset_params.augmentation_params"
     augmentation = AugmentationParams(
         flip_param=typed_from_mapping(FlipParams, aug.pop("flip_param"), "flip_param") if aug.get("flip_param") else None,
-        rotation_param=None if rotation is None else float(as_number(rotation, f"{name}.rotation_param.degrees")),
-        resize_param=None if resize is None else _pair(resize, f"{name}.resize_param.ratio", float),  # type: ignore[arg-type]
-        crop_param=None if crop is None else _pair(crop, f"{name}.crop_param.size", int),  # type: ignore[arg-type]
+        rotation_param=None if rotation is None else float(as_number(rotation, f"{_AUGMENTATION}.rotation_param.degrees")),
+        resize_param=None if resize is None else _pair(resize, f"{_AUGMENTATION}.resize_param.ratio", "[0.9, 1.1]"),  # type: ignore[arg-type]
+        crop_param=None if crop is None else _pair(crop, f"{_AUGMENTATION}.crop_param.size", "[256, 256]"),  # type: ignore[arg-type]
         jitter_param=typed_from_mapping(JitterParams, aug.pop("jitter_param"), "jitter_param") if aug.get("jitter_param") else None,
     )
     unknown = sorted(k for k, v in aug.items() if v)
@@ -261,23 +281,20 @@ def _dataset(params: Mapping[str, Any]) -> DatasetParams:
 
 def _augmentation_entry(aug: dict[str, Any], section: str, key: str, example: str) -> Any:
     """The value of an augmentation written the original's way (``rotation_param: {degrees:
-    30}``), taken out of ``aug``; ``None`` when the section is absent or empty."""
+    30}``), taken out of ``aug``; ``None`` when the section is absent (or null)."""
     value = aug.pop(section, None)
-    if not value:
+    if value is None:
         return None
-    if not isinstance(value, Mapping) or set(value) != {key}:
-        raise ConfigError(
-            f"dataset_params.augmentation_params.{section} must be written {section}: {example} "
-            f"(the original schema), got {value!r}"
-        )
+    if not isinstance(value, Mapping) or set(value) != {key} or value[key] is None:
+        raise ConfigError(f"{_AUGMENTATION}.{section} must be written {section}: {example} (the original schema), got {value!r}")
     return value[key]
 
 
-def _pair(value: Any, name: str, kind: type) -> tuple[Any, Any]:
+def _pair(value: Any, name: str, example: str) -> tuple[float | int, float | int]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError(f"{name} must be two numbers, e.g. [0.9, 1.1] or [256, 256], got {value!r}")
-    number = as_int if kind is int else as_number
-    return number(value[0], name), number(value[1], name)
+        raise ConfigError(f"{name} must be two numbers, e.g. {example}, got {value!r}")
+    sizes = name.endswith(".size")
+    return tuple(as_int(v, name) if sizes else float(as_number(v, name)) for v in value)  # type: ignore[return-value]
 
 
 def _check_training_size(dataset: DatasetParams) -> None:
@@ -286,7 +303,7 @@ def _check_training_size(dataset: DatasetParams) -> None:
     aug = dataset.augmentation_params
     if aug.resize_param is not None and aug.crop_param is None:
         raise ConfigError(
-            "dataset_params.augmentation_params.resize_param changes the frames' size, so the frames of a batch "
+            f"{_AUGMENTATION}.resize_param changes the frames' size, so the frames of a batch "
             f"would differ: add crop_param: {{size: {list(dataset.frame_shape[:2])}}} to cut them to one size, as "
             "the original configs do"
         )

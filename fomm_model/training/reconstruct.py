@@ -117,7 +117,7 @@ def evaluate_reconstruction(
     report = ReconstructionReport()
     names = getattr(videos, "names", None)
     for index in range(len(videos)):
-        if num_videos is not None and index >= num_videos:
+        if num_videos is not None and len(report.videos) >= num_videos:  # videos scored: a skipped one frees its slot
             break
         try:
             item = videos[index]

@@ -110,6 +110,7 @@ class Trainer:
         self.epoch = 0
         self.epoch_items = 0  # items this process consumed in the current epoch
         self.saved_step: int | None = None  # the step the run's checkpoint holds
+        self._saving_step: int | None = None  # the step being saved, until it is
         resumed = self._read_resume_checkpoint() if options.resume else None
         self.seed = self._choose_seed(resumed)
 
@@ -363,12 +364,12 @@ class Trainer:
             try:
                 self.save()
             except KeyboardInterrupt:  # the second interrupt came while saving: that save is abandoned
-                self._say_unsaved(f"while saving step {self.step}")
+                self._say_unsaved()
                 raise
             self._say(f"interrupted at step {self.step}; continue with --resume")
             raise KeyboardInterrupt from None
         except KeyboardInterrupt:
-            self._say_unsaved("mid-step")
+            self._say_unsaved()
             raise
         finally:
             stop.close()
@@ -386,15 +387,18 @@ class Trainer:
             reason = f"at step {self.step}, {'past' if self.step > limit else 'at'} --max-steps {limit}: raise it to train on"
         else:
             reason = f"at step {self.step}, the end of its schedule ({self.run.train.num_epochs} epochs)"
-        self._say(f"{self.out_dir} is already {reason}; nothing to train, its files are left as they are")
         model_path = self.out_dir / MODEL_NAME
         if self.info.is_main and _exported_step(model_path) != self.step:
             self.export()
+            self._say(f"{self.out_dir} is already {reason}; nothing to train, only {MODEL_NAME} was written again (it was not of this step)")
+        else:
+            self._say(f"{self.out_dir} is already {reason}; nothing to train, its files are left as they are")
         distributed.barrier()
         return TrainingResult(self.step, self.epoch, self.out_dir / CHECKPOINT_NAME, model_path if self.info.is_main else None, {}, 0)
 
-    def _say_unsaved(self, when: str) -> None:
+    def _say_unsaved(self) -> None:
         """What a stop without saving cost, said in the terms --resume works in."""
+        when = "mid-step" if self._saving_step is None else f"while saving step {self._saving_step}"
         if self.saved_step is None:
             self._say(f"stopped at once {when}, before any checkpoint was saved: there is nothing to resume")
         else:
@@ -442,6 +446,7 @@ class Trainer:
     def save(self) -> Path:
         """Atomically write the resumable checkpoint (original layout + loop position)."""
         path = self.out_dir / CHECKPOINT_NAME
+        self._saving_step = self.step
         rng = [torch.get_rng_state()]
         if self.info.distributed:
             gathered: list[Any] = [None] * self.info.world_size
@@ -455,6 +460,7 @@ class Trainer:
                 **{f"optimizer_{name}": opt.state_dict() for name, opt in self.optimizers.items()},
                 "epoch": self.epoch,
                 CONFIG_KEY: self.trained_config().to_json(),
+                TRAINING_CONFIG_KEY: json.dumps(self.run.to_mapping()),
                 STATE_KEY: {
                     "step": self.step,
                     "epoch": self.epoch,
@@ -467,7 +473,7 @@ class Trainer:
             with atomic_path(path) as tmp:
                 torch.save(payload, tmp)
         distributed.barrier()
-        self.saved_step = self.step
+        self.saved_step, self._saving_step = self.step, None
         return path
 
     def trained_config(self) -> ModelConfig:
