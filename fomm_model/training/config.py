@@ -275,7 +275,7 @@ def _dataset(params: Mapping[str, Any]) -> DatasetParams:
         shape = list(frame_shape_entry(params["frame_shape"]))
         params["frame_shape"] = tuple(shape + [3] * (3 - len(shape)))
     dataset = typed_from_mapping(DatasetParams, dict(params, augmentation_params=augmentation), "dataset_params")
-    _check_training_size(dataset)
+    _check_resize_is_cropped(dataset)
     return dataset
 
 
@@ -297,7 +297,7 @@ def _pair(value: Any, name: str, example: str) -> tuple[float | int, float | int
     return tuple(as_int(v, name) if sizes else float(as_number(v, name)) for v in value)  # type: ignore[return-value]
 
 
-def _check_training_size(dataset: DatasetParams) -> None:
+def _check_resize_is_cropped(dataset: DatasetParams) -> None:
     """A resize changes each clip's size by its own factor, so a batch could not be stacked:
     the original configs that resize crop afterwards."""
     aug = dataset.augmentation_params
