@@ -23,7 +23,8 @@ import re
 import shutil
 import subprocess
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ DEFAULT_FPS = 25.0
 MAX_FPS = 1000.0  # above this a rate is a typo; video encoders refuse such rates anyway
 MPEG4_MAX_SIDE = 8191  # MPEG-4 part 2 (what .mp4, .mov and .mkv get here) stores sides in 13 bits
 MPEG4_MAX_RATE_NUMERATOR = 65535  # and its time base in 16 bits
+ANIMATION_MAX_FPS = 50.0  # an animated image with brief frames is read at most this fast (unless its average is faster)
 
 
 class MediaError(ValueError):
@@ -147,13 +149,17 @@ def _timed_frames(path: Path, stop: int | None = None) -> Iterator[tuple[float |
         yield from itertools.islice(_frames_with_pillow(path), stop)
 
 
-def _constant_rate(timed: Iterable[tuple[float | None, np.ndarray]], fps: float) -> Iterator[np.ndarray]:
+def _constant_rate(
+    timed: Iterable[tuple[float | None, np.ndarray]], fps: float, end: float | None = None
+) -> Iterator[np.ndarray]:
     """Frames with presentation times (ms) -> frames at the constant rate ``fps``, each
     showing what is on screen then, so a variable-frame-rate video (phones drop to fewer
     frames per second in low light) keeps in time with its sound. Output frame k is the frame
     shown at ``t0 + k / fps``, looked up half a frame late, so a constant-rate video (jittery
-    millisecond timestamps included) comes out frame for frame. Times that do not advance
-    are not trusted: from there on the frames pass as they are."""
+    millisecond timestamps included) comes out frame for frame. The last frame lasts until
+    ``end`` (ms) where the file says (an animated image's last frame may be held for
+    seconds), else one period. Times that do not advance are not trusted: from there on the
+    frames pass as they are."""
     period = 1000.0 / fps
     held: tuple[float, np.ndarray] | None = None
     start, k = 0.0, 0
@@ -173,7 +179,8 @@ def _constant_rate(timed: Iterable[tuple[float | None, np.ndarray]], fps: float)
                 k += 1
         held = (time, image)
     if held is not None:
-        while start + k * period < held[0] + period / 2:
+        last_end = held[0] + period if end is None else max(end, held[0] + 1e-6)
+        while start + k * period < last_end - period / 2:
             yield held[1]
             k += 1
 
@@ -223,10 +230,44 @@ def _frames_with_pillow(path: Path) -> Iterator[tuple[float | None, np.ndarray]]
             for frame in ImageSequence.Iterator(image):
                 rgb = np.array(frame.convert("RGB"))  # a writable copy, as OpenCV's frames are; decoding sets the duration
                 yield start, rgb
-                duration = float(frame.info.get("duration") or 0)
+                duration = _shown_ms(frame, path)
                 start = start + duration if start is not None and duration > 0 else None
     except (OSError, ValueError):
         return
+
+
+def _shown_ms(frame: Image.Image, path: Path) -> float:
+    """How long a decoded frame of an animated image is on screen, in ms (0: not stated). A
+    GIF delay under 20 ms is shown for 100 ms, as browsers do (tools write 0 or 10 meaning
+    "as fast as possible", which no browser plays)."""
+    duration = float(frame.info.get("duration") or 0)
+    return 100.0 if path.suffix.lower() == ".gif" and duration < 20 else duration
+
+
+def _animation_durations(path: Path) -> list[float] | None:
+    """Each frame's time on screen (ms) of an animated image; None where a frame states none."""
+    durations = []
+    try:
+        with Image.open(path) as image:
+            for frame in ImageSequence.Iterator(image):
+                frame.load()  # WebP states a frame's duration only once it is decoded
+                durations.append(_shown_ms(frame, path))
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return durations if durations and min(durations) > 0 else None
+
+
+def _animation_rate(durations: Sequence[float]) -> float:
+    """The constant rate to read an animated image at: its average when its frames last about
+    as long as each other (then frame for frame), else that of its shortest frame, up to
+    :data:`ANIMATION_MAX_FPS`, so brief frames are not skipped and held ones are repeated for
+    as long as they show (the average would drop the quick frames of a GIF that holds its
+    last one for seconds)."""
+    average = 1000.0 * len(durations) / sum(durations)
+    shortest = min(durations)
+    if shortest >= 0.9 * 1000.0 / average:
+        return average
+    return min(1000.0 / shortest, max(ANIMATION_MAX_FPS, average))
 
 
 def _frame_count_with_pillow(path: Path) -> int:
@@ -235,21 +276,6 @@ def _frame_count_with_pillow(path: Path) -> int:
             return int(getattr(image, "n_frames", 1))
     except (OSError, ValueError, SyntaxError):
         return 1
-
-
-def _pillow_fps(path: Path) -> float | None:
-    """An animated image's average frame rate: its frame count over the sum of its frames'
-    durations (each frame states its own, so a held first frame must not set the rate)."""
-    total, count = 0.0, 0
-    try:
-        with Image.open(path) as image:
-            for frame in ImageSequence.Iterator(image):
-                frame.load()  # WebP states a frame's duration only once it is decoded
-                total += float(frame.info.get("duration") or 0)
-                count += 1
-    except (OSError, ValueError, SyntaxError):
-        return None
-    return 1000.0 * count / total if total > 0 else None
 
 
 def to_tensor(rgb: np.ndarray) -> Tensor:
@@ -312,19 +338,23 @@ class VideoReader:
 
     @functools.cached_property
     def _animated_frames(self) -> int:
-        """The frame count of an animated WebP or PNG (APNG), whose frames are the video, read
-        like a GIF's; 0 for anything else."""
-        if self._frames is not None or self.path.suffix.lower() not in (".webp", ".png"):
+        """The frame count of an animated GIF, WebP or PNG (APNG), read with Pillow with each
+        frame's own duration; 0 for anything else."""
+        if self._frames is not None or self.path.suffix.lower() not in (".gif", ".webp", ".png"):
             return 0
         count = _frame_count_with_pillow(self.path)
         return count if count > 1 else 0
 
     @functools.cached_property
+    def _durations(self) -> list[float] | None:
+        return _animation_durations(self.path) if self._animated_frames else None
+
+    @functools.cached_property
     def file_fps(self) -> float | None:
-        """The frame rate the file states (an animated image's average); None for folders of
-        frames and stills. ``info.fps`` is this unless overridden."""
+        """The frame rate the file states (for an animated image, see :func:`_animation_rate`);
+        None for folders of frames and stills. ``info.fps`` is this unless overridden."""
         if self._animated_frames:
-            return _pillow_fps(self.path)
+            return _animation_rate(self._durations) if self._durations else None
         return None if self._frames is not None or self.is_still else stated_fps(self.path)
 
     def __len__(self) -> int:
@@ -346,15 +376,22 @@ class VideoReader:
             yield decode_image(self.path)
         else:
             timed = _frames_with_pillow(self.path) if self._animated_frames else _timed_frames(self.path)
-            rate = self.file_fps
-            frames = _constant_rate(timed, rate) if rate else (image for _, image in timed)
-            yield from itertools.islice(frames, self.max_frames)
+            yield from itertools.islice(self._at_file_rate(timed), self.max_frames)
+
+    def _at_file_rate(self, timed: Iterable[tuple[float | None, Any]]) -> Iterator[Any]:
+        rate = self.file_fps
+        if not rate:
+            return (image for _, image in timed)
+        return _constant_rate(timed, rate, sum(self._durations) if self._durations else None)
 
     def _count(self) -> int | None:
         if self._frames is not None:
             return len(self._frames)
-        if self._animated_frames:
-            return self._animated_frames
+        if self._animated_frames:  # the frames at the rate they are read at, from the durations alone
+            if not self._durations:
+                return self._animated_frames
+            starts = itertools.accumulate(self._durations[:-1], initial=0.0)
+            return sum(1 for _ in self._at_file_rate((start, None) for start in starts))
         return 1 if self.is_still else stated_frame_count(self.path)
 
 

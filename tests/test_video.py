@@ -293,22 +293,35 @@ def test_animated_webp_and_png_are_videos(tmp_path: Path, frames: torch.Tensor, 
     assert len(list(read_video(path, max_frames=2))) == 2
 
 
-@pytest.mark.parametrize("suffix", [".webp", ".png"])
-def test_an_animated_image_with_a_held_frame_keeps_its_timing(tmp_path: Path, suffix: str) -> None:
-    """Each frame of an animated WebP or PNG states its own duration: a first frame held for
-    320 ms, then five of 40 ms, is read at the average rate, each output frame the one on
-    screen then (as a GIF or a variable-frame-rate video is), not at the first frame's rate."""
-    durations = [320, 40, 40, 40, 40, 40]
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png"])
+@pytest.mark.parametrize(
+    ("durations", "fps", "shown"),
+    [
+        ([320, 40, 40, 40, 40, 40], 25, [0] * 8 + [1, 2, 3, 4, 5]),  # a held first frame does not set the rate
+        ([100, 100, 100, 1500], 10, [0, 1, 2] + [3] * 15),  # the average (2.2 fps) kept 2 frames, 0.9 s of 1.8
+        ([40, 200] * 3, 25, [0, 1, 1, 1, 1, 1, 2, 3, 3, 3, 3, 3, 4, 5, 5, 5, 5, 5]),  # the average dropped 40 ms frames
+        ([100] * 5, 10, [0, 1, 2, 3, 4]),  # even: frame for frame
+    ],
+)
+def test_an_animated_image_keeps_every_frame_for_as_long_as_it_shows(
+    tmp_path: Path, suffix: str, durations: list[int], fps: float, shown: list[int]
+) -> None:
+    """Each frame of an animated GIF, WebP or PNG states its own duration: uneven ones are
+    read at the rate of the shortest, each output frame the one on screen then, up to the
+    end of the last frame's own duration."""
     images = [Image.fromarray(np.full((32, 32, 3), 40 * index, np.uint8)) for index in range(len(durations))]
-    path = tmp_path / f"held{suffix}"
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, lossless=True)
+    path = tmp_path / f"timed{suffix}"
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, lossless=True, loop=0)
     video = read_video(path)
-    assert video.info.fps == pytest.approx(1000 * len(durations) / sum(durations))
-    starts = np.cumsum([0, *durations[:-1]]) / 1000
-    shown = [round(float(frame.mean()) * 255 / 40) for frame in video]
-    period = 1 / video.info.fps
-    assert shown == [int(np.searchsorted(starts, k * period + period / 2, side="right")) - 1 for k in range(len(shown))]
-    assert shown[:3] == [0, 0, 0] and shown[-1] == 5
+    assert video.info.fps == pytest.approx(fps) and len(video) == len(shown)
+    assert [round(float(frame.mean()) * 255 / 40) for frame in video] == shown
+
+
+def test_a_gif_delay_under_20_ms_shows_for_100_ms_as_in_browsers(tmp_path: Path) -> None:
+    images = [Image.fromarray(np.full((16, 16, 3), 40 * index, np.uint8)) for index in range(3)]
+    images[0].save(tmp_path / "fast.gif", save_all=True, append_images=images[1:], duration=[0, 10, 100], loop=0)
+    video = read_video(tmp_path / "fast.gif")
+    assert (video.info.fps, len(video)) == (pytest.approx(10), 3)
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mov"])
