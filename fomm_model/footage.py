@@ -149,15 +149,17 @@ class RegionRenderer:
         self.framing = framing
         self.rest_occlusion: Tensor | None = None  # found on the first pipeline batch (render_batch)
         self.canvas: Tensor | None = None
-        self.outside: tuple[Tensor, Tensor] | None = None  # (content mask, region) where a crop cut
-        if framing.cuts_picture():
-            self.outside = (framing.content_mask()[0], region.float().cpu())
         if full_resolution:
             th, tw = framing.target_size
             sh, sw = framing.scaled_size
             scale = max(region.shape[-2] / sh, region.shape[-1] / sw, 1.0)
             canvas, self.framing = fit(region[None], (round(th * scale), round(tw * scale)), framing.mode)  # type: ignore[arg-type]
             self.canvas = canvas.to(model.device, model.dtype)
+        # (content mask, region, region at the scaled size) where a crop cut: the frames keep the region there
+        self.outside: tuple[Tensor, Tensor, Tensor] | None = None
+        if framing.cuts_picture():
+            kept = region.float().cpu()
+            self.outside = (framing.content_mask()[0], kept, resize(kept[None], self.framing.scaled_size))
         self.align_corners = model.align_corners
 
     def render(
@@ -166,8 +168,9 @@ class RegionRenderer:
         """Frames (n, C, h, w) of the region (CPU) from the model's ``prediction``
         (n, C, H, W), ``deformation`` (n, H', W', 2), ``occlusion_map`` and, for full
         resolution, the source's :func:`rest_occlusion`."""
+        background = 0.0 if self.outside is None else self.outside[2]
         if self.canvas is None:
-            frames = self.framing.restore(prediction.float().cpu())
+            frames = self.framing.restore(prediction.float().cpu(), background)
         else:
             device = self.canvas.device
             canvas = self.canvas.expand(prediction.shape[0], -1, -1, -1)
@@ -176,9 +179,9 @@ class RegionRenderer:
             frames = render_full_resolution(
                 canvas, prediction.to(device), deformation.to(device), occlusion, self.align_corners, rest
             )
-            frames = self.framing.restore(frames.float().cpu())
+            frames = self.framing.restore(frames.float().cpu(), background)
         if self.outside is not None:
-            content, region = self.outside
+            content, region, _ = self.outside
             frames = content * frames + (1 - content) * region
         return frames
 

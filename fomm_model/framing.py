@@ -38,18 +38,22 @@ class Framing:
     offset: tuple[int, int]  # (top, left) of the content in the target (negative: cropped)
     mode: str
 
-    def restore(self, frames: Tensor) -> Tensor:
+    def restore(self, frames: Tensor, background: Tensor | float = 0.0) -> Tensor:
         """Frames at the target size (N, C, h, w) -> the input's size and aspect (N, C, H, W).
 
         For ``pad`` the padding is cut away; for ``crop`` the cropped-away border cannot be
-        generated and is left black (paste onto the source with a mask to fill it).
+        generated: it is ``background`` there, a value or pictures at the scaled size
+        (broadcast to (N, C, sh, sw); the input shrunk to it, say), which the enlargement also
+        blends into the frames' edge (a black one leaves a dark line where the frames are
+        pasted back onto the input with :meth:`content_mask`).
         """
         top, left = self.offset
         sh, sw = self.scaled_size
         th, tw = self.target_size
         if self.mode == "stretch":
             return resize(frames, self.input_size)
-        canvas = frames.new_zeros(frames.shape[0], frames.shape[1], sh, sw)
+        canvas = frames.new_empty(frames.shape[0], frames.shape[1], sh, sw)
+        canvas[:] = background.to(canvas) if isinstance(background, Tensor) else background
         src_top, src_left = max(top, 0), max(left, 0)
         dst_top, dst_left = max(-top, 0), max(-left, 0)
         height = min(th - src_top, sh - dst_top)

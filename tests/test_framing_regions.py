@@ -136,3 +136,19 @@ def test_maps_at_model_scale_fit_back_with_the_same_geometry(mode: str, size: tu
     assert again == small and refitted.shape[-2:] == (256, 256)
     assert (again.target_size, again.offset, again.mode) == (framing.target_size, framing.offset, framing.mode)
     assert small.cuts_picture() == framing.cuts_picture()
+
+
+@pytest.mark.parametrize("size", [(150, 200), (200, 150), (97, 333)])
+def test_frames_pasted_back_where_a_crop_cut_have_no_seam(size: tuple[int, int]) -> None:
+    """A crop fit's frames go back onto the picture the model did not see. Enlarged from a
+    black border, their edge came out darker than both sides: a dark line on every frame
+    (for a 200x150 source, column 25 at 29 where its neighbours are 36, of 255). On a flat
+    grey picture animated to the same grey, every pixel must stay that grey."""
+    import fomm_model as fm
+    from fomm_model.footage import RegionRenderer
+
+    region = torch.full((3, *size), 0.5)
+    _, framing = fit(region[None], (128, 128), "crop")
+    renderer = RegionRenderer(fm.load_model("default"), region, framing, full_resolution=False)
+    frames = renderer.render(torch.full((2, 3, 128, 128), 0.5), torch.zeros(2, 32, 32, 2), None)
+    assert frames.shape == (2, 3, *size) and (frames - 0.5).abs().max() < 1e-3
