@@ -395,6 +395,13 @@ class VideoReader:
         return 1 if self.is_still else stated_frame_count(self.path)
 
 
+def names_frame_folder(path: str | os.PathLike) -> bool:
+    """Whether an output name stands for a folder of PNG frames: it has no suffix, or one
+    that names no file type (``take.1``, ``v1.2 final``: not a letter and up to four more
+    letters or digits)."""
+    return not re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,4}", Path(path).suffix)
+
+
 def to_bgr_uint8(frame: Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 BGR for OpenCV."""
     rgb = frame.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
@@ -430,12 +437,12 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float, audio_from: str | os.PathLike | None = None):
         self.path = Path(path)
         suffix = self.path.suffix.lower()
-        if suffix and suffix not in WRITABLE_VIDEO_SUFFIXES:
+        if not self.is_folder and suffix not in WRITABLE_VIDEO_SUFFIXES:
             raise MediaError(
                 f"cannot write video {self.path}: use one of {', '.join(WRITABLE_VIDEO_SUFFIXES)}, "
                 "or a name without suffix for a folder of PNG frames"
             )
-        if not suffix and self.path.exists():
+        if self.is_folder and self.path.exists():
             raise MediaError(f"{self.path} already exists; frame folders are never overwritten: remove it or pick another name")
         if not 0 < fps < MAX_FPS:
             raise MediaError(f"the frame rate must be positive and below {MAX_FPS:g}, got {fps}")
@@ -450,7 +457,7 @@ class VideoWriter:
 
     @property
     def is_folder(self) -> bool:
-        return not self.path.suffix
+        return names_frame_folder(self.path)
 
     def __enter__(self) -> "VideoWriter":
         self._staged = ExitStack()

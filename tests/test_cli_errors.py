@@ -140,6 +140,8 @@ def test_an_output_where_a_folder_is_is_refused_before_the_work(media, tmp_path,
     (tmp_path / "notes.txt").write_text("a file, not a folder")
     assert cli(["animate", str(source), str(driving), "-o", str(tmp_path / "notes.txt" / "sub" / "out.mp4")]) == 1
     assert "notes.txt is a file, not a folder" in one_line_error(capsys, "animate")
+    assert cli(["animate", str(source), str(driving), "-o", str(tmp_path / "notes.txt" / "frames")]) == 1  # a folder of frames too
+    assert "notes.txt is a file, not a folder" in one_line_error(capsys, "animate")  # it said "read-only"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.fomm.json", "notes.txt", "out.mp4"]
 
 

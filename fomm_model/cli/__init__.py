@@ -53,12 +53,13 @@ def check_outputs(inputs: Sequence[Path], files: Sequence[Path] = (), folders: S
     for output in files:
         if output.is_dir():
             raise UserError(f"{output} is a folder: give a file name for the output")
-        blocking = next((folder for folder in output.parents if folder.exists() and not folder.is_dir()), None)
-        if blocking is not None:
-            raise UserError(f"cannot write {output}: {blocking} is a file, not a folder")
     for output in folders:
         if output.exists() and not output.is_dir():
             raise UserError(f"{output} is a file: give a folder name for the output")
+    for output in outputs:
+        blocking = next((folder for folder in output.parents if folder.exists() and not folder.is_dir()), None)
+        if blocking is not None:
+            raise UserError(f"cannot write {output}: {blocking} is a file, not a folder")
     for output in outputs:
         existing = next(folder for folder in output.resolve().parents if folder.exists())
         if not os.access(existing, os.W_OK | os.X_OK):

@@ -16,7 +16,16 @@ from ..framing import FIT_MODES, Box, face_box, stable_face_box
 from ..loading import load_model
 from ..pipeline import AnimatedBatch, MotionOptions
 from ..precision import PRECISIONS
-from ..video import IMAGE_SUFFIXES, VideoReader, VideoWriter, has_audio_track, read_image, read_video, write_image
+from ..video import (
+    IMAGE_SUFFIXES,
+    VideoReader,
+    VideoWriter,
+    has_audio_track,
+    names_frame_folder,
+    read_image,
+    read_video,
+    write_image,
+)
 from ..visualize import visualize_generation
 from . import UserError, add_device_option, check_fps, check_outputs, check_positive, chosen_device, reference_frame
 
@@ -93,8 +102,8 @@ def _box(text: str) -> Box:
 def run_animate(args: argparse.Namespace) -> int:
     output = Path(args.output)
     outputs = [output] + ([Path(args.visualize)] if args.visualize else [])
-    files = [path for path in outputs if path.suffix]  # a name without suffix is a folder of frames
-    check_outputs([Path(args.source), Path(args.driving)], files, [path for path in outputs if not path.suffix])
+    folders = [path for path in outputs if names_frame_folder(path)]
+    check_outputs([Path(args.source), Path(args.driving)], [path for path in outputs if path not in folders], folders)
     check_fps(args.fps)
     check_positive(args, "batch_size")
     single_image = output.suffix.lower() in IMAGE_SUFFIXES
