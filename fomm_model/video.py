@@ -46,6 +46,7 @@ WRITABLE_VIDEO_SUFFIXES = tuple(_FOURCC)
 _AUDIO_CODEC = {".webm": "libopus", ".avi": "libmp3lame"}  # aac for the others
 DEFAULT_FPS = 25.0
 MAX_FPS = 1000.0  # above this a rate is a typo; video encoders refuse such rates anyway
+MIN_FPS = 0.01  # a frame every 100 s; OpenCV's writer cannot state a rate of 0.001 at all
 MPEG4_MAX_SIDE = 8191  # MPEG-4 part 2 (what .mp4, .mov and .mkv get here) stores sides in 13 bits
 MPEG4_MAX_RATE_NUMERATOR = 65535  # and its time base in 16 bits
 ANIMATION_MAX_FPS = 50.0  # an animated image with brief frames is read at most this fast (unless its average is faster)
@@ -395,6 +396,12 @@ class VideoReader:
         return 1 if self.is_still else stated_frame_count(self.path)
 
 
+def check_frame_rate(fps: float, what: str = "the frame rate") -> None:
+    """Refuse a rate no video can be written at (NaN included)."""
+    if not MIN_FPS <= fps < MAX_FPS:
+        raise MediaError(f"{what} must be at least {MIN_FPS:g} and below {MAX_FPS:g}, got {fps}")
+
+
 def names_frame_folder(path: str | os.PathLike) -> bool:
     """Whether an output name stands for a folder of PNG frames: it has no suffix, or one
     that names no file type (``take.1``, ``v1.2 final``: not a letter and up to four more
@@ -444,8 +451,7 @@ class VideoWriter:
             )
         if self.is_folder and self.path.exists():
             raise MediaError(f"{self.path} already exists; frame folders are never overwritten: remove it or pick another name")
-        if not 0 < fps < MAX_FPS:
-            raise MediaError(f"the frame rate must be positive and below {MAX_FPS:g}, got {fps}")
+        check_frame_rate(fps)
         self.fps = float(fps)
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.audio = "not requested"

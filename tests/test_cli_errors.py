@@ -48,9 +48,10 @@ def test_os_errors_are_one_line_naming_the_file(media, tmp_path, capsys) -> None
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--fps", "0"], "--fps must be positive and below 1000, got 0.0"),
-        (["--fps", "nan"], "--fps must be positive and below 1000, got nan"),
-        (["--fps", "inf"], "--fps must be positive and below 1000, got inf"),
+        (["--fps", "0"], "--fps must be at least 0.01 and below 1000, got 0.0"),
+        (["--fps", "nan"], "--fps must be at least 0.01 and below 1000, got nan"),
+        (["--fps", "inf"], "--fps must be at least 0.01 and below 1000, got inf"),
+        (["--fps", "1e-3"], "--fps must be at least 0.01 and below 1000, got 0.001"),  # OpenCV: "try .avi", then "try .mp4"
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--max-frames", "0"], "--max-frames must be at least 1"),
         (["--texture-size", "0"], "--texture-size must be at least 1"),

@@ -76,10 +76,10 @@ def check_positive(args: argparse.Namespace, *options: str) -> None:
 
 def check_fps(fps: float | None) -> None:
     """``--fps``, when given, is a frame rate a video can have."""
-    from ..video import MAX_FPS
+    from ..video import check_frame_rate
 
-    if fps is not None and not 0 < fps < MAX_FPS:
-        raise UserError(f"--fps must be positive and below {MAX_FPS:g}, got {fps}")
+    if fps is not None:
+        check_frame_rate(fps, "--fps")
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
