@@ -42,7 +42,7 @@ from torch import Tensor
 
 from . import __version__
 from .checkpoint import atomic_dir, atomic_path
-from .framing import FIT_MODES, fit, resize
+from .framing import FIT_MODES, check_size, fit, resize
 from .geometry import make_coordinate_grid
 from .images import check_pixels
 from .keypoints import Keypoints, movement_scale
@@ -252,7 +252,9 @@ def _fitted(driving: Tensor | Iterable[Tensor], size: tuple[int, int], framing: 
         driving = driving[None]
 
     def prepare(chunk: Tensor) -> Tensor:
-        return fit(_as_batch(chunk, "driving").float().clamp(0, 1), size, framing)[0]  # type: ignore[arg-type]
+        frames = _as_batch(chunk, "driving")
+        check_size(*frames.shape[-2:], "the driving video")
+        return fit(frames.float().clamp(0, 1), size, framing)[0]  # type: ignore[arg-type]
 
     return map_frames(driving, prepare, batch_size)
 
@@ -341,6 +343,7 @@ def _fit_source(source: Tensor, size: tuple[int, int], framing: str, texture_siz
     if source.shape[0] != 1:
         raise ValueError(f"give one source image, got {source.shape[0]}")
     height, width = source.shape[-2:]
+    check_size(height, width, "the source image")  # as fomm animate: smaller is no picture to animate
     ratio = [height / size[0], width / size[1]]
     factor = {"pad": np.ceil(max(ratio)), "crop": np.floor(min(ratio)), "stretch": np.round(max(ratio))}[framing]
     factor = int(max(1, min(factor, texture_size // max(size))))

@@ -122,7 +122,7 @@ def test_regions_full_resolution_and_faces(files, tmp_path: Path, capsys: pytest
         (["source.png", "driving.mp4", "--source-box", "100,0,64,64"], "reaches outside"),
         (["source.png", "driving.mp4", "--source-face"], "no face found in the source"),
         (["source.png", "driving.mp4", "--driving-face"], "no face found in the driving video"),
-        (["source.png", "driving.mp4", "--fps", "0"], "--fps must be positive"),
+        (["source.png", "driving.mp4", "--fps", "0"], "--fps must be at least 0.01"),
     ],
 )
 def test_bad_input_is_explained(files, tmp_path: Path, capsys, arguments: list[str], message: str) -> None:

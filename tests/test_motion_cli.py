@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from fomm_model.cli import main as cli
 from fomm_model.motion_file import read_motion
@@ -63,12 +64,14 @@ def test_options_reach_the_file(media, tmp_path) -> None:
         ({"source": "not-a-picture.png"}, "cannot read source image"),
         ({"extra": ["--size", "100x100"]}, "cannot take 100x100 images"),
         ({"extra": ["--reference", "99"]}, "reference frame 99 is beyond the last driving frame"),
+        ({"source": "tiny.png"}, "the source image is 10x10 pixels: too small to animate"),  # fomm animate's limit too
     ],
 )
 def test_bad_input_is_a_clear_error_and_writes_nothing(media, tmp_path, capsys, change, message) -> None:
     source, driving = media
     (tmp_path / "not-a-video.mp4").write_text("hello")
     (tmp_path / "not-a-picture.png").write_text("hello")
+    Image.new("RGB", (10, 10)).save(tmp_path / "tiny.png")
     source = tmp_path / change["source"] if "source" in change else source
     driving = tmp_path / change["driving"] if "driving" in change else driving
     out = tmp_path / "out.json"
