@@ -317,7 +317,7 @@ def test_evaluations_leave_out_a_video_with_a_damaged_frame(data: Path, tmp_path
     captured = capsys.readouterr()
     assert "skipped test00001:" in captured.err and "0003.png" in captured.err
     assert "1 unreadable video(s) left out of the score" in captured.err
-    assert "over 6 frames of 1 videos" in captured.out
+    assert "over 6 frames of 1 video" in captured.out
     report = json.loads((tmp_path / "rec" / "report.json").read_text())
     assert [v["name"] for v in report["videos"]] == ["test00000"] and report["skipped"][0]["name"] == "test00001"
     out = tmp_path / "pairs"
@@ -328,7 +328,7 @@ def test_evaluations_leave_out_a_video_with_a_damaged_frame(data: Path, tmp_path
     (copy / "test" / "test00000" / "0002.png").write_bytes(b"")
     shutil.copy(data / "test" / "test00001" / "0003.png", copy / "test" / "test00001" / "0003.png")
     assert cli(["reconstruct", "--checkpoint", "default", "--data", str(copy), "--num-videos", "1"]) == 0
-    assert "over 6 frames of 1 videos" in capsys.readouterr().out  # the next video takes the damaged one's place
+    assert "over 6 frames of 1 video" in capsys.readouterr().out  # the next video takes the damaged one's place
     (copy / "test" / "test00001" / "0003.png").write_bytes(b"not a picture")
     assert cli(["reconstruct", "--checkpoint", "default", "--data", str(copy), "--out", str(tmp_path / "rec2")]) == 1
     assert "none of the 2 test videos could be read whole" in capsys.readouterr().err

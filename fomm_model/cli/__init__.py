@@ -66,6 +66,11 @@ def check_outputs(inputs: Sequence[Path], files: Sequence[Path] = (), folders: S
             raise UserError(f"cannot write {output}: {existing} is read-only or not yours to write in; choose another folder")
 
 
+def counted(number: int, noun: str) -> str:
+    """``3 frames``, ``1 frame``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def check_positive(args: argparse.Namespace, *options: str) -> None:
     """Refuse counts below 1 among ``options`` (attribute names; unset ones pass)."""
     for option in options:

@@ -27,7 +27,16 @@ from ..video import (
     write_image,
 )
 from ..visualize import visualize_generation
-from . import UserError, add_device_option, check_fps, check_outputs, check_positive, chosen_device, reference_frame
+from . import (
+    UserError,
+    add_device_option,
+    check_fps,
+    check_outputs,
+    check_positive,
+    chosen_device,
+    counted,
+    reference_frame,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -180,8 +189,7 @@ def run_animate(args: argparse.Namespace) -> int:
                 f"; video sides must be even, so the last odd row/column of the {width}x{height} result was dropped "
                 "(an output name without suffix writes PNG frames at full size)"
             )
-        plural = "" if count == 1 else "s"
-        print(f"wrote {output} ({count} frame{plural}, {written_width}x{written_height}, {writer.fps:g} fps{note})")
+        print(f"wrote {output} ({counted(count, 'frame')}, {written_width}x{written_height}, {writer.fps:g} fps{note})")
     if writer is not None and not writer.is_folder and not driving.is_still:
         if not retimed:
             print(writer.audio)

@@ -14,7 +14,16 @@ from ..loading import load_model
 from ..motion_file import compute_motion, write_motion
 from ..video import MediaError, VideoReader, read_image, read_video
 from ..schemas.motion_format import side_files
-from . import UserError, add_device_option, check_fps, check_outputs, check_positive, chosen_device, reference_frame
+from . import (
+    UserError,
+    add_device_option,
+    check_fps,
+    check_outputs,
+    check_positive,
+    chosen_device,
+    counted,
+    reference_frame,
+)
 
 PROGRESS_STYLES = ("bar", "lines", "none")
 
@@ -83,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     path = write_motion(args.output, motion, embed_image=args.embed_image)
-    print(f"wrote {path} ({motion.num_frames} frames, {motion.num_kp} keypoints)")
+    print(f"wrote {path} ({counted(motion.num_frames, 'frame')}, {counted(motion.num_kp, 'keypoint')})")
     return 0
 
 

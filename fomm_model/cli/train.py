@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import UserError, add_device_option, check_fps, check_positive, chosen_device
+from . import UserError, add_device_option, check_fps, check_positive, chosen_device, counted
 
 if TYPE_CHECKING:  # the commands import torch only when they run
     from ..model import FirstOrderModel
@@ -165,7 +165,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     if report.skipped:
         print(f"fomm reconstruct: {len(report.skipped)} unreadable video(s) left out of the score", file=sys.stderr)
     print(
-        f"overall: L1 {report.l1:.5f} over {report.frames} frames of {len(report.videos)} videos; "
+        f"overall: L1 {report.l1:.5f} over {counted(report.frames, 'frame')} of {counted(len(report.videos), 'video')}; "
         f"no-motion baseline {report.no_motion_l1:.5f}; ratio {report.ratio:.3f}; "
         f"keypoint spread {report.kp_spread:.3f} of the frame",
         file=sys.stdout,
