@@ -355,7 +355,7 @@ def test_animate_pairs_reads_a_pairs_list_and_checks_its_inputs(data: Path, conf
     capsys.readouterr()
     for extra, message in (
         (["--out", str(out), "--num-pairs", "0"], "--num-pairs must be at least 1"),
-        (["--out", str(out), "--fps", "0"], "--fps must be positive"),
+        (["--out", str(out), "--fps", "0"], "--fps must be at least 0.01"),
         (["--out", str(out), "--pairs-list", str(tmp_path / "none.csv")], "none.csv not found"),
         (["--out", str(pairs)], "is a file: give a folder name"),
         (["--out", str(data / "animation")], "is inside the dataset"),
