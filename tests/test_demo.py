@@ -33,3 +33,9 @@ def test_demo_writes_inputs_result_and_visualization(tmp_path: Path) -> None:
     capture = cv2.VideoCapture(str(tmp_path / "visualization.mp4"))
     ok, frame = capture.read()
     assert ok and frame.shape[1] >= 4 * frame.shape[0]  # source | driving | deformed | occlusion | result
+
+
+def test_demo_into_a_file_is_refused(tmp_path: Path, capsys) -> None:
+    (tmp_path / "taken.png").write_bytes(b"not a folder")
+    assert cli(["demo", "--out", str(tmp_path / "taken.png")]) == 1
+    assert "taken.png is a file: give --out a folder name" in capsys.readouterr().err  # was "File exists"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from . import UserError
 from . import main as fomm_main
 
 # Videos of this seed were never seen in training (the default model trains on seed 0).
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 2 or args.size < 64:
         raise ValueError("--frames must be at least 2 and --size at least 64")
     out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file: give --out a folder name (the demo writes four files into it)")
     out.mkdir(parents=True, exist_ok=True)
     source_path, driving_path = out / "source.png", out / "driving.mp4"
     source = render_video(args.seed, "test", 0, num_frames=1, size=args.size)[0]
