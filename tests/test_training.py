@@ -544,3 +544,21 @@ def test_fine_tuning_without_a_config_uses_the_one_the_checkpoint_was_trained_wi
     fixture = parity_cases()[0] / "checkpoint.pth.tar"
     assert cli([*base, "--checkpoint", str(fixture), "--out", str(tmp_path / "d")]) == 1
     assert "--config is required: " in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+def test_videos_of_one_stem_get_outputs_of_their_own(data: Path, tmp_path: Path, capsys) -> None:
+    """`clip` (a folder of frames) and `clip.png` (a strip) both wrote png/clip.png: one
+    evaluation result silently replaced the other."""
+    copy = tmp_path / "data"
+    shutil.copytree(data / "train", copy / "train")
+    shutil.copytree(data / "test" / "test00000", copy / "test" / "clip")
+    frames = [Image.open(path) for path in sorted((data / "test" / "test00001").glob("*.png"))]
+    strip = Image.new("RGB", (64 * len(frames), 64))
+    for index, frame in enumerate(frames):
+        strip.paste(frame, (64 * index, 0))
+    strip.save(copy / "test" / "clip.png")
+    assert cli(["reconstruct", "--checkpoint", "default", "--data", str(copy), "--out", str(tmp_path / "rec")]) == 0
+    assert sorted(p.name for p in (tmp_path / "rec" / "png").iterdir()) == ["clip.png", "clip.png.png"]
+    out = tmp_path / "pairs"
+    assert cli(["animate-pairs", "--checkpoint", "default", "--data", str(copy), "--out", str(out), "--num-pairs", "4"]) == 0
+    assert len(list(out.glob("*.mp4"))) == len(list((out / "png").glob("*.png"))) == 4

@@ -67,7 +67,8 @@ def animate_pairs(
             continue
         source = item["source_video"][:, 0][None]  # (1, 3, H, W): the source video's first frame
         driving = item["driving_video"].permute(1, 0, 2, 3)  # (T, 3, H, W)
-        name = f"{Path(item['driving_name']).stem}-{Path(item['source_name']).stem}"
+        stem = pairs.initial_dataset.output_stem
+        name = f"{stem(item['driving_name'])}-{stem(item['source_name'])}"
         video = out_dir / f"{name}{video_format}"
         predictions = []
         with VideoWriter(video, fps) as writer:

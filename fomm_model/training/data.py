@@ -298,6 +298,12 @@ class FramesDataset(Dataset):
         """Names of the readable videos (file or folder names)."""
         return [info.name for info in self.videos]
 
+    def output_stem(self, name: str) -> str:
+        """What files made from video ``name`` are called: its name without the suffix, unless
+        another video has that stem too (``same.mp4``, ``same.gif``), when the whole name."""
+        stem = Path(name).stem
+        return stem if sum(Path(other).stem == stem for other in self.names) < 2 else name
+
     def __len__(self) -> int:
         return len(self.ids)
 

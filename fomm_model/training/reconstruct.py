@@ -138,7 +138,8 @@ def evaluate_reconstruction(
         if on_video:
             on_video(score)
         if out_dir is not None:
-            write_strip(Path(out_dir) / "png" / f"{Path(item['name']).stem}.png", prediction)
+            stem = videos.output_stem(item["name"]) if hasattr(videos, "output_stem") else Path(item["name"]).stem
+            write_strip(Path(out_dir) / "png" / f"{stem}.png", prediction)
     if report.skipped and not report.videos:
         raise MediaError(f"none of the {len(report.skipped)} test videos could be read whole; the first: {report.skipped[0].reason}")
     if out_dir is not None:
