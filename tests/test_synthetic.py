@@ -111,6 +111,12 @@ def test_refuses_to_write_into_an_existing_dataset(tmp_path):
     with pytest.raises(FileExistsError, match="not empty"):
         write_dataset(tmp_path, spec)
     assert main(["make-synthetic", str(tmp_path), "--num-videos", "2", "--seed", "0", "--quiet"]) == 1
+    flat = tmp_path / "flat"  # a user's flat dataset: train/ and test/ beside its videos would hide them
+    flat.mkdir()
+    (flat / "clip.mp4").write_bytes(b"a video")
+    with pytest.raises(FileExistsError, match="already holds clip.mp4; write the dataset to a new or empty folder"):
+        write_dataset(flat, spec)
+    assert sorted(p.name for p in flat.iterdir()) == ["clip.mp4"]
 
 
 @pytest.mark.parametrize(

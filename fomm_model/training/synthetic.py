@@ -428,6 +428,12 @@ def write_dataset(
     for split in SPLITS:
         if (out / split).exists() and any((out / split).iterdir()):
             raise FileExistsError(f"{out / split} is not empty; write the dataset to a new folder or delete it first")
+    held = sorted(p.name for p in out.iterdir() if p.name not in SPLITS and not p.name.startswith(".")) if out.is_dir() else []
+    if held:  # videos of a flat dataset: train/ and test/ beside them would hide them from every command
+        raise FileExistsError(
+            f"{out} already holds {', '.join(held[:3])}{' and more' if len(held) > 3 else ''}; write the dataset to a "
+            "new or empty folder"
+        )
     jobs = [(spec, out, split, i) for split in SPLITS for i in range(spec.count(split))]
     with contextlib.ExitStack() as stack:
         if workers > 1:
