@@ -517,6 +517,10 @@ def test_resuming_a_finished_run_leaves_its_files_alone(data: Path, config_path:
     restored = weights(run / "model.safetensors")
     assert restored.keys() == (expected := weights(run / "checkpoint.pth.tar")).keys()
     assert all(torch.equal(restored[k], expected[k]) for k in restored)
+    # without --max-steps it keeps the run's own (it trained the whole schedule, 6 steps here)
+    assert cli([*base, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "continuing to step 2, the run's --max-steps" in err and "is already at step 2, at --max-steps 2" in err
 
 
 def test_fine_tuning_without_a_config_uses_the_one_the_checkpoint_was_trained_with(data: Path, tmp_path: Path, capsys) -> None:

@@ -111,6 +111,7 @@ class Trainer:
         self.epoch_items = 0  # items this process consumed in the current epoch
         self.saved_step: int | None = None  # the step the run's checkpoint holds
         self._saving_step: int | None = None  # the step being saved, until it is
+        self.max_steps = options.max_steps  # a resumed run keeps its own unless given another
         resumed = self._read_resume_checkpoint() if options.resume else None
         self.seed = self._choose_seed(resumed)
 
@@ -279,6 +280,9 @@ class Trainer:
         state = data[STATE_KEY]
         self.step, self.epoch, self.epoch_items = state["step"], state["epoch"], state["epoch_items"]
         self.saved_step = self.step
+        if self.max_steps is None and state.get("max_steps") is not None:
+            self.max_steps = int(state["max_steps"])
+            self._say(f"continuing to step {self.max_steps}, the run's --max-steps (give --max-steps to change it)")
         rng = state.get("rng", [])
         if state.get("world_size") == self.info.world_size and len(rng) == self.info.world_size:
             torch.set_rng_state(rng[self.info.rank])
@@ -309,7 +313,7 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def total_steps(self) -> int:
         planned = self.run.train.num_epochs * self.steps_per_epoch
-        return min(planned, self.options.max_steps) if self.options.max_steps else planned
+        return min(planned, self.max_steps) if self.max_steps else planned
 
     def train(self) -> TrainingResult:
         if self.step >= self.total_steps():
@@ -382,7 +386,7 @@ class Trainer:
     def _nothing_to_train(self) -> TrainingResult:
         """A resumed run already at its end is left as it is; only a model file that is not of
         this step (a crash came between the last save and the export) is written again."""
-        limit = self.options.max_steps
+        limit = self.max_steps
         if limit is not None and self.step >= limit:
             reason = f"at step {self.step}, {'past' if self.step > limit else 'at'} --max-steps {limit}: raise it to train on"
         else:
@@ -467,6 +471,7 @@ class Trainer:
                     "epoch_items": self.epoch_items,
                     "world_size": self.info.world_size,
                     "seed": self.seed,
+                    "max_steps": self.max_steps,
                     "rng": rng,
                 },
             }
