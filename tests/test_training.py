@@ -529,7 +529,11 @@ def test_fine_tuning_without_a_config_uses_the_one_the_checkpoint_was_trained_wi
     fine-tune. A checkpoint without one (the published ones) still asks for --config."""
     base = ["train", "--data", str(data), "--workers", "0", "--no-progress", "--max-steps", "1"]
     assert cli([*base, "--checkpoint", "default", "--out", str(tmp_path / "a")]) == 0
-    assert "no --config: fine-tuning with the settings default was trained with" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no --config: fine-tuning with the settings default was trained with" in err
+    # its config trains no GAN: the discriminator is neither worth a warning nor exported as if trained
+    assert "starts from random weights" not in err and not fm.read_checkpoint(tmp_path / "a" / "model.safetensors").has_discriminator
+    assert fm.load_model(tmp_path / "a" / "model.safetensors").discriminator is None
     recipe = RunConfig.from_yaml(Path(__file__).parents[1] / "recipes" / "default-model" / "finetune-4.yaml")
     first = RunConfig.from_yaml(tmp_path / "a" / "config.yaml")
     assert first == dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, root_dir=str(data)))

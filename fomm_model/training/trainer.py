@@ -223,7 +223,8 @@ class Trainer:
         try:
             self.model.discriminator.load_state_dict(checkpoint.state_dicts["discriminator"])  # type: ignore[union-attr]
         except (KeyError, RuntimeError):
-            self._say(f"{path} has no discriminator matching the config: it starts from random weights")
+            if self.run.train.loss_weights.generator_gan:  # else it is never used
+                self._say(f"{path} has no discriminator matching the config: it starts from random weights")
 
     def _seed_rngs(self) -> None:
         if self.options.resume and self._restored_rng:
@@ -486,12 +487,16 @@ class Trainer:
         return self.run.model.replace(frame_shape=tuple(self.run.dataset.frame_shape[:2]))
 
     def export(self) -> Path:
-        """The trained networks as safetensors with the config (and trained frame size)."""
+        """The trained networks as safetensors with the config (and trained frame size); the
+        discriminator only where the GAN loss trained it (else its weights mean nothing: the
+        resumable checkpoint keeps them, the model file would carry them as if trained)."""
         path = self.out_dir / MODEL_NAME
+        networks = ("kp_detector", "generator", "discriminator") if self.uses_gan else ("kp_detector", "generator")
+        config = self.trained_config()
         write_safetensors(
             path,
-            {name: _unwrapped_state(getattr(self.model, name)) for name in ("kp_detector", "generator", "discriminator")},
-            self.trained_config(),
+            {name: _unwrapped_state(getattr(self.model, name)) for name in networks},
+            config if self.uses_gan else config.replace(discriminator=None),
             {"training_steps": str(self.step), TRAINING_CONFIG_KEY: json.dumps(self.run.to_mapping())},
         )
         return path
