@@ -570,3 +570,22 @@ def test_videos_of_one_stem_get_outputs_of_their_own(data: Path, tmp_path: Path,
     out = tmp_path / "pairs"
     assert cli(["animate-pairs", "--checkpoint", "default", "--data", str(copy), "--out", str(out), "--num-pairs", "4"]) == 0
     assert len(list(out.glob("*.mp4"))) == len(list((out / "png").glob("*.png"))) == 4
+
+
+def test_evaluating_a_run_uses_the_split_of_its_seed(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
+    """A flat dataset's 80/20 split is drawn by the run's --seed: evaluated with another, the
+    score counted training videos as test ones, without a word."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for video in sorted((data / "train").iterdir()) + sorted((data / "test").iterdir()):
+        shutil.copytree(video, flat / video.name)
+    run = tmp_path / "run"
+    assert cli(["train", "--config", str(config_path), "--data", str(flat), "--out", str(run), "--seed", "3",
+                "--max-steps", "1", "--workers", "0", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli(["reconstruct", "--checkpoint", str(run), "--data", str(flat), "--out", str(tmp_path / "rec")]) == 0
+    assert "the 80/20 split of the run's --seed 3" in capsys.readouterr().err
+    expected = FramesDataset(DatasetParams(root_dir=str(flat), frame_shape=(64, 64, 3)), is_train=False, random_seed=3).names
+    assert expected != FramesDataset(DatasetParams(root_dir=str(flat), frame_shape=(64, 64, 3)), is_train=False, random_seed=0).names
+    report = json.loads((tmp_path / "rec" / "report.json").read_text())
+    assert sorted(v["name"] for v in report["videos"]) == sorted(expected)

@@ -53,8 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--out", type=Path, help="write report.json and PNG strips here")
     add_device_option(rec)
     rec.add_argument("--batch-size", type=int, default=16)
-    rec.add_argument("--seed", type=int, default=0,
-                     help="for a folder without train/ and test/: the --seed of the training run, which drew the 80/20 split")
+    rec.add_argument("--seed", type=int, help=SEED_HELP)
     rec.set_defaults(func=run_reconstruct)
 
     pairs = subparsers.add_parser(
@@ -80,9 +79,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pairs.add_argument("--fps", type=float, default=25.0, help="frame rate of the written videos")
     add_device_option(pairs)
     pairs.add_argument("--batch-size", type=int, default=16)
-    pairs.add_argument("--seed", type=int, default=0,
-                       help="for a folder without train/ and test/: the --seed of the training run, which drew the 80/20 split")
+    pairs.add_argument("--seed", type=int, help=SEED_HELP)
     pairs.set_defaults(func=run_animate_pairs)
+
+
+SEED_HELP = (
+    "for a folder without train/ and test/: the --seed of the training run, which drew the 80/20 split "
+    "(default: the seed of the run --checkpoint names, else 0)"
+)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -224,6 +228,17 @@ def check_out_folder(out: Path | None, data: Path) -> None:
         raise UserError(f"--out {out} is inside the dataset {data}, where its pictures would become test videos: choose a folder outside it")
 
 
+def _run_seed(checkpoint: str) -> int:
+    """The seed a `fomm train` checkpoint (or run folder) was trained with, which drew its
+    80/20 split; 0 for other checkpoints."""
+    from ..checkpoint import read_checkpoint
+    from ..loading import resolve_checkpoint_path
+    from ..training.trainer import STATE_KEY
+
+    state = read_checkpoint(resolve_checkpoint_path(checkpoint)).extra.get(STATE_KEY)
+    return int(state.get("seed") or 0) if isinstance(state, dict) else 0
+
+
 def load_for_evaluation(
     args: argparse.Namespace, mode: str, **dataset_params: Any
 ) -> tuple[FirstOrderModel, RunConfig, FramesDataset]:
@@ -237,12 +252,16 @@ def load_for_evaluation(
     from ..training.data import FramesDataset
 
     model = load_model(args.checkpoint, device=chosen_device(args))
+    seed = args.seed if args.seed is not None else _run_seed(args.checkpoint)
+    if args.seed is None and seed:
+        command = "reconstruct" if mode == "reconstruct" else "animate-pairs"
+        print(f"fomm {command}: the test videos of the 80/20 split of the run's --seed {seed}", file=sys.stderr)
     if args.config:
         run = RunConfig.from_yaml(args.config)
     else:
         run = RunConfig(model=model.config, dataset=DatasetParams(frame_shape=(*model.config.frame_shape, 3)))
     params = replace(run.dataset, root_dir=str(args.data), **dataset_params)
-    dataset = FramesDataset(params, is_train=False, random_seed=args.seed)
+    dataset = FramesDataset(params, is_train=False, random_seed=seed)
     if len(dataset) == 0:
         raise UserError(f"no test videos found in {args.data}")
     if all(video.frame_count < 2 for video in dataset.videos):
