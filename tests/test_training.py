@@ -313,13 +313,16 @@ def test_evaluations_leave_out_a_video_with_a_damaged_frame(data: Path, tmp_path
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
     (copy / "test" / "test00001" / "0003.png").write_bytes(b"not a picture")
+    (copy / "test" / "broken.mp4").write_bytes(b"not a video")  # found unreadable when the dataset is made
     assert cli(["reconstruct", "--checkpoint", "default", "--data", str(copy), "--out", str(tmp_path / "rec")]) == 0
     captured = capsys.readouterr()
     assert "skipped test00001:" in captured.err and "0003.png" in captured.err
-    assert "1 unreadable video(s) left out of the score" in captured.err
+    assert "2 unreadable video(s) left out of the score" in captured.err
     assert "over 6 frames of 1 video" in captured.out
     report = json.loads((tmp_path / "rec" / "report.json").read_text())
-    assert [v["name"] for v in report["videos"]] == ["test00000"] and report["skipped"][0]["name"] == "test00001"
+    assert [v["name"] for v in report["videos"]] == ["test00000"]
+    assert [v["name"] for v in report["skipped"]] == ["broken.mp4", "test00001"]  # the first was missing from it
+    (copy / "test" / "broken.mp4").unlink()
     out = tmp_path / "pairs"
     assert cli(["animate-pairs", "--checkpoint", "default", "--data", str(copy), "--out", str(out), "--num-pairs", "4"]) == 0
     captured = capsys.readouterr()

@@ -178,16 +178,21 @@ def probe_video(path: Path, frame_shape: tuple[int, int]) -> VideoInfo:
     return VideoInfo(path, first.shape[:2], count)
 
 
-def probe_videos(paths: Sequence[Path], frame_shape: tuple[int, int], where: str) -> list[VideoInfo]:
+def probe_videos(
+    paths: Sequence[Path], frame_shape: tuple[int, int], where: str
+) -> tuple[list[VideoInfo], list[tuple[str, str]]]:
     """Probe every video; log the unreadable ones by name with a count, and say once when
-    frames will be resized. All unreadable (or none at all) is an error."""
+    frames will be resized. All unreadable (or none at all) is an error. Returns the
+    readable videos and the (name, reason) of the others."""
     readable: list[VideoInfo] = []
     problems: list[str] = []
+    unreadable: list[tuple[str, str]] = []
     for path in paths:
         try:
             readable.append(probe_video(path, frame_shape))
         except (MediaError, OSError) as exc:
             problems.append(str(exc))
+            unreadable.append((path.name, str(exc)))
     if problems:
         log.warning(
             "%s: skipping %d of %d videos that cannot be read:\n  %s", where, len(problems), len(paths), "\n  ".join(problems)
@@ -206,7 +211,7 @@ def probe_videos(paths: Sequence[Path], frame_shape: tuple[int, int], where: str
             "they are resized when read",
             where, len(resized), len(readable), frame_shape[0], frame_shape[1], first.name, *first.frame_size,
         )
-    return readable
+    return readable, unreadable
 
 
 def _video_entries(folder: Path) -> list[Path]:
@@ -276,7 +281,7 @@ class FramesDataset(Dataset):
             train, test = train_test_split([p.name for p in entries], random_seed)
             paths = [root / name for name in (train if is_train else test)]
         self.root = folder
-        self.videos = probe_videos(paths, self.frame_shape, f"{folder} ({split} videos)")
+        self.videos, self.unreadable = probe_videos(paths, self.frame_shape, f"{folder} ({split} videos)")
         if is_train and all(info.frame_count < 2 for info in self.videos):
             raise VideoReadError(
                 f"{folder}: every video has a single frame, so there is no motion to learn from; if these are "

@@ -114,7 +114,8 @@ def evaluate_reconstruction(
     A video that cannot be read whole (a damaged frame past the first, which is all a dataset
     probes) is left out of the figures and listed in ``report.skipped``, so one bad file does
     not cost the whole evaluation."""
-    report = ReconstructionReport()
+    # videos a dataset could not open at all: reported when it was made, listed here too
+    report = ReconstructionReport(skipped=[SkippedVideo(*entry) for entry in getattr(videos, "unreadable", [])])
     names = getattr(videos, "names", None)
     for index in range(len(videos)):
         if num_videos is not None and len(report.videos) >= num_videos:  # videos scored: a skipped one frees its slot
