@@ -506,7 +506,8 @@ class Trainer:
         if not self.info.is_main:
             return
         path = self.out_dir / LOG_NAME
-        row = {"step": self.step, "epoch": self.epoch, "lr_generator": self.optimizers["generator"].param_groups[0]["lr"],
+        rate = float(f"{self.optimizers['generator'].param_groups[0]['lr']:.6g}")  # 2e-06, not 2.0000000000000003e-06
+        row = {"step": self.step, "epoch": self.epoch, "lr_generator": rate,
                "seconds": round(elapsed, 1), **{k: round(v, 6) for k, v in values.items()}}
         new = not path.exists()
         fieldnames = list(row)
