@@ -338,7 +338,7 @@ def test_evaluations_leave_out_a_video_with_a_damaged_frame(data: Path, tmp_path
     assert not (tmp_path / "rec2" / "report.json").exists()
 
 
-def test_animate_pairs_reads_a_pairs_list_and_checks_its_inputs(data: Path, config_path: Path, tmp_path: Path, capsys) -> None:
+def test_animate_pairs_reads_a_pairs_list_and_checks_its_inputs(data: Path, config_path: Path, tmp_path: Path, capsys, caplog) -> None:
     first, second = FramesDataset(DatasetParams(root_dir=str(data), frame_shape=(64, 64, 3)), is_train=False).names
     pairs = tmp_path / "pairs.csv"
     pairs.write_text(f"source,driving\n{second},{first}\nmissing,{first}\n")
@@ -346,6 +346,7 @@ def test_animate_pairs_reads_a_pairs_list_and_checks_its_inputs(data: Path, conf
     base = ["animate-pairs", "--checkpoint", "default", "--data", str(data)]
     assert cli([*base, "--out", str(out), "--pairs-list", str(pairs)]) == 0
     assert [path.name for path in out.iterdir() if path.is_file()] == [f"{first}-{second}.mp4"]
+    assert "1 pair(s) name a video that is not among the readable test videos (e.g. missing)" in caplog.text
     gif = dict(TINY, animate_params={"format": ".gif"})
     (tmp_path / "gif.yaml").write_text(yaml.safe_dump(gif))
     # a config naming a pairs list that is not there (as the presets do: data/vox256.csv...)

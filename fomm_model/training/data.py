@@ -412,13 +412,21 @@ class PairedDataset(Dataset):
         else:
             index = {name: i for i, name in enumerate(initial_dataset.names)}
             self.pairs = []
+            missing: list[str] = []
             for row in _read_pairs(Path(pairs_list)):
                 if len(self.pairs) >= number_of_pairs:
                     break
                 if row[0] in index and row[1] in index:
                     self.pairs.append((index[row[1]], index[row[0]]))
+                else:
+                    missing.append(next(name for name in row if name not in index))
             if not self.pairs:
                 raise ValueError(f"{pairs_list}: none of its pairs names two videos of {initial_dataset.root}")
+            if missing:  # left out as the original does, but not silently
+                log.warning(
+                    "%s: %d pair(s) name a video that is not among the readable test videos (e.g. %s); they are left out",
+                    pairs_list, len(missing), missing[0],
+                )
 
     def __len__(self) -> int:
         return len(self.pairs)
