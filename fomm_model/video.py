@@ -238,37 +238,38 @@ def _frames_with_pillow(path: Path) -> Iterator[tuple[float | None, np.ndarray]]
 
 
 def _shown_ms(frame: Image.Image, path: Path) -> float:
-    """How long a decoded frame of an animated image is on screen, in ms (0: not stated). A
-    GIF delay under 20 ms is shown for 100 ms, as browsers do (tools write 0 or 10 meaning
-    "as fast as possible", which no browser plays)."""
+    """How long a decoded frame of an animated image is on screen, in ms. A delay of 10 ms or
+    less (tools write 0 or 10 meaning "as fast as possible") is shown for 100 ms, as browsers
+    do for GIF, WebP and APNG alike."""
     duration = float(frame.info.get("duration") or 0)
-    return 100.0 if path.suffix.lower() == ".gif" and duration < 20 else duration
+    return 100.0 if duration <= 10 else duration
 
 
 def _animation_durations(path: Path) -> list[float] | None:
-    """Each frame's time on screen (ms) of an animated image; None where a frame states none."""
-    durations = []
+    """Each frame's time on screen (ms) of an animated image, as far as its frames decode (a
+    damaged file keeps the timing of those before the damage); None when fewer than two do."""
+    durations: list[float] = []
     try:
         with Image.open(path) as image:
             for frame in ImageSequence.Iterator(image):
                 frame.load()  # WebP states a frame's duration only once it is decoded
                 durations.append(_shown_ms(frame, path))
     except (OSError, ValueError, SyntaxError):
-        return None
-    return durations if durations and min(durations) > 0 else None
+        pass
+    return durations if len(durations) > 1 else None
 
 
 def _animation_rate(durations: Sequence[float]) -> float:
-    """The constant rate to read an animated image at: its average when its frames last about
-    as long as each other (then frame for frame), else that of its shortest frame, up to
-    :data:`ANIMATION_MAX_FPS`, so brief frames are not skipped and held ones are repeated for
-    as long as they show (the average would drop the quick frames of a GIF that holds its
-    last one for seconds)."""
-    average = 1000.0 * len(durations) / sum(durations)
-    shortest = min(durations)
-    if shortest >= 0.9 * 1000.0 / average:
-        return average
-    return min(1000.0 / shortest, max(ANIMATION_MAX_FPS, average))
+    """The constant rate to read an animated image at: its average where every frame starts
+    within a quarter period of its place on that grid (then it is read frame for frame),
+    else that of its shortest frame, up to :data:`ANIMATION_MAX_FPS`, so brief frames are not
+    skipped and held ones are repeated for as long as they show (the average would drop the
+    quick frames of a GIF that holds its last one for seconds, or of one that slows down)."""
+    period = sum(durations) / len(durations)
+    starts = itertools.accumulate(durations[:-1], initial=0.0)
+    if all(abs(start - index * period) < period / 4 for index, start in enumerate(starts)):
+        return 1000.0 / period
+    return min(1000.0 / min(durations), max(ANIMATION_MAX_FPS, 1000.0 / period))
 
 
 def _frame_count_with_pillow(path: Path) -> int:
@@ -402,11 +403,16 @@ def check_frame_rate(fps: float, what: str = "the frame rate") -> None:
         raise MediaError(f"{what} must be at least {MIN_FPS:g} and below {MAX_FPS:g}, got {fps}")
 
 
+# Suffixes that make an output name a file (an unwritable one is refused by name): every
+# other suffix (take.1, clip.v2, "v1.2 final") is part of a frames folder's name.
+MEDIA_SUFFIXES = frozenset(
+    (*WRITABLE_VIDEO_SUFFIXES, *VIDEO_SUFFIXES, *IMAGE_SUFFIXES, ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv", ".apng", ".heic")
+)
+
+
 def names_frame_folder(path: str | os.PathLike) -> bool:
-    """Whether an output name stands for a folder of PNG frames: it has no suffix, or one
-    that names no file type (``take.1``, ``v1.2 final``: not a letter and up to four more
-    letters or digits)."""
-    return not re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,4}", Path(path).suffix)
+    """Whether an output name stands for a folder of PNG frames: it has no media suffix."""
+    return Path(path).suffix.lower() not in MEDIA_SUFFIXES
 
 
 def to_bgr_uint8(frame: Tensor) -> np.ndarray:
@@ -447,7 +453,7 @@ class VideoWriter:
         if not self.is_folder and suffix not in WRITABLE_VIDEO_SUFFIXES:
             raise MediaError(
                 f"cannot write video {self.path}: use one of {', '.join(WRITABLE_VIDEO_SUFFIXES)}, "
-                "or a name without suffix for a folder of PNG frames"
+                "or a name without a media suffix for a folder of PNG frames"
             )
         if self.is_folder and self.path.exists():
             raise MediaError(f"{self.path} already exists; frame folders are never overwritten: remove it or pick another name")
@@ -506,7 +512,7 @@ class VideoWriter:
         if codec == "mp4v" and max(width, height) > MPEG4_MAX_SIDE:
             raise MediaError(
                 f"{self.path}: {width}x{height} is too large for MPEG-4 video ({MPEG4_MAX_SIDE} pixels a side at most): "
-                "write .avi, or a name without suffix for a folder of PNG frames"
+                "write .avi, or a name without a media suffix for a folder of PNG frames"
             )
         for rate in _writable_rates(self.fps, codec):
             with _quiet_opencv():  # each refusal logs an error and a fallback's failure
@@ -517,7 +523,7 @@ class VideoWriter:
         others = [suffix for suffix in (".mp4", ".avi") if suffix != self.path.suffix.lower()]
         raise MediaError(
             f"OpenCV cannot write {width}x{height} {self.path.suffix} video here; try {' or '.join(others)}, "
-            "or a name without suffix for a folder of PNG frames"
+            "or a name without a media suffix for a folder of PNG frames"
         )
 
     def __exit__(

@@ -61,7 +61,7 @@ def test_gif_folder_and_still_drivers(files, tmp_path: Path, capsys: pytest.Capt
     assert animate(files, str(folder / "source.png"), str(folder / "frames"), "-o", str(tmp_path / "out"), "--fps", "6") == 0
     assert len(list(read_video(tmp_path / "out"))) == 4
     assert "4 frames, 128x96, 6 fps" in capsys.readouterr().out
-    for name in ("take.1", "v1.2 final"):  # a suffix that names no file type: a folder too (they were refused)
+    for name in ("take.1", "v1.2 final", "clip.v2"):  # a suffix that is no media type: a folder too (they were refused)
         assert animate(files, str(folder / "source.png"), str(folder / "frames"), "-o", str(tmp_path / name)) == 0
         assert len(list((tmp_path / name).glob("*.png"))) == 4
     assert animate(files, str(folder / "source.png"), str(folder / "frames" / "001.jpg"), "-o", str(tmp_path / "one.png")) == 0

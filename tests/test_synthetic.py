@@ -117,6 +117,10 @@ def test_refuses_to_write_into_an_existing_dataset(tmp_path):
     with pytest.raises(FileExistsError, match="already holds clip.mp4; write the dataset to a new or empty folder"):
         write_dataset(flat, spec)
     assert sorted(p.name for p in flat.iterdir()) == ["clip.mp4"]
+    left = tmp_path / "left"  # its own description, its videos deleted: written again
+    left.mkdir()
+    (left / "synthetic.json").write_text("{}")
+    write_dataset(left, spec)
 
 
 @pytest.mark.parametrize(

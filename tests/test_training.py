@@ -593,3 +593,6 @@ def test_evaluating_a_run_uses_the_split_of_its_seed(data: Path, config_path: Pa
     assert expected != FramesDataset(DatasetParams(root_dir=str(flat), frame_shape=(64, 64, 3)), is_train=False, random_seed=0).names
     report = json.loads((tmp_path / "rec" / "report.json").read_text())
     assert sorted(v["name"] for v in report["videos"]) == sorted(expected)
+    # the model file it exported knows the seed too
+    assert cli(["reconstruct", "--checkpoint", str(run / "model.safetensors"), "--data", str(flat), "--out", str(tmp_path / "rec2")]) == 0
+    assert sorted(v["name"] for v in json.loads((tmp_path / "rec2" / "report.json").read_text())["videos"]) == sorted(expected)

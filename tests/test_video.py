@@ -317,11 +317,34 @@ def test_an_animated_image_keeps_every_frame_for_as_long_as_it_shows(
     assert [round(float(frame.mean()) * 255 / 40) for frame in video] == shown
 
 
-def test_a_gif_delay_under_20_ms_shows_for_100_ms_as_in_browsers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png"])
+def test_a_delay_of_10_ms_or_less_shows_for_100_ms_as_in_browsers(tmp_path: Path, suffix: str) -> None:
     images = [Image.fromarray(np.full((16, 16, 3), 40 * index, np.uint8)) for index in range(3)]
-    images[0].save(tmp_path / "fast.gif", save_all=True, append_images=images[1:], duration=[0, 10, 100], loop=0)
-    video = read_video(tmp_path / "fast.gif")
+    images[0].save(tmp_path / f"fast{suffix}", save_all=True, append_images=images[1:], duration=[0, 10, 100], loop=0, lossless=True)
+    video = read_video(tmp_path / f"fast{suffix}")
     assert (video.info.fps, len(video)) == (pytest.approx(10), 3)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_an_animation_that_slows_down_is_not_read_at_its_average(tmp_path: Path, suffix: str) -> None:
+    """Ten frames of 110 ms, then ten of 90 ms: close to the average each, but drifting from its
+    grid, which doubled one frame and dropped another; read at the shortest frame's rate,
+    every frame shows, in order."""
+    durations = [110] * 10 + [90] * 10
+    images = [Image.fromarray(np.full((16, 16, 3), 10 * index, np.uint8)) for index in range(len(durations))]
+    images[0].save(tmp_path / f"slow{suffix}", save_all=True, append_images=images[1:], duration=durations, loop=0, lossless=True)
+    video = read_video(tmp_path / f"slow{suffix}")
+    shown = [round(float(frame.mean()) * 255 / 10) for frame in video]
+    assert video.info.fps == pytest.approx(1000 / 90) and sorted(set(shown)) == list(range(20)) and shown == sorted(shown)
+
+
+def test_a_damaged_animation_keeps_the_timing_of_the_frames_before_the_damage(tmp_path: Path) -> None:
+    images = [Image.fromarray(np.random.default_rng(index).integers(0, 255, (32, 32, 3), np.uint8)) for index in range(8)]
+    images[0].save(tmp_path / "whole.gif", save_all=True, append_images=images[1:], duration=100, loop=0)
+    data = (tmp_path / "whole.gif").read_bytes()
+    (tmp_path / "cut.gif").write_bytes(data[: len(data) * 3 // 4])
+    video = read_video(tmp_path / "cut.gif")
+    assert video.info.fps == pytest.approx(10) and len(video) == len(list(video)) >= 2  # it read at 25 fps
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mov"])

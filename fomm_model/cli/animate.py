@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         required=True,
         metavar="OUT",
-        help="result video (.mp4 .mov .mkv .avi .webm), a name without suffix for a folder of PNG "
+        help="result video (.mp4 .mov .mkv .avi .webm), a name without a media suffix (out, take.1) for a folder of PNG "
         "frames, or an image file when DRIVING is a single frame",
     )
     parser.add_argument("--checkpoint", default="default", help='model checkpoint (default: "default", the embedded model)')
@@ -187,7 +187,7 @@ def run_animate(args: argparse.Namespace) -> int:
         if (written_width, written_height) != (width, height):
             note = (
                 f"; video sides must be even, so the last odd row/column of the {width}x{height} result was dropped "
-                "(an output name without suffix writes PNG frames at full size)"
+                "(an output name without a media suffix writes PNG frames at full size)"
             )
         print(f"wrote {output} ({counted(count, 'frame')}, {written_width}x{written_height}, {writer.fps:g} fps{note})")
     if writer is not None and not writer.is_folder and not driving.is_still:

@@ -229,14 +229,19 @@ def check_out_folder(out: Path | None, data: Path) -> None:
 
 
 def _run_seed(checkpoint: str) -> int:
-    """The seed a `fomm train` checkpoint (or run folder) was trained with, which drew its
-    80/20 split; 0 for other checkpoints."""
+    """The seed a `fomm train` checkpoint, run folder or exported model was trained with,
+    which drew its 80/20 split; 0 for other checkpoints."""
     from ..checkpoint import read_checkpoint
     from ..loading import resolve_checkpoint_path
     from ..training.trainer import STATE_KEY
 
-    state = read_checkpoint(resolve_checkpoint_path(checkpoint)).extra.get(STATE_KEY)
-    return int(state.get("seed") or 0) if isinstance(state, dict) else 0
+    extra = read_checkpoint(resolve_checkpoint_path(checkpoint)).extra
+    state = extra.get(STATE_KEY)
+    stored = state.get("seed") if isinstance(state, dict) else extra.get("seed")  # a .pth.tar's state, a model's header
+    try:
+        return int(stored or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def load_for_evaluation(
@@ -253,7 +258,8 @@ def load_for_evaluation(
 
     model = load_model(args.checkpoint, device=chosen_device(args))
     seed = args.seed if args.seed is not None else _run_seed(args.checkpoint)
-    if args.seed is None and seed:
+    split = not (Path(args.data) / "test").is_dir()  # a flat folder: the seed draws which videos are tests
+    if args.seed is None and seed and split:
         command = "reconstruct" if mode == "reconstruct" else "animate-pairs"
         print(f"fomm {command}: the test videos of the 80/20 split of the run's --seed {seed}", file=sys.stderr)
     if args.config:

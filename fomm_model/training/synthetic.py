@@ -428,7 +428,8 @@ def write_dataset(
     for split in SPLITS:
         if (out / split).exists() and any((out / split).iterdir()):
             raise FileExistsError(f"{out / split} is not empty; write the dataset to a new folder or delete it first")
-    held = sorted(p.name for p in out.iterdir() if p.name not in SPLITS and not p.name.startswith(".")) if out.is_dir() else []
+    ours = {*SPLITS, "synthetic.json"}  # a dataset of its own whose videos were deleted may be written again
+    held = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")) if out.is_dir() else []
     if held:  # videos of a flat dataset: train/ and test/ beside them would hide them from every command
         raise FileExistsError(
             f"{out} already holds {', '.join(held[:3])}{' and more' if len(held) > 3 else ''}; write the dataset to a "

@@ -117,6 +117,7 @@ class Trainer:
 
         torch.manual_seed(self.seed)  # the same initial weights in every process
         self.model = FirstOrderModel(run.model)
+        self.uses_gan = run.train.loss_weights.generator_gan != 0
         if self.model.discriminator is None:
             raise ValueError("the config has no discriminator_params; training needs them")
         if options.checkpoint is not None and not options.resume:
@@ -162,7 +163,6 @@ class Trainer:
             "kp_detector": torch.optim.Adam(self.model.kp_detector.parameters(), lr=params.lr_kp_detector, betas=betas),
             "discriminator": torch.optim.Adam(self.model.discriminator.parameters(), lr=params.lr_discriminator, betas=betas),
         }
-        self.uses_gan = params.loss_weights.generator_gan != 0
         vgg = self._perceptual_network()
         generator_objective = GeneratorObjective(
             self.model.kp_detector, self.model.generator, self.model.discriminator, params, vgg
@@ -223,7 +223,7 @@ class Trainer:
         try:
             self.model.discriminator.load_state_dict(checkpoint.state_dicts["discriminator"])  # type: ignore[union-attr]
         except (KeyError, RuntimeError):
-            if self.run.train.loss_weights.generator_gan:  # else it is never used
+            if self.uses_gan:  # else it is never used
                 self._say(f"{path} has no discriminator matching the config: it starts from random weights")
 
     def _seed_rngs(self) -> None:
@@ -497,7 +497,7 @@ class Trainer:
             path,
             {name: _unwrapped_state(getattr(self.model, name)) for name in networks},
             config if self.uses_gan else config.replace(discriminator=None),
-            {"training_steps": str(self.step), TRAINING_CONFIG_KEY: json.dumps(self.run.to_mapping())},
+            {"training_steps": str(self.step), "seed": str(self.seed), TRAINING_CONFIG_KEY: json.dumps(self.run.to_mapping())},
         )
         return path
 
