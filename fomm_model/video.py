@@ -229,12 +229,21 @@ def _frames_with_pillow(path: Path) -> Iterator[tuple[float | None, np.ndarray]]
     try:
         with Image.open(path) as image:
             for frame in ImageSequence.Iterator(image):
-                rgb = np.array(frame.convert("RGB"))  # a writable copy, as OpenCV's frames are; decoding sets the duration
-                yield start, rgb
+                yield start, _opaque_rgb(frame, path)  # decoding sets the duration
                 duration = _shown_ms(frame, path)
                 start = start + duration if start is not None and duration > 0 else None
     except (OSError, ValueError):
         return
+
+
+def _opaque_rgb(frame: Image.Image, path: Path) -> np.ndarray:
+    """A frame as a writable (H, W, 3) uint8 RGB array. A GIF's transparent pixels are white,
+    as OpenCV (which reads GIFs for training) gives them, not the hidden palette colour under
+    them; other formats drop alpha, as for still images."""
+    if path.suffix.lower() == ".gif" and (frame.mode in ("RGBA", "LA") or "transparency" in frame.info):
+        white = Image.new("RGBA", frame.size, (255, 255, 255, 255))
+        return np.array(Image.alpha_composite(white, frame.convert("RGBA")).convert("RGB"))
+    return np.array(frame.convert("RGB"))
 
 
 def _shown_ms(frame: Image.Image, path: Path) -> float:

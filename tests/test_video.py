@@ -18,7 +18,7 @@ import torch
 from animation_helpers import smooth_frames
 from PIL import Image, ImageOps
 
-from fomm_model.video import MediaError, VideoWriter, read_image, read_video, write_image
+from fomm_model.video import MediaError, VideoWriter, decode_video, read_image, read_video, write_image
 
 
 @pytest.fixture(scope="module")
@@ -428,3 +428,20 @@ def test_missing_ffmpeg_is_reported(tmp_path: Path, frames: torch.Tensor, monkey
     with VideoWriter(tmp_path / "out.avi", 12.5, audio_from=tmp_path / "frames.gif") as writer:
         writer.write(frames)
     assert "not a video with sound" in writer.audio
+
+
+def test_a_transparent_gif_is_white_where_it_is_clear_as_opencv_reads_it(tmp_path: Path) -> None:
+    """GIFs are read with Pillow for animation and with OpenCV for training; the clear pixels
+    were the hidden palette colour (green here) in one and white in the other."""
+    frames = []
+    for shift in range(3):
+        indices = np.zeros((16, 16), np.uint8)
+        indices[:, : 4 + 4 * shift] = 1  # red on the left, growing; the rest transparent
+        frame = Image.fromarray(indices, "P")
+        frame.putpalette([10, 200, 30, 255, 0, 0] + [0] * 762)
+        frames.append(frame)
+    frames[0].save(tmp_path / "clear.gif", save_all=True, append_images=frames[1:], duration=100, loop=0, transparency=0, disposal=2)
+    read = [frame.permute(1, 2, 0).numpy() for frame in read_video(tmp_path / "clear.gif")]
+    assert len(read) == 3 and np.allclose(read[0][8, 12], 1.0) and np.allclose(read[0][8, 2], [1.0, 0, 0])
+    opencv = [frame for frame in decode_video(tmp_path / "clear.gif")]
+    assert np.allclose(read[0] * 255, opencv[0], atol=1)
