@@ -224,6 +224,8 @@ def test_resumed_run_keeps_the_log_columns_it_started_with(data: Path, config_pa
     lines = list(csv.reader(log.open()))
     assert lines[0] == old_columns and [int(line[0]) for line in lines[1:]] == [1, 2, 3, 4]
     assert all(len(line) == len(old_columns) for line in lines)
+    seconds = [float(line[old_columns.index("seconds")]) for line in lines[1:]]
+    assert seconds == sorted(seconds) and seconds[2] > 0  # the run's clock goes on (it restarted at 0)
     # Another seed would redraw the data and the random warps: refused, naming the run's seed.
     assert cli(["train", "--out", str(tmp_path), "--resume", "--seed", "9"]) == 1
     assert "trained with --seed 5" in capsys.readouterr().err

@@ -112,6 +112,8 @@ class Trainer:
         self.saved_step: int | None = None  # the step the run's checkpoint holds
         self._saving_step: int | None = None  # the step being saved, until it is
         self.max_steps = options.max_steps  # a resumed run keeps its own unless given another
+        self.trained_seconds = 0.0  # training time before this call (a resumed run's), so log.csv's clock runs on
+        self._clock_start: float | None = None
         resumed = self._read_resume_checkpoint() if options.resume else None
         self.seed = self._choose_seed(resumed)
 
@@ -281,6 +283,7 @@ class Trainer:
         state = data[STATE_KEY]
         self.step, self.epoch, self.epoch_items = state["step"], state["epoch"], state["epoch_items"]
         self.saved_step = self.step
+        self.trained_seconds = float(state.get("seconds", 0.0))
         if self.max_steps is None and state.get("max_steps") is not None:
             self.max_steps = int(state["max_steps"])
             self._say(f"continuing to step {self.max_steps}, the run's --max-steps (give --max-steps to change it)")
@@ -330,7 +333,8 @@ class Trainer:
             unit="step", dynamic_ncols=True, desc="train",
         )
         last: dict[str, float] = {}
-        started, first_step = time.monotonic(), self.step
+        started, first_step = time.monotonic() - self.trained_seconds, self.step
+        self._clock_start = started
         stop = _StopAtStepEnd(announce=self.info.is_main)
         try:
             while self.epoch < params.num_epochs and self.step < total:
@@ -473,6 +477,7 @@ class Trainer:
                     "world_size": self.info.world_size,
                     "seed": self.seed,
                     "max_steps": self.max_steps,
+                    "seconds": self.trained_seconds if self._clock_start is None else time.monotonic() - self._clock_start,
                     "rng": rng,
                 },
             }
