@@ -24,11 +24,11 @@ import shutil
 import subprocess
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import cv2
 import numpy as np
@@ -258,10 +258,14 @@ def _animation_durations(path: Path) -> list[float] | None:
     """Each frame's time on screen (ms) of an animated image, as far as its frames decode (a
     damaged file keeps the timing of those before the damage); None when fewer than two do."""
     durations: list[float] = []
+    decode = path.suffix.lower() == ".webp"  # WebP states a frame's duration only once it is decoded; GIF and APNG when seeked
     try:
         with Image.open(path) as image:
+            if getattr(image, "n_frames", 1) < 2:  # a still: nothing more to read
+                return None
             for frame in ImageSequence.Iterator(image):
-                frame.load()  # WebP states a frame's duration only once it is decoded
+                if decode:
+                    frame.load()
                 durations.append(_shown_ms(frame, path))
     except (OSError, ValueError, SyntaxError):
         pass
@@ -279,14 +283,6 @@ def _animation_rate(durations: Sequence[float]) -> float:
     if all(abs(start - index * period) < period / 4 for index, start in enumerate(starts)):
         return 1000.0 / period
     return min(1000.0 / min(durations), max(ANIMATION_MAX_FPS, 1000.0 / period))
-
-
-def _frame_count_with_pillow(path: Path) -> int:
-    try:
-        with Image.open(path) as image:
-            return int(getattr(image, "n_frames", 1))
-    except (OSError, ValueError, SyntaxError):
-        return 1
 
 
 def to_tensor(rgb: np.ndarray) -> Tensor:
@@ -345,27 +341,22 @@ class VideoReader:
 
     @property
     def is_still(self) -> bool:
-        return self._frames is None and self.path.suffix.lower() in IMAGE_SUFFIXES and not self._animated_frames
-
-    @functools.cached_property
-    def _animated_frames(self) -> int:
-        """The frame count of an animated GIF, WebP or PNG (APNG), read with Pillow with each
-        frame's own duration; 0 for anything else."""
-        if self._frames is not None or self.path.suffix.lower() not in (".gif", ".webp", ".png"):
-            return 0
-        count = _frame_count_with_pillow(self.path)
-        return count if count > 1 else 0
+        return self._frames is None and self.path.suffix.lower() in IMAGE_SUFFIXES and not self._durations
 
     @functools.cached_property
     def _durations(self) -> list[float] | None:
-        return _animation_durations(self.path) if self._animated_frames else None
+        """Each frame's time on screen (ms) of an animated GIF, WebP or PNG (APNG), which is read
+        with Pillow; None for anything else (a GIF Pillow cannot read goes to OpenCV)."""
+        if self._frames is not None or self.path.suffix.lower() not in (".gif", ".webp", ".png"):
+            return None
+        return _animation_durations(self.path)
 
     @functools.cached_property
     def file_fps(self) -> float | None:
         """The frame rate the file states (for an animated image, see :func:`_animation_rate`);
         None for folders of frames and stills. ``info.fps`` is this unless overridden."""
-        if self._animated_frames:
-            return _animation_rate(self._durations) if self._durations else None
+        if self._durations:
+            return _animation_rate(self._durations)
         return None if self._frames is not None or self.is_still else stated_fps(self.path)
 
     def __len__(self) -> int:
@@ -386,7 +377,7 @@ class VideoReader:
         elif self.is_still:
             yield decode_image(self.path)
         else:
-            timed = _frames_with_pillow(self.path) if self._animated_frames else _timed_frames(self.path)
+            timed = _frames_with_pillow(self.path) if self._durations else _timed_frames(self.path)
             yield from itertools.islice(self._at_file_rate(timed), self.max_frames)
 
     def _at_file_rate(self, timed: Iterable[tuple[float | None, Any]]) -> Iterator[Any]:
@@ -398,9 +389,7 @@ class VideoReader:
     def _count(self) -> int | None:
         if self._frames is not None:
             return len(self._frames)
-        if self._animated_frames:  # the frames at the rate they are read at, from the durations alone
-            if not self._durations:
-                return self._animated_frames
+        if self._durations:  # the frames at the rate they are read at, from the durations alone
             starts = itertools.accumulate(self._durations[:-1], initial=0.0)
             return sum(1 for _ in self._at_file_rate((start, None) for start in starts))
         return 1 if self.is_still else stated_frame_count(self.path)
