@@ -199,11 +199,7 @@ def maps_to_input(maps: Tensor, framing: Framing, outside: float = 0.0) -> Tenso
     """Maps (N, C, h, w) at the dense-motion resolution or the model's frame size -> the size
     and aspect of ``framing``'s input; ``outside``: the value where a crop fit cut the picture
     (the model saw nothing there)."""
-    restored = framing.restore(resize(maps.float(), framing.target_size), outside).clamp(0, 1)
-    if outside and framing.cuts_picture():
-        content = framing.content_mask()
-        restored = content * restored + (1 - content) * outside
-    return restored
+    return framing.restore(resize(maps.float(), framing.target_size), outside).clamp(0, 1)
 
 
 def check_same_model(model: LoadedModel, produced_by: str | None, what: str) -> None:
