@@ -257,11 +257,12 @@ def load_for_evaluation(
     from ..training.data import FramesDataset
 
     model = load_model(args.checkpoint, device=chosen_device(args))
-    seed = args.seed if args.seed is not None else _run_seed(args.checkpoint)
-    split = not (Path(args.data) / "test").is_dir()  # a flat folder: the seed draws which videos are tests
-    if args.seed is None and seed and split:
-        command = "reconstruct" if mode == "reconstruct" else "animate-pairs"
-        print(f"fomm {command}: the test videos of the 80/20 split of the run's --seed {seed}", file=sys.stderr)
+    seed = args.seed if args.seed is not None else 0
+    if args.seed is None and not (Path(args.data) / "test").is_dir():  # a flat folder: the seed draws the tests
+        seed = _run_seed(args.checkpoint)  # read only then: a published .pth.tar is hundreds of MB
+        if seed:
+            command = "reconstruct" if mode == "reconstruct" else "animate-pairs"
+            print(f"fomm {command}: the test videos of the 80/20 split of the run's --seed {seed}", file=sys.stderr)
     if args.config:
         run = RunConfig.from_yaml(args.config)
     else:
