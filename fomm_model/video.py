@@ -297,8 +297,15 @@ def is_video_path(path: str | os.PathLike) -> bool:
 
 
 def read_image(path: str | os.PathLike) -> Tensor:
-    """A still image as a (3, H, W) float tensor; alpha is dropped, grey becomes RGB."""
+    """A still image as a (3, H, W) float tensor; alpha is dropped, grey becomes RGB.
+
+    A GIF gives its first frame, as an animated WebP or PNG does (and as the original demo
+    read its source): GIFs are often stills, and an animated one's first frame is what a
+    source of it can mean. It is decoded as driving GIFs are (transparent pixels white).
+    """
     path = Path(path)
+    if path.suffix.lower() == ".gif" and path.is_file():
+        return next(iter(read_video(path, max_frames=1)))
     if is_video_path(path):
         raise MediaError(f"{path} is a video; the source must be a still image (png, jpg, webp): export one frame of it")
     return to_tensor(decode_image(path))

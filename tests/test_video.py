@@ -65,6 +65,19 @@ def test_gif_written_by_pillow_is_a_video(tmp_path: Path, frames: torch.Tensor) 
     assert (read - frames).abs().mean() < 0.03  # palette quantisation
 
 
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png"])
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_gif_webp_or_png_source_gives_its_first_frame(tmp_path: Path, suffix: str, count: int) -> None:
+    """A still GIF is a common source (it was refused as a video); of an animated one, as of an
+    animated WebP or PNG, the first frame is the source."""
+    images = [Image.fromarray(np.full((24, 32, 3), 60 * (index + 1), np.uint8)) for index in range(count)]
+    path = tmp_path / f"source{suffix}"
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, lossless=True, loop=0)
+    source = read_image(path)
+    assert source.shape == (3, 24, 32)
+    assert torch.allclose(source, torch.full_like(source, 60 / 255), atol=1 / 255)
+
+
 def test_folder_of_frames_in_natural_order(tmp_path: Path, frames: torch.Tensor) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "frames or a still image) and write the result to OUT at the source's resolution, at the "
         "driving video's frame rate, with its audio when ffmpeg is installed.",
     )
-    parser.add_argument("source", help="still image to animate (png, jpg, webp)")
+    parser.add_argument("source", help="still image to animate (png, jpg, webp; of a gif or an animated webp or png, the first frame)")
     parser.add_argument("driving", help="driving video (mp4, mov, webm, mkv, avi, gif, animated webp/png), folder of frames, or image")
     parser.add_argument(
         "-o",
