@@ -1,0 +1,85 @@
+"""recipes/default-model/transplant.py: a model of another generator shape started from trained
+weights (how phase 6 of the embedded default model began)."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+import fomm_model as fm
+from fomm_model.checkpoint import read_checkpoint, write_safetensors
+from fomm_model.model import FirstOrderModel
+from fomm_model.training.config import RunConfig
+
+from conftest import REPO
+
+SCRIPT = REPO / "recipes" / "default-model" / "transplant.py"
+SMALL = {
+    "dataset_params": {"root_dir": "unused", "frame_shape": [64, 64, 3]},
+    "model_params": {
+        "common_params": {"num_kp": 4, "num_channels": 3, "estimate_jacobian": True},
+        "kp_detector_params": {"temperature": 0.1, "block_expansion": 4, "max_features": 16, "scale_factor": 0.25, "num_blocks": 3},
+        "generator_params": {
+            "block_expansion": 4, "max_features": 32, "num_down_blocks": 2, "num_bottleneck_blocks": 2,
+            "estimate_occlusion_map": True,
+            "dense_motion_params": {"block_expansion": 4, "max_features": 16, "num_blocks": 3, "scale_factor": 0.25},
+        },
+    },
+    "train_params": {"transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5}},
+}
+
+
+def _transplant(tmp_path: Path, generator_changes: dict) -> tuple[dict, dict, Path]:
+    """A seeded source model with SMALL's config, transplanted into SMALL with the generator changed."""
+    torch.manual_seed(1)
+    source_run = RunConfig.from_mapping(SMALL)
+    source = FirstOrderModel(source_run.model.replace(frame_shape=(64, 64), discriminator=None))
+    for value in source.state_dict().values():  # trained-looking weights: nothing left at its initial value
+        if value.dtype.is_floating_point:
+            value.add_(torch.rand_like(value) * 0.1)
+    source_path = tmp_path / "source.safetensors"
+    write_safetensors(source_path, {n: getattr(source, n).state_dict() for n in ("kp_detector", "generator")},
+                      source.config)
+    target = copy.deepcopy(SMALL)
+    target["model_params"]["generator_params"].update(generator_changes)
+    config = tmp_path / "target.yaml"
+    config.write_text(yaml.safe_dump(target))
+    out = tmp_path / "start.safetensors"
+    done = subprocess.run([sys.executable, str(SCRIPT), str(source_path), str(config), str(out)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert f"{out}:" in done.stdout and "values copied" in done.stdout
+    return read_checkpoint(source_path).state_dicts, read_checkpoint(out).state_dicts, out
+
+
+def test_one_down_block_fewer_keeps_the_motion_networks_and_the_full_resolution_ends(tmp_path):
+    old, new, out = _transplant(tmp_path, {"num_down_blocks": 1})
+    for key, value in old["kp_detector"].items():
+        assert torch.equal(new["kp_detector"][key], value), key
+    motion = [k for k in old["generator"] if k.startswith("dense_motion_network.")]
+    assert motion and all(torch.equal(new["generator"][k], old["generator"][k]) for k in motion)
+    for key in ("first.conv.weight", "down_blocks.0.conv.weight", "final.weight"):
+        assert torch.equal(new["generator"][key], old["generator"][key]), key
+    # the last up block makes full-resolution features in both: matched from the end
+    assert torch.equal(new["generator"]["up_blocks.0.conv.weight"], old["generator"]["up_blocks.1.conv.weight"])
+    assert "up_blocks.1.conv.weight" not in new["generator"]
+    # residual blocks of another width start fresh, as the identity: their last convolution is zero
+    for block in ("r0", "r1"):
+        assert new["generator"][f"bottleneck.{block}.conv1.weight"].abs().sum() > 0
+        assert not new["generator"][f"bottleneck.{block}.conv2.weight"].any()
+        assert not new["generator"][f"bottleneck.{block}.conv2.bias"].any()
+    model = fm.load_model(out)
+    assert model.config.generator.num_down_blocks == 1 and model.config.frame_shape == (64, 64)
+
+
+def test_a_wider_generator_starts_fresh_where_shapes_differ(tmp_path):
+    old, new, _ = _transplant(tmp_path, {"num_down_blocks": 1, "block_expansion": 8})
+    assert new["generator"]["first.conv.weight"].shape[0] == 8
+    assert not torch.equal(new["generator"]["first.conv.weight"][:4], old["generator"]["first.conv.weight"])
+    motion = [k for k in old["generator"] if k.startswith("dense_motion_network.")]
+    assert all(torch.equal(new["generator"][k], old["generator"][k]) for k in motion)
