@@ -301,14 +301,28 @@ def read_image(path: str | os.PathLike) -> Tensor:
 
     A GIF gives its first frame, as an animated WebP or PNG does (and as the original demo
     read its source): GIFs are often stills, and an animated one's first frame is what a
-    source of it can mean. It is decoded as driving GIFs are (transparent pixels white).
+    source of it can mean. Its transparent pixels are white, as in driving GIFs.
     """
     path = Path(path)
-    if path.suffix.lower() == ".gif" and path.is_file():
-        return next(iter(read_video(path, max_frames=1)))
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_dir():
+        raise MediaError(f"{path} is a folder; the source must be a still image file (png, jpg, webp, gif)")
+    if path.suffix.lower() == ".gif":
+        return to_tensor(_first_gif_frame(path))
     if is_video_path(path):
-        raise MediaError(f"{path} is a video; the source must be a still image (png, jpg, webp): export one frame of it")
+        raise MediaError(f"{path} is a video; the source must be a still image (png, jpg, webp, gif): export one frame of it")
     return to_tensor(decode_image(path))
+
+
+def _first_gif_frame(path: Path) -> np.ndarray:
+    """Only the first frame is decoded (reading it as a video would decode every frame for
+    the durations)."""
+    try:
+        with Image.open(path) as image:
+            return _opaque_rgb(image, path)
+    except (OSError, ValueError):
+        raise MediaError(f"cannot read {path} as an image: the file is empty, damaged or not a GIF") from None
 
 
 def read_video(path: str | os.PathLike, fps: float | None = None, max_frames: int | None = None) -> "VideoReader":

@@ -78,6 +78,27 @@ def test_a_gif_webp_or_png_source_gives_its_first_frame(tmp_path: Path, suffix: 
     assert torch.allclose(source, torch.full_like(source, 60 / 255), atol=1 / 255)
 
 
+def test_a_source_that_is_missing_a_folder_or_a_damaged_gif_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.gif does not exist"):
+        read_image(tmp_path / "missing.gif")
+    (tmp_path / "frames.gif").mkdir()
+    with pytest.raises(MediaError, match="frames.gif is a folder; the source must be a still image file"):
+        read_image(tmp_path / "frames.gif")
+    for name, data in (("empty.gif", b""), ("noise.gif", os.urandom(200))):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(MediaError, match=f"cannot read .*{name} as an image: the file is empty, damaged or not a GIF"):
+            read_image(tmp_path / name)
+
+
+def test_a_transparent_gif_source_is_white_where_it_is_clear(tmp_path: Path) -> None:
+    image = Image.new("P", (8, 8), 1)  # palette: 0 black (transparent), 1 red
+    image.putpalette([0, 0, 0, 200, 0, 0] + [0, 0, 0] * 254)
+    image.putpixel((0, 0), 0)
+    image.save(tmp_path / "clear.gif", transparency=0)
+    source = read_image(tmp_path / "clear.gif")
+    assert torch.equal(source[:, 0, 0], torch.ones(3)) and source[0, 4, 4] > 0.7 and source[1, 4, 4] < 0.1
+
+
 def test_folder_of_frames_in_natural_order(tmp_path: Path, frames: torch.Tensor) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
