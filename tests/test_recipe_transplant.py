@@ -34,7 +34,7 @@ SMALL = {
 }
 
 
-def _transplant(tmp_path: Path, generator_changes: dict) -> tuple[dict, dict, Path]:
+def _transplant(tmp_path: Path, generator_changes: dict, common_changes: dict | None = None) -> subprocess.CompletedProcess:
     """A seeded source model with SMALL's config, transplanted into SMALL with the generator changed."""
     torch.manual_seed(1)
     source_run = RunConfig.from_mapping(SMALL)
@@ -47,18 +47,23 @@ def _transplant(tmp_path: Path, generator_changes: dict) -> tuple[dict, dict, Pa
                       source.config)
     target = copy.deepcopy(SMALL)
     target["model_params"]["generator_params"].update(generator_changes)
+    target["model_params"]["common_params"].update(common_changes or {})
     config = tmp_path / "target.yaml"
     config.write_text(yaml.safe_dump(target))
-    out = tmp_path / "start.safetensors"
-    done = subprocess.run([sys.executable, str(SCRIPT), str(source_path), str(config), str(out)],
+    return subprocess.run([sys.executable, str(SCRIPT), str(source_path), str(config), str(tmp_path / "start.safetensors")],
                           capture_output=True, text=True, cwd=REPO)
+
+
+def _transplanted(tmp_path: Path, generator_changes: dict) -> tuple[dict, dict, Path, str]:
+    done = _transplant(tmp_path, generator_changes)
     assert done.returncode == 0, done.stderr
-    assert f"{out}:" in done.stdout and "values copied" in done.stdout
-    return read_checkpoint(source_path).state_dicts, read_checkpoint(out).state_dicts, out
+    out = tmp_path / "start.safetensors"
+    assert f"wrote {out}" in done.stdout and "keypoint detector: copied whole" in done.stdout
+    return read_checkpoint(tmp_path / "source.safetensors").state_dicts, read_checkpoint(out).state_dicts, out, done.stdout
 
 
 def test_one_down_block_fewer_keeps_the_motion_networks_and_the_full_resolution_ends(tmp_path):
-    old, new, out = _transplant(tmp_path, {"num_down_blocks": 1})
+    old, new, out, report = _transplanted(tmp_path, {"num_down_blocks": 1})
     for key, value in old["kp_detector"].items():
         assert torch.equal(new["kp_detector"][key], value), key
     motion = [k for k in old["generator"] if k.startswith("dense_motion_network.")]
@@ -75,11 +80,18 @@ def test_one_down_block_fewer_keeps_the_motion_networks_and_the_full_resolution_
         assert not new["generator"][f"bottleneck.{block}.conv2.bias"].any()
     model = fm.load_model(out)
     assert model.config.generator.num_down_blocks == 1 and model.config.frame_shape == (64, 64)
+    assert "zeroed (identity): bottleneck.r0" in report and "down_blocks.1" in report.split("unused from")[1]
 
 
 def test_a_wider_generator_starts_fresh_where_shapes_differ(tmp_path):
-    old, new, _ = _transplant(tmp_path, {"num_down_blocks": 1, "block_expansion": 8})
+    old, new, _, _ = _transplanted(tmp_path, {"num_down_blocks": 1, "block_expansion": 8})
     assert new["generator"]["first.conv.weight"].shape[0] == 8
     assert not torch.equal(new["generator"]["first.conv.weight"][:4], old["generator"]["first.conv.weight"])
     motion = [k for k in old["generator"] if k.startswith("dense_motion_network.")]
     assert all(torch.equal(new["generator"][k], old["generator"][k]) for k in motion)
+
+
+def test_a_keypoint_detector_that_does_not_fit_is_refused(tmp_path):
+    done = _transplant(tmp_path, {"num_down_blocks": 1}, {"num_kp": 6})
+    assert done.returncode != 0 and "its keypoint detector does not fit" in done.stderr
+    assert not (tmp_path / "start.safetensors").exists()

@@ -18,12 +18,15 @@
 #   7. finetune-6.yaml, batch 64, 877 steps from phase 6's weights at a tenth of the rate:
 #      1.5 minutes on the same H200.
 #   8. finetune-7.yaml, phase 5's schedule (batch 8, batch norm frozen), 1600 steps from phase 7's weights:
-#      17 minutes on a 2-core CPU.
+#      17 minutes on a 2-core CPU (with 2 threads, on a fast day of that shared machine).
 # torch uses a GPU when it sees one; phases 2, 3, 6 and 7 on a CPU take days.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-7000}          # phase 1 length (8000 finishes its schedule)
 WORKERS=${WORKERS:-1}         # data loading processes (12 fed the H200)
+PYTHON=${PYTHON:-python}      # the Python fomm is installed in (runs transplant.py)
+"$PYTHON" -c 'import fomm_model' 2>/dev/null ||
+  { echo "train.sh: $PYTHON cannot import fomm_model; set PYTHON to the one fomm is installed in (PYTHON=.venv/bin/python)" >&2; exit 1; }
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 [ -d data/synthetic-default ] || fomm make-synthetic data/synthetic-default --num-videos 400 --seed 0 --workers "$WORKERS"
@@ -45,7 +48,7 @@ phase runs/default-model-5 recipes/default-model/finetune-4.yaml --checkpoint ru
 [ -f runs/default-model-5/half.safetensors ] ||
   fomm convert runs/default-model-5/model.safetensors runs/default-model-5/half.safetensors --inference-only --half
 [ -f runs/default-model-6-start.safetensors ] ||
-  "${PYTHON:-python}" recipes/default-model/transplant.py runs/default-model-5/half.safetensors \
+  "$PYTHON" recipes/default-model/transplant.py runs/default-model-5/half.safetensors \
     recipes/default-model/finetune-5.yaml runs/default-model-6-start.safetensors
 phase runs/default-model-6 recipes/default-model/finetune-5.yaml --checkpoint runs/default-model-6-start.safetensors --max-steps 3900
 phase runs/default-model-7 recipes/default-model/finetune-6.yaml --checkpoint runs/default-model-6/model.safetensors --max-steps 877

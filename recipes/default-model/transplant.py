@@ -1,16 +1,21 @@
-"""Start a model of another config from a trained model's weights.
+"""Start a model with another generator from a trained model's weights.
 
     python recipes/default-model/transplant.py FROM.safetensors CONFIG.yaml OUT.safetensors
 
-Every tensor whose name and shape match is copied; the generator's up blocks are matched
-from the end (with one down block fewer, the old last up block, which makes full-resolution
-features, is the new last one). The rest keeps its fresh initialisation. Prints what was
-copied and what starts fresh, so a run can say which of its weights it learns anew.
+CONFIG is a training config in the original schema whose keypoint detector is FROM's (the
+keypoints are what the new generator is trained around; a detector that does not fit is
+refused). Every generator tensor whose name and shape match is copied, the up blocks matched
+from the end (with one down block fewer, FROM's last up block, which makes full-resolution
+features, is the new last one). The rest keeps its fresh initialisation, except that a
+fresh residual block starts as the identity (its last convolution zero), so the copied
+layers around it see their input from the first step instead of noise. Prints what was
+copied, zeroed, started fresh and left unused, by module.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 import torch
 
@@ -19,40 +24,66 @@ from fomm_model.model import FirstOrderModel
 from fomm_model.training.config import RunConfig
 
 
-def _source_name(name: str, old_ups: int, new_ups: int) -> str:
+def _up_block_count(state: dict[str, torch.Tensor]) -> int:
+    return 1 + max((int(key.split(".")[1]) for key in state if key.startswith("up_blocks.")), default=-1)
+
+
+def _source_name(name: str, shift: int) -> str:
+    """The FROM generator's name for a tensor of the new one (up blocks counted from the end)."""
     parts = name.split(".")
     if parts[0] == "up_blocks":
-        parts[1] = str(int(parts[1]) + old_ups - new_ups)
+        parts[1] = str(int(parts[1]) + shift)
     return ".".join(parts)
+
+
+def _module(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(parts[:2]) if parts[0] in ("down_blocks", "up_blocks", "bottleneck") else parts[0]
 
 
 def main(source: str, config: str, out: str) -> None:
     torch.manual_seed(0)
-    run = RunConfig.from_yaml(config)
-    model_config = run.model.replace(frame_shape=tuple(run.dataset.frame_shape[:2]), discriminator=None)
-    model = FirstOrderModel(model_config)
+    model_config = RunConfig.from_yaml(config).model
     old = read_checkpoint(source).state_dicts
-    old_ups = 1 + max(int(k.split(".")[1]) for k in old["generator"] if k.startswith("up_blocks."))
-    new_ups = len(model.generator.up_blocks)
-    copied = fresh = 0
-    states = {}
-    for network in ("kp_detector", "generator"):
-        state = getattr(model, network).state_dict()
-        for name, value in state.items():
-            key = _source_name(name, old_ups, new_ups) if network == "generator" else name
-            trained = old[network].get(key)
+    missing = [network for network in ("kp_detector", "generator") if not old.get(network)]
+    if missing:
+        sys.exit(f"{source} has no {' or '.join(missing)}: give a FOMM model file")
+    run_frame = RunConfig.from_yaml(config).dataset.frame_shape[:2]
+    model = FirstOrderModel(model_config.replace(frame_shape=tuple(run_frame), discriminator=None))
+    try:
+        model.kp_detector.load_state_dict(old["kp_detector"])
+    except RuntimeError:
+        sys.exit(f"{source}: its keypoint detector does not fit {config}'s; transplant changes the generator only")
+    state = model.generator.state_dict()
+    shift = _up_block_count(old["generator"]) - len(model.generator.up_blocks)
+    kinds: dict[str, Counter] = {"copied": Counter(), "zeroed (identity)": Counter(), "fresh": Counter()}
+    used = set()
+    for name, value in state.items():
+        key = _source_name(name, shift)
+        trained = old["generator"].get(key)
+        if not value.dtype.is_floating_point:  # batch norm's step counters: kept where they fit, not reported
             if trained is not None and trained.shape == value.shape:
-                state[name] = trained.to(value.dtype)
-                copied += value.numel()
-            else:
-                fresh += value.numel()
-                if network == "generator" and name.startswith("bottleneck.") and ".conv2." in name:
-                    state[name] = torch.zeros_like(value)
-                if value.dtype.is_floating_point:
-                    print(f"fresh: {network}.{name} {tuple(value.shape)}")
-        states[network] = state
-    write_safetensors(out, states, model_config, {"transplanted_from": source})
-    print(f"{out}: {copied} values copied, {fresh} fresh")
+                state[name] = trained
+            continue
+        if trained is not None and trained.shape == value.shape:
+            state[name] = trained.to(value.dtype)
+            used.add(key)
+            kinds["copied"][_module(name)] += value.numel()
+        elif name.startswith("bottleneck.") and ".conv2." in name:
+            state[name] = torch.zeros_like(value)
+            kinds["zeroed (identity)"][_module(name)] += value.numel()
+        else:
+            kinds["fresh"][_module(name)] += value.numel()
+    unused = Counter(_module(key) for key, value in old["generator"].items() if key not in used and value.dtype.is_floating_point)
+    write_safetensors(out, {"kp_detector": model.kp_detector.state_dict(), "generator": state}, model.config,
+                      {"transplanted_from": source})
+    print("keypoint detector: copied whole")
+    for kind, modules in kinds.items():
+        if modules:
+            print(f"generator, {kind}: " + ", ".join(f"{module} ({count})" for module, count in modules.items()))
+    if unused:
+        print(f"unused from {source}: " + ", ".join(f"{module} ({count} tensors)" for module, count in unused.items()))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
