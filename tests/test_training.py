@@ -163,10 +163,13 @@ def test_training_lowers_the_reconstruction_error(data: Path, config_path: Path,
     assert error() < 0.85 * before
 
 
-def test_killed_run_resumes_to_the_same_result(data: Path, config_path: Path, tmp_path: Path) -> None:
+def test_killed_run_resumes_to_the_same_result(data: Path, tmp_path: Path) -> None:
     """SIGKILL mid-run, --resume, and end exactly where an uninterrupted run ends."""
-    loop = ["--max-steps", "6", "--workers", "0", "--save-every", "2", "--vis-every", "0", "--no-progress"]
-    common = ["train", "--config", str(config_path), "--data", str(data), "--seed", "5", *loop]
+    # 12 steps (two repeats an epoch): on a fast machine a 6-step run could end between two looks at its checkpoint
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(yaml.safe_dump({**TINY, "train_params": {**TINY["train_params"], "num_repeats": 2}}))
+    loop = ["--max-steps", "12", "--workers", "0", "--save-every", "2", "--vis-every", "0", "--no-progress"]
+    common = ["train", "--config", str(longer), "--data", str(data), "--seed", "5", *loop]
     straight = tmp_path / "straight"
     finish(fomm(*common, "--out", str(straight)))
 
@@ -179,12 +182,12 @@ def test_killed_run_resumes_to_the_same_result(data: Path, config_path: Path, tm
             step = torch.load(checkpoint, weights_only=True)["fomm_training"]["step"]
             if step >= 2:
                 break
-        time.sleep(0.2)
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert process.returncode == -signal.SIGKILL
     state = torch.load(checkpoint, weights_only=True)["fomm_training"]
-    assert 2 <= state["step"] < 6, "the run should have been killed mid-way"
+    assert 2 <= state["step"] < 12, "the run should have been killed mid-way"
     # A kill during a save leaves at most the temporary file; the final name holds the intact
     # previous checkpoint (loaded above). Plant one so the clean-up below is always exercised.
     (killed / ".checkpoint.pth.tar.planted.partial").write_bytes(b"half-written")
@@ -197,7 +200,7 @@ def test_killed_run_resumes_to_the_same_result(data: Path, config_path: Path, tm
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "a resumed run must continue exactly"
     steps = [int(r["step"]) for r in csv.DictReader((killed / "log.csv").open())]
-    assert steps == sorted(set(steps)) and steps[-1] == 6
+    assert steps == sorted(set(steps)) and steps[-1] == 12
 
 
 @pytest.mark.filterwarnings("error::UserWarning")  # resuming at an epoch's end once warned about the scheduler
