@@ -43,13 +43,12 @@ def _module(name: str) -> str:
 
 def main(source: str, config: str, out: str) -> None:
     torch.manual_seed(0)
-    model_config = RunConfig.from_yaml(config).model
+    run = RunConfig.from_yaml(config)
     old = read_checkpoint(source).state_dicts
     missing = [network for network in ("kp_detector", "generator") if not old.get(network)]
     if missing:
         sys.exit(f"{source} has no {' or '.join(missing)}: give a FOMM model file")
-    run_frame = RunConfig.from_yaml(config).dataset.frame_shape[:2]
-    model = FirstOrderModel(model_config.replace(frame_shape=tuple(run_frame), discriminator=None))
+    model = FirstOrderModel(run.model.replace(frame_shape=tuple(run.dataset.frame_shape[:2]), discriminator=None))
     try:
         model.kp_detector.load_state_dict(old["kp_detector"])
     except RuntimeError:
