@@ -34,28 +34,33 @@ SMALL = {
 }
 
 
-def _transplant(tmp_path: Path, generator_changes: dict, common_changes: dict | None = None) -> subprocess.CompletedProcess:
-    """A seeded source model with SMALL's config, transplanted into SMALL with the generator changed."""
-    torch.manual_seed(1)
-    source_run = RunConfig.from_mapping(SMALL)
-    source = FirstOrderModel(source_run.model.replace(frame_shape=(64, 64), discriminator=None))
-    for value in source.state_dict().values():  # trained-looking weights: nothing left at its initial value
+def _seeded_model(path: Path, seed: int) -> None:
+    """A model with SMALL's config and trained-looking weights (nothing left at its initial value)."""
+    torch.manual_seed(seed)
+    model = FirstOrderModel(RunConfig.from_mapping(SMALL).model.replace(frame_shape=(64, 64), discriminator=None))
+    for value in model.state_dict().values():
         if value.dtype.is_floating_point:
             value.add_(torch.rand_like(value) * 0.1)
+    write_safetensors(path, {n: getattr(model, n).state_dict() for n in ("kp_detector", "generator")}, model.config)
+
+
+def _transplant(tmp_path: Path, generator_changes: dict, common_changes: dict | None = None,
+                motion: Path | None = None) -> subprocess.CompletedProcess:
+    """A seeded source model transplanted into SMALL with the generator changed."""
     source_path = tmp_path / "source.safetensors"
-    write_safetensors(source_path, {n: getattr(source, n).state_dict() for n in ("kp_detector", "generator")},
-                      source.config)
+    _seeded_model(source_path, 1)
     target = copy.deepcopy(SMALL)
     target["model_params"]["generator_params"].update(generator_changes)
     target["model_params"]["common_params"].update(common_changes or {})
     config = tmp_path / "target.yaml"
     config.write_text(yaml.safe_dump(target))
-    return subprocess.run([sys.executable, str(SCRIPT), str(source_path), str(config), str(tmp_path / "start.safetensors")],
+    extra = [str(motion)] if motion else []
+    return subprocess.run([sys.executable, str(SCRIPT), str(source_path), str(config), str(tmp_path / "start.safetensors"), *extra],
                           capture_output=True, text=True, cwd=REPO)
 
 
-def _transplanted(tmp_path: Path, generator_changes: dict) -> tuple[dict, dict, Path, str]:
-    done = _transplant(tmp_path, generator_changes)
+def _transplanted(tmp_path: Path, generator_changes: dict, motion: Path | None = None) -> tuple[dict, dict, Path, str]:
+    done = _transplant(tmp_path, generator_changes, motion=motion)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "start.safetensors"
     assert f"wrote {out}" in done.stdout and "keypoint detector: copied whole" in done.stdout
@@ -95,3 +100,18 @@ def test_a_keypoint_detector_that_does_not_fit_is_refused(tmp_path):
     done = _transplant(tmp_path, {"num_down_blocks": 1}, {"num_kp": 6})
     assert done.returncode != 0 and "its keypoint detector does not fit" in done.stderr
     assert not (tmp_path / "start.safetensors").exists()
+
+
+def test_a_motion_model_gives_the_keypoints_and_the_dense_motion_the_rest_stays(tmp_path):
+    motion_path = tmp_path / "motion.safetensors"
+    _seeded_model(motion_path, 2)
+    old, new, out, report = _transplanted(tmp_path, {}, motion=motion_path)
+    motion = read_checkpoint(motion_path).state_dicts
+    for key, value in motion["kp_detector"].items():
+        assert torch.equal(new["kp_detector"][key], value), key
+    flow = [k for k in old["generator"] if k.startswith("dense_motion_network.")]
+    assert flow and all(torch.equal(new["generator"][k], motion["generator"][k]) for k in flow)
+    rest = [k for k in old["generator"] if not k.startswith("dense_motion_network.")]
+    assert rest and all(torch.equal(new["generator"][k], old["generator"][k]) for k in rest)
+    assert not torch.equal(old["generator"][flow[0]], motion["generator"][flow[0]])  # the two sources differ
+    assert f"from {motion_path}, with its dense motion network" in report and "unused from" not in report

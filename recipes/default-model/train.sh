@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the embedded default model, fomm_model/weights/default.safetensors, from scratch:
 #   bash recipes/default-model/train.sh
-# It writes the synthetic training data, trains in eight phases with `fomm train`, exports the
+# It writes the synthetic training data, trains in thirteen phases with `fomm train`, exports the
 # inference weights, and scores them on videos of an unseen seed. Each phase resumes where it
 # stopped (--resume) when run again.
 #   1. config.yaml, batch 8, 7000 steps (of the config's 8000): about 4 hours on a 2-core CPU
@@ -19,7 +19,18 @@
 #      1.5 minutes on the same H200.
 #   8. finetune-7.yaml, phase 5's schedule (batch 8, batch norm frozen), 1600 steps from phase 7's weights:
 #      17 minutes on a 2-core CPU (with 2 threads, on a fast day of that shared machine).
-# torch uses a GPU when it sees one; phases 2, 3, 6 and 7 on a CPU take days.
+#   9. finetune-8.yaml, a generator with no down block started by transplant.py from phase 8's
+#      weights as exported in fp16, keypoint detector at 1e-4, batch 64, 3916 steps: 6 minutes
+#      on one H200 (sharing it with a second run).
+#  10. finetune-9.yaml, batch 64, 3630 steps from phase 9's weights at a tenth of the rate:
+#      6 minutes on the same H200.
+#  11. finetune-7.yaml's schedule for that generator (finetune-10.yaml), 1600 steps from phase
+#      10's weights: 17 minutes on a 2-core CPU.
+#  12. finetune-7.yaml again, from phase 8's generator with phase 11's keypoint detector and
+#      dense motion network (transplant.py with a motion model), 1600 steps: 17 minutes on a
+#      2-core CPU.
+#  13. finetune-7.yaml once more, from phase 12's weights: 17 minutes on a 2-core CPU.
+# torch uses a GPU when it sees one; phases 2, 3, 6, 7, 9 and 10 on a CPU take days.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-7000}          # phase 1 length (8000 finishes its schedule)
@@ -36,24 +47,35 @@ phase() {  # phase OUT_DIR CONFIG [fomm train options...]
   fomm train --config "$config" --data data/synthetic-default --out "$out" --workers "$WORKERS" "$@" \
     $([ -f "$out/checkpoint.pth.tar" ] && echo --resume)
 }
-phase runs/default-model recipes/default-model/config.yaml --max-steps "$STEPS"
-phase runs/default-model-2 recipes/default-model/finetune-1.yaml --checkpoint runs/default-model/model.safetensors
-phase runs/default-model-3 recipes/default-model/finetune-2.yaml --checkpoint runs/default-model-2/model.safetensors
-[ -f runs/default-model-3/half.safetensors ] ||
-  fomm convert runs/default-model-3/model.safetensors runs/default-model-3/half.safetensors --inference-only --half
-phase runs/default-model-4 recipes/default-model/finetune-3.yaml --checkpoint runs/default-model-3/half.safetensors --max-steps 2000
-[ -f runs/default-model-4/half.safetensors ] ||
-  fomm convert runs/default-model-4/model.safetensors runs/default-model-4/half.safetensors --inference-only --half
-phase runs/default-model-5 recipes/default-model/finetune-4.yaml --checkpoint runs/default-model-4/half.safetensors
-[ -f runs/default-model-5/half.safetensors ] ||
-  fomm convert runs/default-model-5/model.safetensors runs/default-model-5/half.safetensors --inference-only --half
-[ -f runs/default-model-6-start.safetensors ] ||
-  "$PYTHON" recipes/default-model/transplant.py runs/default-model-5/half.safetensors \
-    recipes/default-model/finetune-5.yaml runs/default-model-6-start.safetensors
-phase runs/default-model-6 recipes/default-model/finetune-5.yaml --checkpoint runs/default-model-6-start.safetensors --max-steps 3900
-phase runs/default-model-7 recipes/default-model/finetune-6.yaml --checkpoint runs/default-model-6/model.safetensors --max-steps 877
-phase runs/default-model-8 recipes/default-model/finetune-7.yaml --checkpoint runs/default-model-7/model.safetensors
+half() {  # half RUN_DIR: its model as inference weights in fp16, as the embedded one ships
+  [ -f "$1/half.safetensors" ] || fomm convert "$1/model.safetensors" "$1/half.safetensors" --inference-only --half
+}
+transplant() {  # transplant FROM CONFIG OUT [MOTION]
+  [ -f "$3" ] || "$PYTHON" recipes/default-model/transplant.py "$@"
+}
+R=recipes/default-model
+phase runs/default-model $R/config.yaml --max-steps "$STEPS"
+phase runs/default-model-2 $R/finetune-1.yaml --checkpoint runs/default-model/model.safetensors
+phase runs/default-model-3 $R/finetune-2.yaml --checkpoint runs/default-model-2/model.safetensors
+half runs/default-model-3
+phase runs/default-model-4 $R/finetune-3.yaml --checkpoint runs/default-model-3/half.safetensors --max-steps 2000
+half runs/default-model-4
+phase runs/default-model-5 $R/finetune-4.yaml --checkpoint runs/default-model-4/half.safetensors
+half runs/default-model-5
+transplant runs/default-model-5/half.safetensors $R/finetune-5.yaml runs/default-model-6-start.safetensors
+phase runs/default-model-6 $R/finetune-5.yaml --checkpoint runs/default-model-6-start.safetensors --max-steps 3900
+phase runs/default-model-7 $R/finetune-6.yaml --checkpoint runs/default-model-6/model.safetensors --max-steps 877
+phase runs/default-model-8 $R/finetune-7.yaml --checkpoint runs/default-model-7/model.safetensors
+half runs/default-model-8
+transplant runs/default-model-8/half.safetensors $R/finetune-8.yaml runs/default-model-9-start.safetensors
+phase runs/default-model-9 $R/finetune-8.yaml --checkpoint runs/default-model-9-start.safetensors --max-steps 3916
+phase runs/default-model-10 $R/finetune-9.yaml --checkpoint runs/default-model-9/model.safetensors --max-steps 3630
+phase runs/default-model-11 $R/finetune-10.yaml --checkpoint runs/default-model-10/model.safetensors
+transplant runs/default-model-8/half.safetensors $R/finetune-7.yaml runs/default-model-12-start.safetensors \
+  runs/default-model-11/model.safetensors
+phase runs/default-model-12 $R/finetune-7.yaml --checkpoint runs/default-model-12-start.safetensors
+phase runs/default-model-13 $R/finetune-7.yaml --checkpoint runs/default-model-12/model.safetensors
 
-fomm convert runs/default-model-8/model.safetensors fomm_model/weights/default.safetensors --inference-only --half
+fomm convert runs/default-model-13/model.safetensors fomm_model/weights/default.safetensors --inference-only --half
 [ -d data/synthetic-heldout ] || fomm make-synthetic data/synthetic-heldout --num-videos 41 --test-videos 40 --seed 1
-fomm reconstruct --checkpoint default --data data/synthetic-heldout --out runs/default-model-8/heldout
+fomm reconstruct --checkpoint default --data data/synthetic-heldout --out runs/default-model-13/heldout
