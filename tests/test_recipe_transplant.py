@@ -1,5 +1,6 @@
-"""recipes/default-model/transplant.py: a model of another generator shape started from trained
-weights (how phase 6 of the embedded default model began)."""
+"""recipes/default-model/transplant.py: a model of another generator shape, or with another
+model's motion networks, started from trained weights (how phases 6, 9 and 12 of the embedded
+default model began)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,17 @@ SMALL = {
 }
 
 
-def _seeded_model(path: Path, seed: int) -> None:
-    """A model with SMALL's config and trained-looking weights (nothing left at its initial value)."""
+def _config(generator_changes: dict | None = None, dense_motion_changes: dict | None = None) -> dict:
+    config = copy.deepcopy(SMALL)
+    config["model_params"]["generator_params"].update(generator_changes or {})
+    config["model_params"]["generator_params"]["dense_motion_params"].update(dense_motion_changes or {})
+    return config
+
+
+def _seeded_model(path: Path, seed: int, config: dict = SMALL) -> None:
+    """A model with ``config`` and trained-looking weights (nothing left at its initial value)."""
     torch.manual_seed(seed)
-    model = FirstOrderModel(RunConfig.from_mapping(SMALL).model.replace(frame_shape=(64, 64), discriminator=None))
+    model = FirstOrderModel(RunConfig.from_mapping(config).model.replace(frame_shape=(64, 64), discriminator=None))
     for value in model.state_dict().values():
         if value.dtype.is_floating_point:
             value.add_(torch.rand_like(value) * 0.1)
@@ -49,8 +57,7 @@ def _transplant(tmp_path: Path, generator_changes: dict, common_changes: dict | 
     """A seeded source model transplanted into SMALL with the generator changed."""
     source_path = tmp_path / "source.safetensors"
     _seeded_model(source_path, 1)
-    target = copy.deepcopy(SMALL)
-    target["model_params"]["generator_params"].update(generator_changes)
+    target = _config(generator_changes)
     target["model_params"]["common_params"].update(common_changes or {})
     config = tmp_path / "target.yaml"
     config.write_text(yaml.safe_dump(target))
@@ -103,8 +110,8 @@ def test_a_keypoint_detector_that_does_not_fit_is_refused(tmp_path):
 
 
 def test_a_motion_model_gives_the_keypoints_and_the_dense_motion_the_rest_stays(tmp_path):
-    motion_path = tmp_path / "motion.safetensors"
-    _seeded_model(motion_path, 2)
+    motion_path = tmp_path / "motion.safetensors"  # another generator shape, as phase 12's was
+    _seeded_model(motion_path, 2, _config({"num_down_blocks": 1}))
     old, new, out, report = _transplanted(tmp_path, {}, motion=motion_path)
     motion = read_checkpoint(motion_path).state_dicts
     for key, value in motion["kp_detector"].items():
@@ -115,3 +122,12 @@ def test_a_motion_model_gives_the_keypoints_and_the_dense_motion_the_rest_stays(
     assert rest and all(torch.equal(new["generator"][k], old["generator"][k]) for k in rest)
     assert not torch.equal(old["generator"][flow[0]], motion["generator"][flow[0]])  # the two sources differ
     assert f"from {motion_path}, with its dense motion network" in report and "unused from" not in report
+    assert read_checkpoint(out).extra["motion_from"] == str(motion_path)
+
+
+def test_a_motion_model_whose_dense_motion_does_not_fit_is_refused(tmp_path):
+    motion_path = tmp_path / "motion.safetensors"
+    _seeded_model(motion_path, 2, _config(dense_motion_changes={"block_expansion": 8}))
+    done = _transplant(tmp_path, {}, motion=motion_path)
+    assert done.returncode != 0 and f"{motion_path}: its dense motion network does not fit" in done.stderr
+    assert not (tmp_path / "start.safetensors").exists()

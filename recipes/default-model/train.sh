@@ -26,9 +26,9 @@
 #      6 minutes on the same H200.
 #  11. finetune-7.yaml's schedule for that generator (finetune-10.yaml), 1600 steps from phase
 #      10's weights: 17 minutes on a 2-core CPU.
-#  12. finetune-7.yaml again, from phase 8's generator with phase 11's keypoint detector and
-#      dense motion network (transplant.py with a motion model), 1600 steps: 17 minutes on a
-#      2-core CPU.
+#  12. finetune-7.yaml again, from phase 8's generator (as exported in fp16) with phase 11's
+#      keypoint detector and dense motion network (transplant.py with a motion model), 1600
+#      steps: 17 minutes on a 2-core CPU.
 #  13. finetune-7.yaml once more, from phase 12's weights: 17 minutes on a 2-core CPU.
 # torch uses a GPU when it sees one; phases 2, 3, 6, 7, 9 and 10 on a CPU take days.
 set -euo pipefail

@@ -1,10 +1,10 @@
-"""Start a model with another generator from a trained model's weights.
+"""Start a model from trained weights: another generator shape, or another model's motion networks.
 
     python recipes/default-model/transplant.py FROM.safetensors CONFIG.yaml OUT.safetensors [MOTION.safetensors]
 
-CONFIG is a training config in the original schema whose keypoint detector is FROM's (the
-keypoints are what the new generator is trained around; a detector that does not fit is
-refused). Every generator tensor whose name and shape match is copied, the up blocks matched
+CONFIG is a training config in the original schema whose keypoint detector is FROM's, or
+MOTION's when given (the keypoints are what the new generator is trained around; a detector
+that does not fit is refused). Every generator tensor whose name and shape match is copied, the up blocks matched
 from the end (with one down block fewer, FROM's last up block, which makes full-resolution
 features, is the new last one). The rest keeps its fresh initialisation, except that a
 fresh residual block starts as the identity (its last convolution zero), so the copied
@@ -12,8 +12,9 @@ layers around it see their input from the first step instead of noise. Prints wh
 copied, zeroed, started fresh and left unused, by module.
 
 With MOTION, the motion networks (keypoint detector and dense motion network) come from that
-model instead, and the rest of the generator from FROM: how phase 12 put phase 11's keypoints,
-which sit further apart, under phase 8's sharper decoder.
+model instead, whole (one that does not fit CONFIG is refused), and the rest of the generator
+from FROM: how phase 12 put phase 11's keypoints, which sit further apart, under phase 8's
+sharper decoder.
 """
 
 from __future__ import annotations
@@ -55,25 +56,36 @@ def _networks(path: str) -> dict[str, dict[str, torch.Tensor]]:
     return state
 
 
-def _with_motion_of(old: dict[str, dict[str, torch.Tensor]], motion: dict[str, dict[str, torch.Tensor]]) -> None:
-    """Replace ``old``'s keypoint detector and dense motion network with ``motion``'s."""
-    old["kp_detector"] = motion["kp_detector"]
-    generator = {key: value for key, value in old["generator"].items() if not key.startswith(DENSE_MOTION)}
-    generator.update((key, value) for key, value in motion["generator"].items() if key.startswith(DENSE_MOTION))
-    old["generator"] = generator
+def _dense_motion(generator: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key.removeprefix(DENSE_MOTION): value for key, value in generator.items() if key.startswith(DENSE_MOTION)}
+
+
+def _take_motion(model: FirstOrderModel, old: dict[str, dict[str, torch.Tensor]], motion: str, config: str) -> None:
+    """Give ``old`` the keypoint detector and dense motion network of the model file ``motion``,
+    refusing networks that do not fit ``model`` whole (a half-copied one would train from a mix)."""
+    networks = _networks(motion)
+    dense_motion = _dense_motion(networks["generator"])
+    try:
+        model.generator.dense_motion_network.load_state_dict(dense_motion)
+    except RuntimeError:
+        sys.exit(f"{motion}: its dense motion network does not fit {config}'s")
+    old["kp_detector"] = networks["kp_detector"]
+    rest = {key: value for key, value in old["generator"].items() if not key.startswith(DENSE_MOTION)}
+    old["generator"] = rest | {DENSE_MOTION + key: value for key, value in dense_motion.items()}
 
 
 def main(source: str, config: str, out: str, motion: str | None = None) -> None:
     torch.manual_seed(0)
     run = RunConfig.from_yaml(config)
     old = _networks(source)
-    if motion is not None:
-        _with_motion_of(old, _networks(motion))
     model = FirstOrderModel(run.model.replace(frame_shape=tuple(run.dataset.frame_shape[:2]), discriminator=None))
+    if motion is not None:
+        _take_motion(model, old, motion, config)
     try:
         model.kp_detector.load_state_dict(old["kp_detector"])
     except RuntimeError:
-        sys.exit(f"{motion or source}: its keypoint detector does not fit {config}'s; transplant changes the generator only")
+        hint = "" if motion else "; transplant changes the generator only"
+        sys.exit(f"{motion or source}: its keypoint detector does not fit {config}'s{hint}")
     state = model.generator.state_dict()
     shift = _up_block_count(old["generator"]) - len(model.generator.up_blocks)
     kinds: dict[str, Counter] = {"copied": Counter(), "zeroed (identity)": Counter(), "fresh": Counter()}
@@ -96,8 +108,8 @@ def main(source: str, config: str, out: str, motion: str | None = None) -> None:
             kinds["fresh"][_module(name)] += value.numel()
     unused = Counter(_module(key) for key, value in old["generator"].items() if key not in used and value.dtype.is_floating_point)
     write_safetensors(out, {"kp_detector": model.kp_detector.state_dict(), "generator": state}, model.config,
-                      {"transplanted_from": source} | ({"motion_from": motion} if motion else {}))
-    print(f"keypoint detector: copied whole{f' from {motion}, with its dense motion network' if motion else ''}")
+                      {"transplanted_from": source} | ({"motion_from": motion} if motion is not None else {}))
+    print(f"keypoint detector: copied whole{'' if motion is None else f' from {motion}, with its dense motion network'}")
     for kind, modules in kinds.items():
         if modules:
             print(f"generator, {kind}: " + ", ".join(f"{module} ({count})" for module, count in modules.items()))
