@@ -513,13 +513,13 @@ def test_resuming_a_finished_run_leaves_its_files_alone(data: Path, config_path:
     capsys.readouterr()
     assert cli([*base, "--resume", "--max-steps", "1"]) == 0
     captured = capsys.readouterr()
-    assert "is already at step 2, past --max-steps 1: raise it to train on; nothing to train" in captured.err
+    assert "is already at step 2, past --max-steps 1: raise it to train on (to 6 or more for the whole schedule); nothing to train" in captured.err
     assert "trained" not in captured.out
     assert {name: (run / name).read_bytes() for name in files} == before
     # a model file lost (a crash after the last save) is exported again, nothing else rewritten
     (run / "model.safetensors").unlink()
     assert cli([*base, "--resume", "--max-steps", "2"]) == 0
-    assert "is already at step 2, at --max-steps 2: raise it to train on; nothing to train, only model.safetensors was written again" in capsys.readouterr().err
+    assert "is already at step 2, at --max-steps 2: raise it to train on (to 6 or more for the whole schedule); nothing to train, only model.safetensors was written again" in capsys.readouterr().err
     assert {name: (run / name).read_bytes() for name in files if name != "model.safetensors"} == {
         name: data for name, data in before.items() if name != "model.safetensors"
     }
@@ -529,7 +529,7 @@ def test_resuming_a_finished_run_leaves_its_files_alone(data: Path, config_path:
     # without --max-steps it keeps the run's own (it trained the whole schedule, 6 steps here)
     assert cli([*base, "--resume"]) == 0
     err = capsys.readouterr().err
-    assert "continuing to step 2, the run's --max-steps" in err and "is already at step 2, at --max-steps 2" in err
+    assert "continuing to step 2, the run's --max-steps (give --max-steps to change it; its schedule ends at step 6)" in err and "is already at step 2, at --max-steps 2" in err
 
 
 def test_fine_tuning_without_a_config_uses_the_one_the_checkpoint_was_trained_with(data: Path, tmp_path: Path, capsys) -> None:

@@ -286,7 +286,10 @@ class Trainer:
         self.trained_seconds = float(state.get("seconds", 0.0))
         if self.max_steps is None and state.get("max_steps") is not None:
             self.max_steps = int(state["max_steps"])
-            self._say(f"continuing to step {self.max_steps}, the run's --max-steps (give --max-steps to change it)")
+            self._say(
+                f"continuing to step {self.max_steps}, the run's --max-steps (give --max-steps to change it; "
+                f"its schedule ends at step {self._planned_steps()})"
+            )
         rng = state.get("rng", [])
         if state.get("world_size") == self.info.world_size and len(rng) == self.info.world_size:
             torch.set_rng_state(rng[self.info.rank])
@@ -315,8 +318,11 @@ class Trainer:
             print(f"fomm train: {message}", file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ loop
+    def _planned_steps(self) -> int:
+        return self.run.train.num_epochs * self.steps_per_epoch
+
     def total_steps(self) -> int:
-        planned = self.run.train.num_epochs * self.steps_per_epoch
+        planned = self._planned_steps()
         return min(planned, self.max_steps) if self.max_steps else planned
 
     def train(self) -> TrainingResult:
@@ -393,7 +399,10 @@ class Trainer:
         this step (a crash came between the last save and the export) is written again."""
         limit = self.max_steps
         if limit is not None and self.step >= limit:
-            reason = f"at step {self.step}, {'past' if self.step > limit else 'at'} --max-steps {limit}: raise it to train on"
+            reason = (
+                f"at step {self.step}, {'past' if self.step > limit else 'at'} --max-steps {limit}: raise it to train on "
+                f"(to {self._planned_steps()} or more for the whole schedule)"
+            )
         else:
             reason = f"at step {self.step}, the end of its schedule ({self.run.train.num_epochs} epochs)"
         model_path = self.out_dir / MODEL_NAME
