@@ -601,3 +601,24 @@ def test_evaluating_a_run_uses_the_split_of_its_seed(data: Path, config_path: Pa
     # the model file it exported knows the seed too
     assert cli(["reconstruct", "--checkpoint", str(run / "model.safetensors"), "--data", str(flat), "--out", str(tmp_path / "rec2")]) == 0
     assert sorted(v["name"] for v in json.loads((tmp_path / "rec2" / "report.json").read_text())["videos"]) == sorted(expected)
+
+
+def test_a_trained_discriminator_stays_in_the_model_file_when_the_gan_loss_stops(data: Path, config_path: Path, tmp_path: Path) -> None:
+    """A GAN-less fine-tune of a GAN model, or a GAN run resumed without the GAN loss, keeps the
+    trained discriminator for a later GAN fine-tune; a run that never had one exports none."""
+    gan_less = tmp_path / "gan-less.yaml"
+    losses = {**TINY["train_params"]["loss_weights"], "generator_gan": 0}
+    gan_less.write_text(yaml.safe_dump({**TINY, "train_params": {**TINY["train_params"], "loss_weights": losses}}))
+    base = ["train", "--data", str(data), "--workers", "0", "--no-progress", "--vis-every", "0"]
+    assert cli([*base, "--config", str(config_path), "--out", str(tmp_path / "gan"), "--max-steps", "1"]) == 0
+    trained = {k: v for k, v in weights(tmp_path / "gan" / "model.safetensors").items() if k.startswith("discriminator.")}
+    assert trained
+    assert cli([*base, "--config", str(gan_less), "--out", str(tmp_path / "tune"), "--max-steps", "1",
+                "--checkpoint", str(tmp_path / "gan" / "model.safetensors")]) == 0
+    assert cli([*base, "--config", str(gan_less), "--out", str(tmp_path / "gan"), "--resume", "--max-steps", "2"]) == 0
+    for run in ("tune", "gan"):
+        exported = weights(tmp_path / run / "model.safetensors")
+        assert all(torch.equal(exported[k], v) for k, v in trained.items()), run  # kept, and not trained since
+        assert fm.load_model(tmp_path / run / "model.safetensors").discriminator is not None
+    assert cli([*base, "--config", str(gan_less), "--out", str(tmp_path / "fresh"), "--max-steps", "1"]) == 0
+    assert not fm.read_checkpoint(tmp_path / "fresh" / "model.safetensors").has_discriminator

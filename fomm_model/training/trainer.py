@@ -120,6 +120,9 @@ class Trainer:
         torch.manual_seed(self.seed)  # the same initial weights in every process
         self.model = FirstOrderModel(run.model)
         self.uses_gan = run.train.loss_weights.generator_gan != 0
+        # Whether the discriminator holds trained weights, so that the model file carries it:
+        # trained here by the GAN loss, in the run this one continues, or loaded for fine-tuning.
+        self.has_trained_discriminator = self.uses_gan
         if self.model.discriminator is None:
             raise ValueError("the config has no discriminator_params; training needs them")
         if options.checkpoint is not None and not options.resume:
@@ -224,6 +227,7 @@ class Trainer:
                 raise ValueError(f"{path}: its {name} does not fit the config: {_load_problems(exc)}") from None
         try:
             self.model.discriminator.load_state_dict(checkpoint.state_dicts["discriminator"])  # type: ignore[union-attr]
+            self.has_trained_discriminator = True
         except (KeyError, RuntimeError):
             if self.uses_gan:  # else it is never used
                 self._say(f"{path} has no discriminator matching the config: it starts from random weights")
@@ -284,6 +288,7 @@ class Trainer:
         self.step, self.epoch, self.epoch_items = state["step"], state["epoch"], state["epoch_items"]
         self.saved_step = self.step
         self.trained_seconds = float(state.get("seconds", 0.0))
+        self.has_trained_discriminator = self.uses_gan or bool(state.get("has_trained_discriminator", False))
         if self.max_steps is None and state.get("max_steps") is not None:
             self.max_steps = int(state["max_steps"])
             self._say(
@@ -486,6 +491,7 @@ class Trainer:
                     "world_size": self.info.world_size,
                     "seed": self.seed,
                     "max_steps": self.max_steps,
+                    "has_trained_discriminator": self.has_trained_discriminator,
                     "seconds": self.trained_seconds if self._clock_start is None else time.monotonic() - self._clock_start,
                     "rng": rng,
                 },
@@ -502,15 +508,18 @@ class Trainer:
 
     def export(self) -> Path:
         """The trained networks as safetensors with the config (and trained frame size); the
-        discriminator only where the GAN loss trained it (else its weights mean nothing: the
-        resumable checkpoint keeps them, the model file would carry them as if trained)."""
+        discriminator only where it holds trained weights (a random one means nothing: the
+        resumable checkpoint keeps it, the model file would carry it as if trained). One
+        trained before and not since (a GAN-less fine-tune of vox-adv) stays, for a later GAN
+        fine-tune to start from."""
         path = self.out_dir / MODEL_NAME
-        networks = ("kp_detector", "generator", "discriminator") if self.uses_gan else ("kp_detector", "generator")
+        trained = self.has_trained_discriminator
+        networks = ("kp_detector", "generator", "discriminator") if trained else ("kp_detector", "generator")
         config = self.trained_config()
         write_safetensors(
             path,
             {name: _unwrapped_state(getattr(self.model, name)) for name in networks},
-            config if self.uses_gan else config.replace(discriminator=None),
+            config if trained else config.replace(discriminator=None),
             {"training_steps": str(self.step), "seed": str(self.seed), TRAINING_CONFIG_KEY: json.dumps(self.run.to_mapping())},
         )
         return path
