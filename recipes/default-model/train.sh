@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the embedded default model, fomm_model/weights/default.safetensors, from scratch:
 #   bash recipes/default-model/train.sh
-# It writes the synthetic training data, trains in thirteen phases with `fomm train`, exports the
+# It writes the synthetic training data, trains in fourteen phases with `fomm train`, exports the
 # inference weights, and scores them on videos of an unseen seed. Each phase resumes where it
 # stopped (--resume) when run again.
 #   1. config.yaml, batch 8, 7000 steps (of the config's 8000): about 4 hours on a 2-core CPU
@@ -30,6 +30,7 @@
 #      keypoint detector and dense motion network (transplant.py with a motion model), 1600
 #      steps: 17 minutes on a 2-core CPU.
 #  13. finetune-7.yaml once more, from phase 12's weights: 17 minutes on a 2-core CPU.
+#  14. finetune-7.yaml once more, from phase 13's weights: 17 minutes on a 2-core CPU.
 # torch uses a GPU when it sees one; phases 2, 3, 6, 7, 9 and 10 on a CPU take days.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -75,7 +76,8 @@ transplant runs/default-model-8/half.safetensors $R/finetune-7.yaml runs/default
   runs/default-model-11/model.safetensors
 phase runs/default-model-12 $R/finetune-7.yaml --checkpoint runs/default-model-12-start.safetensors
 phase runs/default-model-13 $R/finetune-7.yaml --checkpoint runs/default-model-12/model.safetensors
+phase runs/default-model-14 $R/finetune-7.yaml --checkpoint runs/default-model-13/model.safetensors
 
-fomm convert runs/default-model-13/model.safetensors fomm_model/weights/default.safetensors --inference-only --half
+fomm convert runs/default-model-14/model.safetensors fomm_model/weights/default.safetensors --inference-only --half
 [ -d data/synthetic-heldout ] || fomm make-synthetic data/synthetic-heldout --num-videos 41 --test-videos 40 --seed 1
-fomm reconstruct --checkpoint default --data data/synthetic-heldout --out runs/default-model-13/heldout
+fomm reconstruct --checkpoint default --data data/synthetic-heldout --out runs/default-model-14/heldout
