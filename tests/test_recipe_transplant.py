@@ -17,22 +17,12 @@ from fomm_model.checkpoint import read_checkpoint, write_safetensors
 from fomm_model.model import FirstOrderModel
 from fomm_model.training.config import RunConfig
 
-from conftest import REPO
+from conftest import REPO, TINY
 
 SCRIPT = REPO / "recipes" / "default-model" / "transplant.py"
-SMALL = {
-    "dataset_params": {"root_dir": "unused", "frame_shape": [64, 64, 3]},
-    "model_params": {
-        "common_params": {"num_kp": 4, "num_channels": 3, "estimate_jacobian": True},
-        "kp_detector_params": {"temperature": 0.1, "block_expansion": 4, "max_features": 16, "scale_factor": 0.25, "num_blocks": 3},
-        "generator_params": {
-            "block_expansion": 4, "max_features": 32, "num_down_blocks": 2, "num_bottleneck_blocks": 2,
-            "estimate_occlusion_map": True,
-            "dense_motion_params": {"block_expansion": 4, "max_features": 16, "num_blocks": 3, "scale_factor": 0.25},
-        },
-    },
-    "train_params": {"transform_params": {"sigma_affine": 0.05, "sigma_tps": 0.005, "points_tps": 5}},
-}
+# TINY with a second residual block, so that transplants show how each block starts
+SMALL = copy.deepcopy(TINY)
+SMALL["model_params"]["generator_params"]["num_bottleneck_blocks"] = 2
 
 
 def _config(generator_changes: dict | None = None, dense_motion_changes: dict | None = None) -> dict:
