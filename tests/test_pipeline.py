@@ -3,6 +3,7 @@ cancellation and errors."""
 
 from __future__ import annotations
 
+import copy
 import threading
 import warnings
 
@@ -105,11 +106,13 @@ def test_cpu_batches_run_frame_parallel_with_the_same_frames(model, clip, two_th
     assert [length for _, length, _ in calls] == [6]
     torch.set_num_threads(2)
     calls.clear()
+    statistics = copy.deepcopy(model.state_dict())  # train mode updates batch norm's running statistics
     model.train()
     try:
         model.animate(source, driving[:6], batch_size=6)
     finally:
         model.eval()
+        model.load_state_dict(statistics)  # the model is shared with the other tests
     assert [length for _, length, _ in calls] == [6]
 
 
