@@ -1,6 +1,6 @@
 """recipes/default-model/transplant.py: a model of another generator shape, or with another
-model's motion networks, started from trained weights (how phases 6, 9 and 12 of the embedded
-default model began)."""
+model's motion networks, started from trained weights (how phases 6, 9, 12 and 15 of the
+embedded default model began)."""
 
 from __future__ import annotations
 
@@ -91,6 +91,19 @@ def test_a_wider_generator_starts_fresh_where_shapes_differ(tmp_path):
     assert not torch.equal(new["generator"]["first.conv.weight"][:4], old["generator"]["first.conv.weight"])
     motion = [k for k in old["generator"] if k.startswith("dense_motion_network.")]
     assert all(torch.equal(new["generator"][k], old["generator"][k]) for k in motion)
+
+
+def test_a_dense_motion_network_at_another_scale_keeps_its_weights_with_a_kernel_for_that_scale(tmp_path):
+    dense_motion = SMALL["model_params"]["generator_params"]["dense_motion_params"] | {"scale_factor": 0.5}
+    old, new, out, report = _transplanted(tmp_path, {"dense_motion_params": dense_motion})
+    kernel = "dense_motion_network.down.weight"  # the anti-aliasing filter: fixed, sized for its scale
+    assert all(torch.equal(new["generator"][k], v) for k, v in old["generator"].items() if k != kernel)
+    model = fm.load_model(out)
+    assert model.config.generator.dense_motion.scale_factor == 0.5
+    fresh = FirstOrderModel(model.config)
+    assert new["generator"][kernel].shape != old["generator"][kernel].shape
+    assert torch.equal(new["generator"][kernel], fresh.generator.state_dict()[kernel])
+    assert "fresh: dense_motion_network (" in report and "unused from" in report
 
 
 def test_a_keypoint_detector_that_does_not_fit_is_refused(tmp_path):

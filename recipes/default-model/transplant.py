@@ -8,7 +8,9 @@ that does not fit is refused). Every generator tensor whose name and shape match
 from the end (with one down block fewer, FROM's last up block, which makes full-resolution
 features, is the new last one). The rest keeps its fresh initialisation, except that a
 fresh residual block starts as the identity (its last convolution zero), so the copied
-layers around it see their input from the first step instead of noise. Prints what was
+layers around it see their input from the first step instead of noise. A dense motion
+network at another ``scale_factor`` keeps every trained weight; only its fixed anti-aliasing
+kernel, which depends on the scale, is made anew (reported as fresh). Prints what was
 copied, zeroed, started fresh and left unused, by module.
 
 With MOTION, the motion networks (keypoint detector and dense motion network) come from that
