@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the embedded default model, fomm_model/weights/default.safetensors, from scratch:
 #   bash recipes/default-model/train.sh
-# It writes the synthetic training data, trains in fourteen phases with `fomm train`, exports the
+# It writes the synthetic training data, trains in seventeen phases with `fomm train`, exports the
 # inference weights, and scores them on videos of an unseen seed. Each phase resumes where it
 # stopped (--resume) when run again.
 #   1. config.yaml, batch 8, 7000 steps (of the config's 8000): about 4 hours on a 2-core CPU
@@ -31,6 +31,11 @@
 #      steps: 17 minutes on a 2-core CPU.
 #  13. finetune-7.yaml once more, from phase 12's weights: 17 minutes on a 2-core CPU.
 #  14. finetune-7.yaml once more, from phase 13's weights: 17 minutes on a 2-core CPU.
+#  15. finetune-11.yaml, phase 14's model with its dense motion network at 64x64 instead of
+#      32x32 (transplant.py from phase 14's weights as exported in fp16), phase 8's schedule:
+#      22 minutes on a 2-core CPU.
+#  16. finetune-11.yaml once more, from phase 15's weights: 22 minutes on a 2-core CPU.
+#  17. finetune-11.yaml once more, from phase 16's weights: 22 minutes on a 2-core CPU.
 # torch uses a GPU when it sees one; phases 2, 3, 6, 7, 9 and 10 on a CPU take days.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -77,7 +82,12 @@ transplant runs/default-model-8/half.safetensors $R/finetune-7.yaml runs/default
 phase runs/default-model-12 $R/finetune-7.yaml --checkpoint runs/default-model-12-start.safetensors
 phase runs/default-model-13 $R/finetune-7.yaml --checkpoint runs/default-model-12/model.safetensors
 phase runs/default-model-14 $R/finetune-7.yaml --checkpoint runs/default-model-13/model.safetensors
+half runs/default-model-14
+transplant runs/default-model-14/half.safetensors $R/finetune-11.yaml runs/default-model-15-start.safetensors
+phase runs/default-model-15 $R/finetune-11.yaml --checkpoint runs/default-model-15-start.safetensors
+phase runs/default-model-16 $R/finetune-11.yaml --checkpoint runs/default-model-15/model.safetensors
+phase runs/default-model-17 $R/finetune-11.yaml --checkpoint runs/default-model-16/model.safetensors
 
-fomm convert runs/default-model-14/model.safetensors fomm_model/weights/default.safetensors --inference-only --half
+fomm convert runs/default-model-17/model.safetensors fomm_model/weights/default.safetensors --inference-only --half
 [ -d data/synthetic-heldout ] || fomm make-synthetic data/synthetic-heldout --num-videos 41 --test-videos 40 --seed 1
-fomm reconstruct --checkpoint default --data data/synthetic-heldout --out runs/default-model-14/heldout
+fomm reconstruct --checkpoint default --data data/synthetic-heldout --out runs/default-model-17/heldout

@@ -65,8 +65,8 @@ def test_rig_follows_the_keypoints_and_reproduces_the_motion(scene, real) -> Non
 
 def test_part_centre_pivots_move_bones_not_the_plane(scene, real) -> None:
     """"Part centres" rests each control at the weighted centre of the vertices it moves
-    (away from the keypoints, which the default model puts together on the torso); the
-    plane follows the same motion at every frame."""
+    (away from the keypoints, many of which the default model puts together near the torso);
+    the plane follows the same motion at every frame."""
     path, doc = real
     import_motion(path, subdivisions=48, upright=False, pivots="REGIONS")
     plane, rig = plane_object(path), bpy.data.objects[f"FOMM {path.stem} Rig"]
@@ -78,7 +78,8 @@ def test_part_centre_pivots_move_bones_not_the_plane(scene, real) -> None:
     expected_heads = np.where((owned >= 1.0)[:, None], centres, keypoints)
     heads = np.array([rig.data.bones[f"KP_{k:02d}"].head_local[:2] for k in range(doc["num_kp"])])
     assert np.abs(heads - expected_heads).max() < 1e-4
-    assert np.linalg.norm(heads - keypoints, axis=1).max() > 0.1  # some moved off their keypoints
+    # some moved off their keypoints: by more than 3 pixels of the model's 128x128 frame
+    assert np.linalg.norm(heads - keypoints, axis=1).max() > 0.05
     for frame in range(doc["num_frames"]):
         scene.frame_set(frame + 1)
         assert np.abs(evaluated_vertices(plane) - expected_vertices(doc, rest, weights, frame)).max() < 5e-5
@@ -123,7 +124,8 @@ def test_rendered_plane_moves_where_keypoints_move_and_stays_still_far_from_them
       the formula moves a point by at most its keypoint weight times the farthest any
       keypoint's affine map takes it: a fraction of a render pixel. The picture there may change
       by no more than that shift times the texture's steepest step to a neighbouring pixel,
-      plus one 8-bit level of rounding.
+      plus one 8-bit level of rounding, except where a moving part of the plane passes over it
+      in the last frame (a limb swung across the background covers it).
     """
     path, doc = real
     import_motion(path, upright=False)
@@ -146,16 +148,32 @@ def test_rendered_plane_moves_where_keypoints_move_and_stays_still_far_from_them
     assert owned.mean() > 0.05, "the moving keypoints own hardly any of the plane"
     assert (change[owned] > 0.1).mean() > 0.5 and change[owned].mean() > 0.1, "the plane did not move where its keypoints moved"
 
-    background = (weights[0] > 0.99) & on_plane
-    assert background.mean() > 0.15, "the weights leave hardly any of the plane to the background"
     affine = np.asarray(doc["motion"]["jacobians"][last_frame - 1]) @ np.linalg.inv(np.asarray(doc["source"]["jacobians"]))
     kp_driving = np.asarray(doc["motion"]["keypoints"][last_frame - 1])
     mapped = kp_driving + np.einsum("kij,hwkj->hwki", affine, points[:, :, None] - kp_source)  # (h, w, K, 2)
     reach = np.linalg.norm(mapped - points[:, :, None], axis=-1).max(-1)
     render_pixels = RENDER_SIZE / 2.2 * np.abs(scale).max()  # render pixels per normalised unit, at most
+    landed = weights[0, ..., None] * points + np.einsum("khw,hwkc->hwc", weights[1:], mapped)  # the formula's
+    travelled = np.linalg.norm(landed - points, axis=-1) * render_pixels > 0.5
+    background = (weights[0] > 0.99) & on_plane & ~covered(landed[travelled & on_plane] @ scale.T, 2.2)
+    assert background.mean() > 0.15, "the weights leave hardly any of the plane to the background"
     shift = ((1 - weights[0]) * reach)[background].max() * render_pixels
     bound = shift * steepest_step(first)[background].max() + 1.5 / 255
     assert change[background].max() <= bound, f"the plane moved far from the keypoints: {change[background].max() * 255:.1f}/255 > {bound * 255:.1f}/255"
+
+
+def covered(positions: np.ndarray, extent: float) -> np.ndarray:
+    """(RENDER_SIZE, RENDER_SIZE): the render pixels within a pixel of any plane-local
+    ``positions`` (N, 2), for a render of ``extent`` units (:func:`pixel_positions`)."""
+    column = (positions[:, 0] + extent / 2) / extent * RENDER_SIZE - 0.5
+    row = (extent / 2 - positions[:, 1]) / extent * RENDER_SIZE - 0.5
+    hit = np.zeros((RENDER_SIZE + 2, RENDER_SIZE + 2), bool)  # a pixel of margin on each side
+    for di in (-1, 0, 1, 2):
+        for dj in (-1, 0, 1, 2):
+            i = np.clip(np.floor(row).astype(int) + di + 1, 0, RENDER_SIZE + 1)
+            j = np.clip(np.floor(column).astype(int) + dj + 1, 0, RENDER_SIZE + 1)
+            hit[i, j] = True
+    return hit[1:-1, 1:-1]
 
 
 def steepest_step(image: np.ndarray) -> np.ndarray:

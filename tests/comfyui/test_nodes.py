@@ -124,9 +124,12 @@ def test_steps_give_the_animate_frames_at_the_input_size(n: ModuleType, model) -
     assert steps["frames"].shape == animate.shape == (5, 90, 150, 3)
     torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
     assert steps["occlusion"].shape == (5, 77, 128)  # the source's aspect at the model's resolution
-    assert steps["masks"].shape == (5 * 11, 32, 32)  # the dense motion network's resolution, not 128x128
-    torch.testing.assert_close(steps["masks"].reshape(5, 11, 32, 32).sum(1), torch.ones(5, 32, 32), atol=1e-4, rtol=0)
-    torch.testing.assert_close(steps["masks"].reshape(5, 11, 32, 32).cpu(), steps["flow"].masks)
+    config = model.fomm.config  # the masks come at the dense motion network's resolution, not 128x128
+    side = round(config.frame_shape[0] * config.generator.dense_motion.scale_factor)
+    assert side < 128 and steps["masks"].shape == (5 * 11, side, side)
+    masks = steps["masks"].reshape(5, 11, side, side)
+    torch.testing.assert_close(masks.sum(1), torch.ones(5, side, side), atol=1e-4, rtol=0)
+    torch.testing.assert_close(masks.cpu(), steps["flow"].masks)
     assert len(steps["moved"].keypoints) == 5 and steps["motion"].reference_frame == 0
 
 
@@ -457,7 +460,8 @@ def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path, caplog: 
     with caplog.at_level(logging.WARNING, logger="comfyui-fomm"):
         small = dataclasses.replace(motion, source=dataclasses.replace(motion.source, framing=fit(texture.permute(0, 3, 1, 2), (64, 64), "pad")[1]))
         masks = n.DenseMotion.execute(model, texture, small, 8).args[2]
-    assert masks.shape[-2:] == (16, 16) and "computed at 64x64 but" in caplog.text
+    side = round(64 * model.fomm.config.generator.dense_motion.scale_factor)  # the dense motion network's at 64x64
+    assert masks.shape[-2:] == (side, side) and "computed at 64x64 but" in caplog.text
     # Editing the texture beside the file runs Load Motion again (ComfyUI compares the fingerprints).
     before = n.LoadMotion.fingerprint_inputs(name)
     texture_file = path.with_name(path.name.removesuffix(".fomm.json") + ".source.png")
