@@ -8,10 +8,11 @@ that does not fit is refused). Every generator tensor whose name and shape match
 from the end (with one down block fewer, FROM's last up block, which makes full-resolution
 features, is the new last one). The rest keeps its fresh initialisation, except that a
 fresh residual block starts as the identity (its last convolution zero), so the copied
-layers around it see their input from the first step instead of noise. A dense motion
-network at another ``scale_factor`` keeps every trained weight; only its fixed anti-aliasing
-kernel, which depends on the scale, is made anew (reported as fresh). Prints what was
-copied, zeroed, started fresh and left unused, by module.
+layers around it see their input from the first step instead of noise. The fixed
+anti-aliasing kernels are made for CONFIG's scales (FROM's copy is kept only where it is the
+same kernel, as rounded in an fp16 file), so a dense motion network at another
+``scale_factor`` keeps every trained weight with a kernel for its new scale. Prints what was
+copied, zeroed, started fresh and left unused, by module (the fixed kernels are none of these).
 
 With MOTION, the motion networks (keypoint detector and dense motion network) come from that
 model instead, whole (one that does not fit CONFIG is refused), and the rest of the generator
@@ -28,6 +29,7 @@ import torch
 
 from fomm_model.checkpoint import read_checkpoint, write_safetensors
 from fomm_model.model import FirstOrderModel
+from fomm_model.networks.antialias import AntiAliasInterpolation2d
 from fomm_model.training.config import RunConfig
 
 DENSE_MOTION = "dense_motion_network."
@@ -48,6 +50,11 @@ def _source_name(name: str, shift: int) -> str:
 def _module(name: str) -> str:
     parts = name.split(".")
     return ".".join(parts[:2]) if parts[0] in ("down_blocks", "up_blocks", "bottleneck") else parts[0]
+
+
+def _antialias_kernels(network: torch.nn.Module) -> set[str]:
+    """The state-dict names of ``network``'s anti-aliasing kernels (fixed by their scale)."""
+    return {f"{name}.weight" for name, module in network.named_modules() if isinstance(module, AntiAliasInterpolation2d)}
 
 
 def _networks(path: str) -> dict[str, dict[str, torch.Tensor]]:
@@ -91,10 +98,15 @@ def main(source: str, config: str, out: str, motion: str | None = None) -> None:
     state = model.generator.state_dict()
     shift = _up_block_count(old["generator"]) - len(model.generator.up_blocks)
     kinds: dict[str, Counter] = {"copied": Counter(), "zeroed (identity)": Counter(), "fresh": Counter()}
+    fixed = _antialias_kernels(model.generator)
     used = set()
     for name, value in state.items():
         key = _source_name(name, shift)
         trained = old["generator"].get(key)
+        if name in fixed:  # not learned: CONFIG's own, or FROM's where it is that kernel (rounded as FROM stores it)
+            if trained is not None and trained.shape == value.shape and torch.allclose(trained.float(), value, rtol=1e-3, atol=1e-7):
+                state[name] = trained.to(value.dtype)
+            continue
         if not value.dtype.is_floating_point:  # batch norm's step counters: kept where they fit, not reported
             if trained is not None and trained.shape == value.shape:
                 state[name] = trained
@@ -108,7 +120,8 @@ def main(source: str, config: str, out: str, motion: str | None = None) -> None:
             kinds["zeroed (identity)"][_module(name)] += value.numel()
         else:
             kinds["fresh"][_module(name)] += value.numel()
-    unused = Counter(_module(key) for key, value in old["generator"].items() if key not in used and value.dtype.is_floating_point)
+    unused = Counter(_module(key) for key, value in old["generator"].items()
+                     if key not in used and key not in fixed and value.dtype.is_floating_point)
     write_safetensors(out, {"kp_detector": model.kp_detector.state_dict(), "generator": state}, model.config,
                       {"transplanted_from": source} | ({"motion_from": motion} if motion is not None else {}))
     print(f"keypoint detector: copied whole{'' if motion is None else f' from {motion}, with its dense motion network'}")
