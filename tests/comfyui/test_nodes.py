@@ -460,7 +460,7 @@ def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path, caplog: 
     with caplog.at_level(logging.WARNING, logger="comfyui-fomm"):
         small = dataclasses.replace(motion, source=dataclasses.replace(motion.source, framing=fit(texture.permute(0, 3, 1, 2), (64, 64), "pad")[1]))
         masks = n.DenseMotion.execute(model, texture, small, 8).args[2]
-    side = round(64 * model.fomm.config.generator.dense_motion.scale_factor)  # the dense motion network's at 64x64
+    side = round(64 * model.fomm.config.generator.dense_motion.scale_factor)  # the masks' size for a 64x64 input
     assert masks.shape[-2:] == (side, side) and "computed at 64x64 but" in caplog.text
     # Editing the texture beside the file runs Load Motion again (ComfyUI compares the fingerprints).
     before = n.LoadMotion.fingerprint_inputs(name)
