@@ -13,7 +13,7 @@ import torch
 import yaml
 
 import fomm_model as fm
-from fomm_model.checkpoint import read_checkpoint, write_safetensors
+from fomm_model.checkpoint import convert_checkpoint, read_checkpoint, write_safetensors
 from fomm_model.model import FirstOrderModel
 from fomm_model.networks.antialias import AntiAliasInterpolation2d
 from fomm_model.training.config import RunConfig
@@ -44,6 +44,13 @@ def _seeded_model(path: Path, seed: int, config: dict = SMALL) -> None:
     write_safetensors(path, {n: getattr(model, n).state_dict() for n in ("kp_detector", "generator")}, model.config)
 
 
+def _run(source: Path, config: dict, config_path: Path, out: Path, *motion: Path) -> subprocess.CompletedProcess:
+    """transplant.py SOURCE CONFIG OUT [MOTION], with ``config`` written to ``config_path``."""
+    config_path.write_text(yaml.safe_dump(config))
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, (source, config_path, out, *motion))],
+                          capture_output=True, text=True, cwd=REPO)
+
+
 def _transplant(tmp_path: Path, generator_changes: dict, common_changes: dict | None = None,
                 motion: Path | None = None) -> subprocess.CompletedProcess:
     """A seeded source model transplanted into SMALL with the generator changed."""
@@ -51,11 +58,7 @@ def _transplant(tmp_path: Path, generator_changes: dict, common_changes: dict | 
     _seeded_model(source_path, 1)
     target = _config(generator_changes)
     target["model_params"]["common_params"].update(common_changes or {})
-    config = tmp_path / "target.yaml"
-    config.write_text(yaml.safe_dump(target))
-    extra = [str(motion)] if motion else []
-    return subprocess.run([sys.executable, str(SCRIPT), str(source_path), str(config), str(tmp_path / "start.safetensors"), *extra],
-                          capture_output=True, text=True, cwd=REPO)
+    return _run(source_path, target, tmp_path / "target.yaml", tmp_path / "start.safetensors", *([motion] if motion else []))
 
 
 def _transplanted(tmp_path: Path, generator_changes: dict, motion: Path | None = None) -> tuple[dict, dict, Path, str]:
@@ -112,17 +115,12 @@ def test_an_antialiasing_kernel_is_kept_only_where_it_is_the_configs_own(tmp_pat
     """An fp16 file (as phases 6, 9 and 15 started from) keeps its rounded kernel where the scale
     is the same; another scale with a kernel of the same size (0.5 and 0.45: 5x5) gets its own."""
     kernel = "dense_motion_network.down.weight"
-    half = tmp_path / "half.safetensors"
-    config = _config(dense_motion_changes={"scale_factor": 0.5})
-    _seeded_model(half, 1, config)
-    state = read_checkpoint(half).state_dicts
-    write_safetensors(half, {n: {k: v.half() if v.is_floating_point() else v for k, v in state[n].items()} for n in state},
-                      RunConfig.from_mapping(config).model.replace(frame_shape=(64, 64), discriminator=None))
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    _seeded_model(full, 1, _config(dense_motion_changes={"scale_factor": 0.5}))
+    convert_checkpoint(full, half, half=True)  # as `fomm convert --half` makes the recipe's starts
     for scale in (0.5, 0.45):
-        target = tmp_path / f"{scale}.yaml"
-        target.write_text(yaml.safe_dump(_config(dense_motion_changes={"scale_factor": scale})))
         out = tmp_path / f"{scale}.safetensors"
-        done = subprocess.run([sys.executable, str(SCRIPT), str(half), str(target), str(out)], capture_output=True, text=True, cwd=REPO)
+        done = _run(half, _config(dense_motion_changes={"scale_factor": scale}), tmp_path / f"{scale}.yaml", out)
         assert done.returncode == 0, done.stderr
         new = read_checkpoint(out).state_dicts["generator"][kernel]
         fresh = FirstOrderModel(fm.load_model(out).config).generator.state_dict()[kernel]
