@@ -104,7 +104,8 @@ def check_weights_fit(model: FirstOrderModel, state_dicts: dict[str, dict], path
         ]
         if missing or unexpected or mismatched:
             hint = (
-                "the config given does not describe this checkpoint; omit it to infer the config from the tensors"
+                "the config given does not describe this checkpoint; omit it to use the one stored in the checkpoint "
+                "or inferred from its tensors"
                 if explicit_config
                 else "the checkpoint's tensors do not form a FOMM model"
             )

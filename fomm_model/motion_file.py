@@ -52,9 +52,11 @@ from .pipeline import Reference, animate_batches, map_frames
 from .schemas.motion_format import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    MOTION_SUFFIX,
     LinkedFiles,
     MotionFormatError,
     linked_files,
+    motion_stem,
     parse,
     side_files,
     validate,
@@ -380,6 +382,13 @@ def _to_uint8(images: Tensor) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ write
+def check_motion_name(path: Path) -> None:
+    """Refuse to write a motion file under a name that is not ``.json``: it is JSON, the readers
+    list ``*.json``, and a slip (a checkpoint's or a video's name) would replace that file."""
+    if path.suffix.lower() != ".json":
+        raise ValueError(f"{path}: a motion file is JSON; name it {motion_stem(path)}{MOTION_SUFFIX}")
+
+
 def write_motion(path: str | os.PathLike, motion: Motion, *, embed_image: bool = False) -> Path:
     """Write ``motion`` as a motion file, all or nothing; returns the path.
 
@@ -392,6 +401,7 @@ def write_motion(path: str | os.PathLike, motion: Motion, *, embed_image: bool =
     folder beside an old JSON.
     """
     path = Path(path)
+    check_motion_name(path)
     image_file, frames_directory = side_files(path)
     image_name = image_file.name
     png = _encode_png(motion.source_image)

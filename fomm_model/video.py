@@ -137,10 +137,12 @@ def _timed_frames(path: Path, stop: int | None = None) -> Iterator[tuple[float |
     where the decoder gives none)."""
     decoded = 0
     capture = cv2.VideoCapture(str(path))
+    stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     try:
         while stop is None or decoded < stop:
             ok, image = capture.read()
             if not ok:
+                _warn_if_cut_short(path, decoded, stated)
                 break
             decoded += 1
             yield capture.get(cv2.CAP_PROP_POS_MSEC), _rgb_uint8(image, path)
@@ -148,6 +150,18 @@ def _timed_frames(path: Path, stop: int | None = None) -> Iterator[tuple[float |
         capture.release()
     if decoded == 0 and path.suffix.lower() == ".gif":
         yield from itertools.islice(_frames_with_pillow(path), stop)
+
+
+def _warn_if_cut_short(path: Path, decoded: int, stated: int) -> None:
+    """Say so when decoding stops well before the frame count the file states (a truncated
+    download, a damaged copy): the result would otherwise just be shorter, its sound longer.
+    Some containers only estimate their count from the duration, hence the margin."""
+    if decoded and stated - decoded > max(2, stated // 50):
+        warnings.warn(
+            f"{path.name}: only {decoded} of the {stated} frames the file states could be decoded; it looks "
+            "truncated or damaged, so the rest is missing from the result",
+            stacklevel=2,
+        )
 
 
 def _constant_rate(
@@ -434,6 +448,12 @@ def names_frame_folder(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() not in MEDIA_SUFFIXES
 
 
+def check_new_frame_folder(path: Path) -> None:
+    """Frame folders are written whole, so one that is already there is refused, never replaced."""
+    if path.exists():
+        raise MediaError(f"{path} already exists; frame folders are never overwritten: remove it or pick another name")
+
+
 def to_bgr_uint8(frame: Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 BGR for OpenCV."""
     rgb = frame.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
@@ -474,8 +494,8 @@ class VideoWriter:
                 f"cannot write video {self.path}: use one of {', '.join(WRITABLE_VIDEO_SUFFIXES)}, "
                 "or a name without a media suffix for a folder of PNG frames"
             )
-        if self.is_folder and self.path.exists():
-            raise MediaError(f"{self.path} already exists; frame folders are never overwritten: remove it or pick another name")
+        if self.is_folder:
+            check_new_frame_folder(self.path)
         check_frame_rate(fps)
         self.fps = float(fps)
         self.audio_from = Path(audio_from) if audio_from is not None else None

@@ -60,7 +60,7 @@ def test_gif_folder_and_still_drivers(files, tmp_path: Path, capsys: pytest.Capt
     assert read_video(tmp_path / "gif.avi").info.fps == pytest.approx(20) and len(list(read_video(tmp_path / "gif.avi"))) == 5
     assert animate(files, str(folder / "source.png"), str(folder / "frames"), "-o", str(tmp_path / "out"), "--fps", "6") == 0
     assert len(list(read_video(tmp_path / "out"))) == 4
-    assert "4 frames, 128x96, 6 fps" in capsys.readouterr().out
+    assert f"wrote {tmp_path / 'out'}{os.sep} (4 PNG frames, 128x96, 6 fps)" in capsys.readouterr().out
     for name in ("take.1", "v1.2 final", "clip.v2"):  # a suffix that is no media type: a folder too (they were refused)
         assert animate(files, str(folder / "source.png"), str(folder / "frames"), "-o", str(tmp_path / name)) == 0
         assert len(list((tmp_path / name).glob("*.png"))) == 4

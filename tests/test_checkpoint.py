@@ -143,7 +143,7 @@ def test_foreign_files(tmp_path: Path) -> None:
 
 
 def test_wrong_config_is_explained() -> None:
-    with pytest.raises(CheckpointError, match="omit it to infer"):
+    with pytest.raises(CheckpointError, match="omit it to use the one stored in the checkpoint or inferred"):
         fm.load_model(ORIGINAL, config="vox-256")
 
 

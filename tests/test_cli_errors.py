@@ -111,7 +111,7 @@ def test_outputs_never_replace_inputs_or_each_other(media, tmp_path, capsys) -> 
     before = _snapshot(tmp_path)
     cases = [
         ("motion", [str(source), str(take), "-o", str(tmp_path / "take.fomm.json"), "--frames"], f"{take} would replace the input"),
-        ("motion", [str(source), str(copied), "-o", str(copied)], f"{copied} would replace the input"),
+        ("motion", [str(source), str(copied), "-o", str(copied)], f"{copied}: a motion file is JSON; name it driving.fomm.json"),
         ("animate", [str(source), str(copied), "-o", str(tmp_path / "v.mp4"), "--visualize", str(copied)], "would replace the input"),
         ("animate", [str(source), str(copied), "-o", str(tmp_path / "same.mp4"), "--visualize", str(tmp_path / "same.mp4")],
          "is named for two outputs"),
@@ -144,6 +144,54 @@ def test_an_output_where_a_folder_is_is_refused_before_the_work(media, tmp_path,
     assert cli(["animate", str(source), str(driving), "-o", str(tmp_path / "notes.txt" / "frames")]) == 1  # a folder of frames too
     assert "notes.txt is a file, not a folder" in one_line_error(capsys, "animate")  # it said "read-only"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.fomm.json", "notes.txt", "out.mp4"]
+
+
+def test_mistakes_found_before_the_work(media, tmp_path, capsys, monkeypatch) -> None:
+    """Refused before the model loads, leaving every file as it was: a frames folder that is
+    already there (it is never replaced), a motion file under a name that is not JSON (a
+    slip would replace a checkpoint or a video with it), a reference frame for absolute
+    motion (which has none, so the run would ignore it while saying it searched)."""
+    source, driving = media
+    monkeypatch.setattr("fomm_model.cli.animate.load_model", _never_called)
+    monkeypatch.setattr("fomm_model.cli.motion.load_model", _never_called)
+    (tmp_path / "take").mkdir()
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    before = _snapshot(tmp_path)
+    cases = [
+        ("animate", ["-o", str(tmp_path / "take"), "--driving-face"], "take already exists; frame folders are never overwritten"),
+        ("animate", ["-o", str(tmp_path / "out.mp4"), "--visualize", str(tmp_path / "take")], "take already exists"),
+        ("motion", ["-o", str(tmp_path / "model.safetensors")], "a motion file is JSON; name it model.fomm.json"),
+        ("motion", ["-o", str(tmp_path / "clip.mp4")], "name it clip.fomm.json"),
+        ("animate", ["-o", str(tmp_path / "out.mp4"), "--absolute", "--best-frame"], "--reference best sets where relative motion starts"),
+        ("animate", ["-o", str(tmp_path / "out.mp4"), "--absolute", "--reference", "2"], "--absolute has no such frame"),
+        ("motion", ["-o", str(tmp_path / "m.json"), "--absolute", "--reference", "2"], "--reference 2 sets where relative motion starts"),
+    ]  # fmt: skip
+    for command, arguments, message in cases:
+        assert cli([command, str(source), str(driving), *arguments]) == 1
+        assert message in one_line_error(capsys, command)
+        assert _snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "take"]
+
+
+def _piped_video(path: Path, frames: int) -> Path:
+    """A Matroska file as a live recording or a pipe writes it: no duration, no frame count."""
+    with path.open("wb") as out:
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=10", "-frames:v", str(frames),
+                        "-c:v", "mjpeg", "-f", "matroska", "-"], stdout=out, check=True)  # fmt: skip
+    return path
+
+
+def test_a_video_that_states_no_frame_count(media, tmp_path, capsys) -> None:
+    """`fomm motion`'s bar counts without a total, and one such frame can be animated into an image."""
+    source, _ = media
+    driving = _piped_video(tmp_path / "live.mkv", 3)
+    out = tmp_path / "live.json"
+    assert cli(["motion", str(source), str(driving), "-o", str(out), "--checkpoint", model_checkpoint()]) == 0
+    assert read_motion(out).num_frames == 3 and "motion: 3frame" in capsys.readouterr().err
+    picture = tmp_path / "still.png"
+    assert cli(["animate", str(source), str(_piped_video(tmp_path / "one.mkv", 1)), "-o", str(picture), "--quiet"]) == 0
+    assert cv2.imread(str(picture)).shape == (240, 320, 3)
+    assert cli(["animate", str(source), str(driving), "-o", str(picture), "--quiet"]) == 1
+    assert "still.png is an image but" in one_line_error(capsys, "animate")
 
 
 def _never_called(*_: object, **__: object) -> None:

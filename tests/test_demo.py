@@ -39,3 +39,19 @@ def test_demo_into_a_file_is_refused(tmp_path: Path, capsys) -> None:
     (tmp_path / "taken.png").write_bytes(b"not a folder")
     assert cli(["demo", "--out", str(tmp_path / "taken.png")]) == 1
     assert "taken.png is a file: give --out a folder name" in capsys.readouterr().err  # was "File exists"
+
+
+def test_demo_options_are_checked_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    """A missing checkpoint was found only by the animation, after the inputs were written."""
+    out = tmp_path / "demo"
+    cases = [
+        (["--checkpoint", str(tmp_path / "nope.pth")], "--checkpoint " + str(tmp_path / "nope.pth") + ": no such file"),
+        (["--seed", "-1"], "--seed must be 0 or more, got -1"),
+        (["--size", "65"], "--size even and at least 64"),
+        (["--frames", "1"], "--frames must be at least 2"),
+    ]
+    for options, message in cases:
+        assert cli(["demo", "--out", str(out), *options]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith("fomm demo: error: ") and message in error, error
+        assert not out.exists()

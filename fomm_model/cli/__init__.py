@@ -66,6 +66,13 @@ def check_outputs(inputs: Sequence[Path], files: Sequence[Path] = (), folders: S
             raise UserError(f"cannot write {output}: {existing} is read-only or not yours to write in; choose another folder")
 
 
+def check_reference(args: argparse.Namespace) -> None:
+    """``--reference``/``--best-frame`` choose where relative motion starts: with ``--absolute``
+    they would be ignored while the run seemed to honour them."""
+    if not args.relative and args.reference != "first":
+        raise UserError(f"--reference {args.reference} sets where relative motion starts; --absolute has no such frame: drop one of them")
+
+
 def counted(number: int, noun: str) -> str:
     """``3 frames``, ``1 frame``."""
     return f"{number} {noun}{'' if number == 1 else 's'}"

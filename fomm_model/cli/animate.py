@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from ..video import (
     IMAGE_SUFFIXES,
     VideoReader,
     VideoWriter,
+    check_new_frame_folder,
     has_audio_track,
     names_frame_folder,
     read_image,
@@ -27,7 +30,17 @@ from ..video import (
     write_image,
 )
 from ..visualize import visualize_generation
-from . import UserError, add_device_option, check_fps, check_outputs, check_positive, chosen_device, counted, reference_frame
+from . import (
+    UserError,
+    add_device_option,
+    check_fps,
+    check_outputs,
+    check_positive,
+    check_reference,
+    chosen_device,
+    counted,
+    reference_frame,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,13 +117,16 @@ def run_animate(args: argparse.Namespace) -> int:
     outputs = [output] + ([Path(args.visualize)] if args.visualize else [])
     folders = [path for path in outputs if names_frame_folder(path)]
     check_outputs([Path(args.source), Path(args.driving)], [path for path in outputs if path not in folders], folders)
+    for folder in folders:  # before any work, not when the first frame is written
+        check_new_frame_folder(folder)
     check_fps(args.fps)
     check_positive(args, "batch_size")
+    check_reference(args)
     single_image = output.suffix.lower() in IMAGE_SUFFIXES
 
     source = read_image(args.source)
     driving = read_video(args.driving, fps=args.fps)
-    if single_image and driving.info.frame_count != 1:
+    if single_image and not _single_frame(driving):
         raise UserError(f"{output} is an image but {args.driving} has several frames: write a video (.mp4) or a folder")
     model = load_model(args.checkpoint, device=chosen_device(args))
     options = FootageOptions(
@@ -180,7 +196,10 @@ def run_animate(args: argparse.Namespace) -> int:
                 f"; video sides must be even, so the last odd row/column of the {width}x{height} result was dropped "
                 "(an output name without a media suffix writes PNG frames at full size)"
             )
-        print(f"wrote {output} ({counted(count, 'frame')}, {written_width}x{written_height}, {writer.fps:g} fps{note})")
+        name, frames = (f"{output}{os.sep}", "PNG frame") if writer.is_folder else (str(output), "frame")
+        print(f"wrote {name} ({counted(count, frames)}, {written_width}x{written_height}, {writer.fps:g} fps{note})")
+    if writer is not None and writer.is_folder and not driving.is_still and has_audio_track(driving.path):
+        print("audio not copied: a folder of frames holds no sound")
     if writer is not None and not writer.is_folder and not driving.is_still:
         if not retimed:
             print(writer.audio)
@@ -189,6 +208,13 @@ def run_animate(args: argparse.Namespace) -> int:
     if visualization is not None:
         print(f"wrote {args.visualize}")
     return 0
+
+
+def _single_frame(driving: VideoReader) -> bool:
+    """Whether the driving input is one frame, counted where the file does not say."""
+    if driving.info.frame_count is not None:
+        return driving.info.frame_count == 1
+    return sum(1 for _ in itertools.islice(driving, 2)) == 1
 
 
 def _advance(bar: tqdm, done: int, total: int | None) -> None:

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     convert.add_argument("input", help='checkpoint to read (.pth.tar, .pth or .safetensors), a training run folder, or "default"')
     convert.add_argument("output", help="file to write (.safetensors or .pth.tar)")
-    convert.add_argument("--config", help="preset name or YAML config (default: inferred from the tensors)")
+    convert.add_argument("--config", help="preset name or YAML config (default: the one stored in the checkpoint, else inferred from the tensors)")
     convert.add_argument("--inference-only", action="store_true", help="leave out the discriminator (only training uses it)")
     convert.add_argument("--half", action="store_true", help="store weights as float16 (half the size; loaded as float32)")
     convert.set_defaults(func=run_convert)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..loading import resolve_checkpoint_path
 from . import UserError
 from . import main as fomm_main
 
@@ -36,8 +37,12 @@ def run(args: argparse.Namespace) -> int:
     from ..training.synthetic import render_video
     from ..video import VideoWriter, write_image
 
-    if args.frames < 2 or args.size < 64:
-        raise ValueError("--frames must be at least 2 and --size at least 64")
+    if args.frames < 2 or args.size < 64 or args.size % 2:
+        raise UserError("--frames must be at least 2, and --size even and at least 64 (video frames have even sides)")
+    if args.seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {args.seed}")
+    if not resolve_checkpoint_path(args.checkpoint).is_file():  # before the inputs are rendered
+        raise UserError(f"--checkpoint {args.checkpoint}: no such file")
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file: give --out a folder name (the demo writes four files into it)")

@@ -11,10 +11,20 @@ from tqdm import tqdm
 
 from ..framing import FIT_MODES
 from ..loading import load_model
-from ..motion_file import compute_motion, write_motion
+from ..motion_file import check_motion_name, compute_motion, write_motion
 from ..video import MediaError, VideoReader, read_image, read_video
 from ..schemas.motion_format import side_files
-from . import UserError, add_device_option, check_fps, check_outputs, check_positive, chosen_device, counted, reference_frame
+from . import (
+    UserError,
+    add_device_option,
+    check_fps,
+    check_outputs,
+    check_positive,
+    check_reference,
+    chosen_device,
+    counted,
+    reference_frame,
+)
 
 PROGRESS_STYLES = ("bar", "lines", "none")
 
@@ -29,11 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the generated frames. Import it in Blender with File > Import > FOMM Motion.",
     )
     parser.add_argument("source", type=Path, help="source image (PNG, JPEG, ...)")
-    parser.add_argument("driving", type=Path, help="driving video (mp4, mov, webm, mkv, avi, gif, animated webp/png) or folder of frames")
+    parser.add_argument("driving", type=Path, help="driving video (mp4, mov, webm, mkv, avi, gif, animated webp/png), folder of frames, or image")
     parser.add_argument("-o", "--output", type=Path, required=True, help="motion file to write (name it *.fomm.json: the ComfyUI pack lists those)")
     parser.add_argument("--checkpoint", default="default", help='checkpoint path, or "default" for the embedded model (default)')
     parser.add_argument("--config", help="preset name or YAML config (default: stored in or inferred from the checkpoint)")
-    parser.add_argument("--absolute", action="store_true", help="use the driving keypoints as they are instead of relative motion")
+    parser.add_argument("--absolute", dest="relative", action="store_false", help="use the driving keypoints as they are instead of relative motion")
     parser.add_argument("--no-relative-jacobian", dest="relative_jacobian", action="store_false", help="in relative mode, keep the driving Jacobians as they are")
     parser.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false", help="in relative mode, do not scale the motion to the source's keypoint spread")
     parser.add_argument("--reference", default="first", type=reference_frame, metavar="first|best|N", help='driving frame the relative motion starts from: "first" (default), "best" (the frame posed most like the source) or a 0-based index')
@@ -56,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     check_positive(args, "max_frames")
     check_fps(args.fps)
     check_positive(args, "batch_size", "texture_size")
+    check_reference(args)
+    check_motion_name(args.output)
     image_file, frames_directory = side_files(args.output)
     check_outputs(
         [args.source, args.driving],
@@ -69,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             model,
             source,
             video,
-            relative=not args.absolute,
+            relative=args.relative,
             relative_jacobian=args.relative_jacobian,
             adapt_scale=args.adapt_scale,
             reference=args.reference,
@@ -113,8 +125,9 @@ class _Progress:
         if self.style == "lines":
             print(f"progress {stage} {done} {total if total is not None else '?'}", flush=True)
         elif self.style == "bar":
-            bar = self.bars.get(stage) or self.bars.setdefault(stage, tqdm(total=total, desc=stage, unit="frame", file=sys.stderr))
-            bar.update(done - bar.n)
+            if stage not in self.bars:  # (not `get() or`: a bar without a total has no truth value)
+                self.bars[stage] = tqdm(total=total, desc=stage, unit="frame", file=sys.stderr)
+            self.bars[stage].update(done - self.bars[stage].n)
 
     def __enter__(self) -> "_Progress":
         return self

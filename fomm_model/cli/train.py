@@ -31,11 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--max-steps", type=int, help="stop after this many optimisation steps in total")
     train.add_argument("--vgg", type=Path, help="VGG19 ImageNet weights for the perceptual loss (.pth or .safetensors)")
     train.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-    train.add_argument("--workers", type=int, default=2, help="data loading processes per training process")
+    train.add_argument("--workers", type=int, default=2, help="data loading processes per training process (default 2)")
     train.add_argument("--seed", type=int, help="seed of the weights, the data order and the 80/20 split (default 0; "
                        "with --resume, the run's own)")
-    train.add_argument("--save-every", type=int, default=250, help="steps between resumable checkpoints")
-    train.add_argument("--vis-every", type=int, default=500, help="steps between visualisation images (0: never)")
+    train.add_argument("--save-every", type=int, default=250, help="steps between resumable checkpoints (default 250)")
+    train.add_argument("--vis-every", type=int, default=500, help="steps between visualisation images (default 500; 0: never)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--num-videos", type=int, help="evaluate only the first N test videos")
     rec.add_argument("--out", type=Path, help="write report.json and PNG strips here")
     add_device_option(rec)
-    rec.add_argument("--batch-size", type=int, default=16)
+    rec.add_argument("--batch-size", type=int, default=16, help="frames per model call (default 16)")
     rec.add_argument("--seed", type=int, help=SEED_HELP)
     rec.set_defaults(func=run_reconstruct)
 
@@ -76,9 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: the config's dataset_params.pairs_list, else a seeded random draw)")
     chosen.add_argument("--random-pairs", action="store_true",
                         help="a seeded random draw even where the config names a pairs_list")
-    pairs.add_argument("--fps", type=float, default=25.0, help="frame rate of the written videos")
+    pairs.add_argument("--fps", type=float, default=25.0, help="frame rate of the written videos (default 25)")
     add_device_option(pairs)
-    pairs.add_argument("--batch-size", type=int, default=16)
+    pairs.add_argument("--batch-size", type=int, default=16, help="frames per model call (default 16)")
     pairs.add_argument("--seed", type=int, help=SEED_HELP)
     pairs.set_defaults(func=run_animate_pairs)
 
