@@ -137,12 +137,12 @@ def _timed_frames(path: Path, stop: int | None = None) -> Iterator[tuple[float |
     where the decoder gives none)."""
     decoded = 0
     capture = cv2.VideoCapture(str(path))
-    stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     try:
         while stop is None or decoded < stop:
             ok, image = capture.read()
             if not ok:
-                _warn_if_cut_short(path, decoded, stated)
+                if decoded:
+                    _warn_if_cut_short(path, decoded, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
                 break
             decoded += 1
             yield capture.get(cv2.CAP_PROP_POS_MSEC), _rgb_uint8(image, path)
@@ -156,7 +156,7 @@ def _warn_if_cut_short(path: Path, decoded: int, stated: int) -> None:
     """Say so when decoding stops well before the frame count the file states (a truncated
     download, a damaged copy): the result would otherwise just be shorter, its sound longer.
     Some containers only estimate their count from the duration, hence the margin."""
-    if decoded and stated - decoded > max(2, stated // 50):
+    if stated - decoded > max(2, stated // 50):
         warnings.warn(
             f"{path.name}: only {decoded} of the {stated} frames the file states could be decoded; it looks "
             "truncated or damaged, so the rest is missing from the result",

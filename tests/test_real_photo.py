@@ -67,7 +67,7 @@ def test_face_region_pasted_back_at_full_resolution(inputs, tmp_path: Path, caps
          "--source-face", "--driving-face", "--full-resolution", "--quiet"]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    assert f"({FRAMES} frames, {SIZE}x{SIZE}" in capsys.readouterr().out
+    assert f"({FRAMES} PNG frames, {SIZE}x{SIZE}" in capsys.readouterr().out
     source = read_image(inputs["source"])
     result = frames_of(out)
     assert result.shape == (FRAMES, 3, SIZE, SIZE)
