@@ -125,7 +125,10 @@ class LoadMotion(io.ComfyNode):
     def execute(cls, motion_file: str) -> io.NodeOutput:
         path = motion_path(motion_file)
         if not path.is_file():
-            raise ValueError(f"motion file {motion_file!r} not found; save one with FOMM Save Motion or put it in the input folder")
+            raise ValueError(
+                f"motion file {motion_file!r} not found; save one with FOMM Save Motion or put it in the input folder, "
+                "then refresh the page (or press R) and pick it in FOMM Load Motion"
+            )
         try:
             motion = read_motion(path)
         except (MotionFormatError, OSError) as exc:

@@ -153,17 +153,25 @@ def to_comfy_image(frames: Tensor) -> Tensor:
 def collect_images(frames: Iterable[Tensor], count: int) -> Tensor:
     """Frames (n, 3, H, W) as they come -> one IMAGE [count, H, W, 3], filled in place: the
     result is never held twice (once in pieces, once joined)."""
-    out: Tensor | None = None
-    done = 0
-    for chunk in frames:
-        images = to_comfy_image(chunk)
-        if out is None:
-            out = torch.empty((count, *images.shape[1:]), dtype=images.dtype, device=images.device)
-        out[done : done + len(images)] = images
-        done += len(images)
-    if out is None or done != count:
-        raise RuntimeError(f"expected {count} frames, got {done}")
+    (out,) = collect_image_sets(((chunk,) for chunk in frames), count)
     return out
+
+
+def collect_image_sets(chunks: Iterable[tuple[Tensor, ...]], count: int) -> tuple[Tensor, ...]:
+    """:func:`collect_images` for nodes with several IMAGE outputs: each chunk gives the next
+    frames (n, 3, H, W) of every output, in order."""
+    outs: list[Tensor] = []
+    done = 0
+    for pictures in chunks:
+        images = [to_comfy_image(picture) for picture in pictures]
+        if not outs:
+            outs = [torch.empty((count, *image.shape[1:]), dtype=image.dtype, device=image.device) for image in images]
+        for out, image in zip(outs, images):
+            out[done : done + len(image)] = image
+        done += len(images[0])
+    if not outs or done != count:
+        raise RuntimeError(f"expected {count} frames, got {done}")
+    return tuple(outs)
 
 
 def to_comfy_mask(maps: Tensor) -> Tensor:

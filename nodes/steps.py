@@ -109,6 +109,12 @@ class EstimateMotion(io.ComfyNode):
                 "the source and driving keypoints were detected by different FOMM models: "
                 "connect the same FOMM Load Model node to both FOMM Detect Keypoints nodes"
             )
+        for name, given in (("source_keypoints", source_keypoints), ("driving_keypoints", driving_keypoints)):
+            if given.moved:
+                raise ValueError(
+                    f"{name} are moved keypoints (FOMM Estimate Motion's moved_keypoints output, for drawing): "
+                    "connect FOMM Detect Keypoints' keypoints here"
+                )
         kp_source = source_keypoints.keypoints[0]
         kp_driving = driving_keypoints.keypoints
         if kp_source.num_kp != kp_driving.num_kp:
@@ -155,9 +161,9 @@ class DenseMotion(io.ComfyNode):
                 io.Mask.Output(
                     display_name="keypoint_masks",
                     tooltip="K+1 masks per frame (frame-major: frame t, region k is t*(K+1)+k): region 0 is the "
-                    "still background, region k follows keypoint k. At the dense motion network's own "
-                    "resolution (a quarter of the model's frame size for the published models, e.g. 64x64 "
-                    "for 256x256), as the model computes them: scale them up where you use them.",
+                    "still background, region k follows keypoint k. At the source's aspect and the model's "
+                    "resolution, as occlusion (the dense motion network computes them at a quarter of the "
+                    "model's frame size for the published models): scale them up where you use them.",
                 ),
             ],
         )
@@ -189,8 +195,11 @@ class DenseMotion(io.ComfyNode):
             visible = torch.ones(len(flow), 1, *compact.input_size)
         else:
             visible = maps_to_input(occlusion, compact, outside=1.0)  # a crop's borders keep the source
-        region_masks = rearrange(masks, "n k h w -> (n k) 1 h w")
-        return io.NodeOutput(flow, to_comfy_mask(visible), to_comfy_mask(region_masks))
+        regions = torch.cat(  # where a crop cut the picture, the still background
+            [maps_to_input(masks[:, :1], compact, outside=1.0), maps_to_input(masks[:, 1:], compact, outside=0.0)], dim=1
+        )
+        regions = regions / regions.sum(dim=1, keepdim=True).clamp_min(1e-6)  # shares of each pixel again (bicubic, clamped)
+        return io.NodeOutput(flow, to_comfy_mask(visible), to_comfy_mask(rearrange(regions, "n k h w -> (n k) 1 h w")))
 
 
 class Generate(io.ComfyNode):
@@ -261,6 +270,8 @@ def _occlusion_for_flow(occlusion: Tensor, flow: FlowData) -> Tensor:
             f"occlusion must be one mask or one per frame ({len(flow)}), got a batch of shape {tuple(occlusion.shape)}"
         )
     maps = occlusion.detach().to("cpu", torch.float32)[:, None]
+    if not torch.isfinite(maps).all():
+        raise ValueError("occlusion has NaN or infinite values: give a mask with values from 0 (occluded) to 1 (visible)")
     compact = flow.framing.at_model_scale()
     framing = compact if tuple(maps.shape[-2:]) == compact.input_size else flow.framing
     (height, width), (ch, cw) = flow.framing.input_size, compact.input_size

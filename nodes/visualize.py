@@ -8,15 +8,16 @@ they describe.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from comfy_api.latest import io
 from torch import Tensor
 
-from fomm_model.framing import Framing
 from fomm_model.keypoints import Keypoints
 from fomm_model.visualize import draw_keypoints, flow_to_color, gray_to_rgb, masks_to_color
 
-from .runtime import FrameProgress, check_framed, chunks, image_batch, maps_to_input, to_comfy_image
+from .runtime import FrameProgress, check_framed, chunks, collect_image_sets, collect_images, image_batch, maps_to_input
 from .types import FlowData, FommFlow, FommKeypoints, KeypointSet
 
 PICTURE_SIZES = ("model", "source")
@@ -33,8 +34,9 @@ class DrawKeypoints(io.ComfyNode):
             inputs=[
                 io.Image.Input(
                     "images",
-                    tooltip="The images the keypoints were detected on, or the source image for moved keypoints "
-                    "(the first image of its batch). One image is repeated for every keypoint frame.",
+                    tooltip="The images the keypoints were detected on. For moved keypoints: the frames FOMM "
+                    "Generate made from them, one per keypoint frame, or the source image (the first image of "
+                    "its batch). One image is repeated for every keypoint frame.",
                 ),
                 FommKeypoints.Input("keypoints", tooltip="From FOMM Detect Keypoints, or moved_keypoints from FOMM Estimate Motion."),
             ],
@@ -43,24 +45,31 @@ class DrawKeypoints(io.ComfyNode):
 
     @classmethod
     def execute(cls, images: Tensor, keypoints: KeypointSet) -> io.NodeOutput:
-        if keypoints.moved:
-            images = images[:1]  # they all belong to the source: its first image, as the other nodes use
+        if keypoints.moved and images.shape[0] != len(keypoints.keypoints):
+            images = images[:1]  # not the generated frames: the source batch, whose first image the other nodes use
         count = max(images.shape[0], len(keypoints.keypoints))
         if images.shape[0] not in (1, count) or len(keypoints.keypoints) not in (1, count):
             raise ValueError(
                 f"{images.shape[0]} images and {len(keypoints.keypoints)} keypoint frames do not pair up: "
                 "give as many images as keypoint frames, or one of either"
             )
+        hint = (
+            "connect the source image, or the frames FOMM Generate made from these keypoints"
+            if keypoints.moved
+            else "connect the images these keypoints were detected on"
+        )
         progress = FrameProgress(count)
-        out = []
-        for part in chunks(count, 16, progress):
-            frames = image_batch(images[part] if images.shape[0] > 1 else images, "images")
-            kp = keypoints.keypoints[part] if len(keypoints.keypoints) > 1 else keypoints.keypoints
-            n = part.stop - part.start
-            check_framed(frames, keypoints.framing, "the image")
-            on_input = Keypoints(keypoints.framing.points_to_input(kp.value))  # drawn on the image itself, full size
-            out.append(to_comfy_image(draw_keypoints(frames.expand(n, -1, -1, -1), on_input.expand(n))))
-        return io.NodeOutput(torch.cat(out))
+
+        def drawn() -> Iterator[Tensor]:
+            for part in chunks(count, 16, progress):
+                frames = image_batch(images[part] if images.shape[0] > 1 else images, "images")
+                kp = keypoints.keypoints[part] if len(keypoints.keypoints) > 1 else keypoints.keypoints
+                n = part.stop - part.start
+                check_framed(frames, keypoints.framing, "the image", hint)
+                on_input = Keypoints(keypoints.framing.points_to_input(kp.value))  # drawn on the image itself, full size
+                yield draw_keypoints(frames.expand(n, -1, -1, -1), on_input.expand(n))
+
+        return io.NodeOutput(collect_images(drawn(), count))
 
 
 class VisualizeFlow(io.ComfyNode):
@@ -98,16 +107,16 @@ class VisualizeFlow(io.ComfyNode):
         framing = flow.framing if size == "source" else flow.framing.at_model_scale()
         model_size = flow.framing.target_size
         progress = FrameProgress(len(flow))
-        colours, greys, regions = [], [], []
-        # Where a crop cut the picture the frames keep the source, unmoved: the pictures say so there (white =
-        # no motion, white = visible, grey = still background) instead of leaving it black.
-        for part in chunks(len(flow), 16, progress):
-            colours.append(cls._restore(framing, flow_to_color(flow.deformation[part], model_size), outside=1.0))
-            occlusion = flow.occlusion[part] if flow.occlusion is not None else torch.ones_like(flow.masks[part, :1])
-            greys.append(cls._restore(framing, gray_to_rgb(occlusion, model_size), outside=1.0))
-            regions.append(cls._restore(framing, masks_to_color(flow.masks[part], model_size), outside=0.5))
-        return io.NodeOutput(torch.cat(colours), torch.cat(greys), torch.cat(regions))
 
-    @staticmethod
-    def _restore(framing: Framing, pictures: Tensor, outside: float) -> Tensor:
-        return to_comfy_image(maps_to_input(pictures.float().cpu(), framing, outside))
+        def pictures() -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+            # Where a crop cut the picture the frames keep the source, unmoved: the pictures say so there
+            # (white = no motion, white = visible, grey = still background) instead of leaving it black.
+            for part in chunks(len(flow), 16, progress):
+                occlusion = flow.occlusion[part] if flow.occlusion is not None else torch.ones_like(flow.masks[part, :1])
+                yield (
+                    maps_to_input(flow_to_color(flow.deformation[part], model_size).cpu(), framing, outside=1.0),
+                    maps_to_input(gray_to_rgb(occlusion, model_size).cpu(), framing, outside=1.0),
+                    maps_to_input(masks_to_color(flow.masks[part], model_size).cpu(), framing, outside=0.5),
+                )
+
+        return io.NodeOutput(*collect_image_sets(pictures(), len(flow)))

@@ -124,12 +124,16 @@ def test_steps_give_the_animate_frames_at_the_input_size(n: ModuleType, model) -
     assert steps["frames"].shape == animate.shape == (5, 90, 150, 3)
     torch.testing.assert_close(steps["frames"], animate, atol=2e-5, rtol=0)
     assert steps["occlusion"].shape == (5, 77, 128)  # the source's aspect at the model's resolution
-    config = model.fomm.config  # the masks come at the dense motion network's resolution, not 128x128
-    side = round(config.frame_shape[0] * config.generator.dense_motion.scale_factor)
-    assert side < 128 and steps["masks"].shape == (5 * 11, side, side)
-    masks = steps["masks"].reshape(5, 11, side, side)
-    torch.testing.assert_close(masks.sum(1), torch.ones(5, side, side), atol=1e-4, rtol=0)
-    torch.testing.assert_close(masks.cpu(), steps["flow"].masks)
+    assert steps["masks"].shape == (5 * 11, 77, 128)  # the keypoint regions too, each a share of every pixel
+    masks = steps["masks"].reshape(5, 11, 77, 128)
+    torch.testing.assert_close(masks.sum(1), torch.ones(5, 77, 128), atol=1e-4, rtol=0)
+    flow_masks = steps["flow"].masks  # at the dense motion network's resolution, padded to the model's square
+    side = flow_masks.shape[-1]
+    assert side < 128 and flow_masks.shape == (5, 11, side, side)
+    rows = round(side * 77 / 128)  # the picture's rows of the padded square
+    top = (side - rows) // 2
+    scaled = torch.nn.functional.interpolate(masks.cpu(), size=(rows, side), mode="area")
+    assert (scaled - flow_masks[:, :, top : top + rows]).abs().mean() < 0.02, (scaled - flow_masks[:, :, top : top + rows]).abs().mean()
     assert len(steps["moved"].keypoints) == 5 and steps["motion"].reference_frame == 0
 
 
@@ -216,6 +220,9 @@ def test_bad_inputs_get_clear_messages(n: ModuleType, model) -> None:
     foreign = n.types.KeypointSet(steps["kp_driving"].keypoints, steps["kp_driving"].framing, "another-file")
     with pytest.raises(ValueError, match="detected by different FOMM models"):
         n.EstimateMotion.execute(steps["kp_source"], foreign, True, True, True, "first", 0)
+    for wires in ((steps["moved"], steps["kp_driving"]), (steps["kp_source"], steps["moved"])):
+        with pytest.raises(ValueError, match="are moved keypoints .*: connect FOMM Detect Keypoints' keypoints here"):
+            n.EstimateMotion.execute(*wires, True, True, True, "first", 0)
     with pytest.raises(ValueError, match="channels per pixel"):
         n.runtime.image_batch(torch.rand(1, 8, 8, 5), "source")
     with pytest.raises(ValueError, match="an image is 4x4 pixels: too small to animate; give at least 32x32"):
@@ -240,6 +247,8 @@ def test_user_occlusion_replaces_the_flow_occlusion(n: ModuleType, model, fit: s
         assert 0 < (same - own).abs().mean() < 0.1 * (blind - own).abs().mean(), mask.shape
     with pytest.raises(ValueError, match="one mask or one per frame"):
         n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.zeros(3, 300, 420))
+    with pytest.raises(ValueError, match="occlusion has NaN or infinite values"):
+        n.Generate.execute(model, source, steps["flow"], False, 8, occlusion=torch.full_like(occlusion, float("nan")))
     height, width = occlusion.shape[1:]
     expected = rf"occlusion mask is 64x64 .*: give the mask at the size FOMM Dense Motion gives it \({width}x{height}\) or at the source image's \(420x300\)"
     with pytest.raises(ValueError, match=expected):
@@ -277,6 +286,14 @@ def test_visualisations_line_up_with_the_inputs(n: ModuleType, model) -> None:
     assert torch.equal(n.DrawKeypoints.execute(animated, steps["moved"]).args[0], on_source)
     with pytest.raises(ValueError, match="do not pair up"):  # detected keypoints belong to their own frames
         n.DrawKeypoints.execute(driving[:2], steps["kp_driving"])
+    with pytest.raises(ValueError, match="connect the images these keypoints were detected on"):
+        n.DrawKeypoints.execute(comfy_images(3, 64, 64), steps["kp_driving"])
+    # Moved keypoints on the frames generated from them: each frame with its own, the rest of it untouched.
+    frames = steps["frames"]
+    on_frames = n.DrawKeypoints.execute(frames, steps["moved"]).args[0]
+    dots = (on_frames - frames).abs().amax(-1) > 0
+    assert 0 < dots.float().mean() < 0.1 and torch.equal(on_frames[~dots], frames[~dots])
+    assert not torch.equal(on_frames[1:], n.DrawKeypoints.execute(frames[:1], steps["moved"]).args[0][1:])
 
 
 def test_flow_pictures_show_what_the_frames_do_where_a_crop_cut(n: ModuleType, model) -> None:
@@ -460,8 +477,7 @@ def test_motion_file_round_trip(n: ModuleType, model, comfy_dirs: Path, caplog: 
     with caplog.at_level(logging.WARNING, logger="comfyui-fomm"):
         small = dataclasses.replace(motion, source=dataclasses.replace(motion.source, framing=fit(texture.permute(0, 3, 1, 2), (64, 64), "pad")[1]))
         masks = n.DenseMotion.execute(model, texture, small, 8).args[2]
-    side = round(64 * model.fomm.config.generator.dense_motion.scale_factor)  # the masks' size for a 64x64 input
-    assert masks.shape[-2:] == (side, side) and "computed at 64x64 but" in caplog.text
+    assert masks.shape[-2:] == small.source.framing.at_model_scale().input_size and "computed at 64x64 but" in caplog.text
     # Editing the texture beside the file runs Load Motion again (ComfyUI compares the fingerprints).
     before = n.LoadMotion.fingerprint_inputs(name)
     texture_file = path.with_name(path.name.removesuffix(".fomm.json") + ".source.png")
