@@ -30,17 +30,7 @@ from ..video import (
     write_image,
 )
 from ..visualize import visualize_generation
-from . import (
-    UserError,
-    add_device_option,
-    check_fps,
-    check_outputs,
-    check_positive,
-    check_reference,
-    chosen_device,
-    counted,
-    reference_frame,
-)
+from . import UserError, add_device_option, check_fps, check_outputs, check_positive, check_reference, chosen_device, counted, reference_frame
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

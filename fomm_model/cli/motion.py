@@ -14,17 +14,7 @@ from ..loading import load_model
 from ..motion_file import check_motion_name, compute_motion, write_motion
 from ..video import MediaError, VideoReader, read_image, read_video
 from ..schemas.motion_format import side_files
-from . import (
-    UserError,
-    add_device_option,
-    check_fps,
-    check_outputs,
-    check_positive,
-    check_reference,
-    chosen_device,
-    counted,
-    reference_frame,
-)
+from . import UserError, add_device_option, check_fps, check_outputs, check_positive, check_reference, chosen_device, counted, reference_frame
 
 PROGRESS_STYLES = ("bar", "lines", "none")
 
