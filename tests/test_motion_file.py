@@ -326,6 +326,12 @@ def test_reader_checks_the_image(tmp_path, motion) -> None:
         read_motion(path)
 
 
+def test_a_linked_file_that_cannot_be_read_is_a_format_error(tmp_path) -> None:
+    """Not an OSError's traceback in Blender: the message names the file and what to check."""
+    with pytest.raises(MotionFormatError, match=f"{tmp_path} cannot be read .*: check the file's permissions"):
+        motion_format._read_head(tmp_path)  # a folder: unreadable as a file, even for root
+
+
 def test_addon_ships_the_same_format_files() -> None:
     """The Blender add-on cannot import fomm_model, so it carries copies of the schema and the
     validator; they must stay identical (after an edit: cp fomm_model/schemas/motion* blender_addon/fomm_motion/)."""

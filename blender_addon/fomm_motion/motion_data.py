@@ -58,9 +58,10 @@ class MotionData:
         return motion_stem(self.path)
 
 
-def load_motion(path: str | Path) -> MotionData:
+def load_motion(path: str | Path, frames: bool = True) -> MotionData:
     """Parse, validate and resolve a motion file; raises MotionFormatError with a message for
-    the user (also when the file cannot be read at all)."""
+    the user (also when the file cannot be read at all). ``frames=False``: its generated
+    frames are not looked for (an import that does not play them needs none of them)."""
     path = Path(path)
     if not path.is_file():
         raise MotionFormatError(f"{path} not found")
@@ -70,7 +71,7 @@ def load_motion(path: str | Path) -> MotionData:
         raise MotionFormatError(f"{path.name} cannot be read ({exc.strerror}): check the file's permissions") from None
     try:
         document = parse(text)
-        files = linked_files(document, path)
+        files = linked_files(document, path, frames)
     except MotionFormatError as exc:
         raise MotionFormatError(f"{path.name}: {exc}") from None
     image, source = document["image"], document["source"]

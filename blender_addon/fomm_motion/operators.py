@@ -114,7 +114,9 @@ class IMPORT_SCENE_OT_fomm_motion(bpy.types.Operator, ImportHelper, ImportOption
         if self.options.is_repeat:  # Adjust Last Operation: the previous run was just undone for good
             delete_replaced_cache()
         try:
-            result = import_motion(context, load_motion(bpy.path.abspath(self.filepath)), self.settings())
+            settings = self.settings()
+            data = load_motion(bpy.path.abspath(self.filepath), frames=settings.texture == "FRAMES")
+            result = import_motion(context, data, settings)
         except (MotionFormatError, ImportFailed) as exc:
             self.report({"ERROR"}, f"FOMM import failed: {exc}")
             return {"CANCELLED"}
@@ -147,7 +149,8 @@ class FommRunSettings(bpy.types.PropertyGroup, ImportOptions):
     )
     output: StringProperty(
         name="Motion File", subtype="FILE_PATH",
-        description="Where to write the motion file (default: next to the .blend, or the temporary folder)",
+        description="Where to write the motion file, rewritten by each run (default: a new file next to the .blend, "
+        "or in the temporary folder)",
     )
     absolute: BoolProperty(name="Absolute Motion", description="Use the driving keypoints as they are, not relative to the first frame", default=False)
     max_frames: IntProperty(name="Max Frames", description="Use at most this many driving frames (0: all)", default=0, min=0)
@@ -217,6 +220,7 @@ class FOMM_OT_run(bpy.types.Operator):
     bl_label = "Run FOMM"
 
     _timer = None  # set while the modal loop runs
+    _notes: list[str] = []  # warnings for after the import, set when the run starts
 
     @classmethod
     def poll(cls, context):
@@ -269,8 +273,20 @@ class FOMM_OT_run(bpy.types.Operator):
 
     def _start(self, context) -> FommJob | None:
         settings = context.scene.fomm_run
+        request = settings.request(preferences(context).python)
+        self._notes = []  # said after the import: what the artist should know about where the files went
+        if settings.output and Path(request.output).exists():
+            self._notes.append(
+                f"rewrote {Path(request.output).name} and its texture and frames: planes imported from it before "
+                "now show this run's (leave Motion File empty for a new file each run)"
+            )
+        elif not settings.output and not bpy.data.filepath:
+            self._notes.append(
+                f"the motion file is in the temporary folder {Path(request.output).parent}, which may be emptied: "
+                "save the .blend before running to keep the files beside it"
+            )
         try:
-            _jobs["job"] = job = FommJob(settings.request(preferences(context).python))
+            _jobs["job"] = job = FommJob(request)
         except (ValueError, OSError) as exc:
             self.report({"ERROR"}, f"Run FOMM: {exc}")
             return None
@@ -305,10 +321,13 @@ class FOMM_OT_run(bpy.types.Operator):
             return {"CANCELLED"}
         try:
             # ("EXEC_DEFAULT", True): the import is one undo step, as when run from the menu.
-            return bpy.ops.import_scene.fomm_motion("EXEC_DEFAULT", True, filepath=job.request.output, **self._options)
+            result = bpy.ops.import_scene.fomm_motion("EXEC_DEFAULT", True, filepath=job.request.output, **self._options)
         except RuntimeError as exc:  # the importer's own report, raised through bpy.ops as "Error: ..."
             self.report({"ERROR"}, str(exc).strip().removeprefix("Error:").strip())
             return {"CANCELLED"}
+        for note in job.warnings() + self._notes:  # the command's (a truncated driving video), then ours
+            self.report({"WARNING"}, f"Run FOMM: {note}")
+        return result
 
 
 class FOMM_OT_cancel(bpy.types.Operator):

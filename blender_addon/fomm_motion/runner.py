@@ -69,6 +69,11 @@ class RunRequest:
         found = []
         if not self.python:
             found.append("set the Python that has the fomm package in Preferences > Add-ons > FOMM Motion")
+        elif Path(self.python).is_dir():
+            found.append(
+                f"the Python set in Preferences > Add-ons > FOMM Motion ({self.python}) is a folder: choose the python "
+                "program in it (bin/python, or Scripts\\python.exe on Windows)"
+            )
         elif not Path(self.python).is_file():
             found.append(f"the Python {self.python} set in the add-on preferences does not exist")
         elif Path(self.python).stem.lower() == "fomm":
@@ -97,7 +102,12 @@ class FommJob:
         problems = request.problems()
         if problems:
             raise ValueError("; ".join(problems))
-        Path(request.output).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(request.output).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"cannot make the folder for the motion file {request.output} ({exc.strerror}): choose another Motion File"
+            ) from None
         self.request = request
         self.fraction = 0.0
         self.stage = "starting"
@@ -175,6 +185,13 @@ class FommJob:
                 "the python of the environment fomm is installed in (e.g. the project's .venv), or pip install fomm there"
             )
         return lines[-1] if lines else f"fomm motion exited with status {code}"
+
+    def warnings(self) -> list[str]:
+        """The command's warnings (``fomm motion: warning: ...``), once it has exited: a run that
+        succeeds may still have something to say (a truncated driving video)."""
+        for reader in self._readers:
+            reader.join(1)
+        return [line.strip() for line in self._errors if ": warning: " in line]
 
     def _read_progress(self) -> None:
         assert self._process.stdout is not None

@@ -366,10 +366,12 @@ class LinkedFiles:
         return int(match.group(2))
 
 
-def linked_files(document: dict[str, Any], path: Path) -> LinkedFiles:
+def linked_files(document: dict[str, Any], path: Path, frames: bool = True) -> LinkedFiles:
     """Find and check the files that a validated ``document``, read from ``path``, points to:
     the source image exists and is a PNG of the motion's aspect ratio (the schema says PNG, so
     its header gives the size without decoding it), and every generated frame is there.
+    ``frames=False`` leaves the generated frames out (none are returned), for a reader that
+    will not show them: a moved or deleted frames folder then costs nothing.
     Raises :class:`MotionFormatError` saying what is missing and what to do."""
     entry = document["source"]["image"]
     image_path, image_png = None, None
@@ -390,7 +392,7 @@ def linked_files(document: dict[str, Any], path: Path) -> LinkedFiles:
     check_image_size(_png_size(header, where), document, where)
 
     directory, names = None, ()
-    if "frames" in document:
+    if frames and "frames" in document:
         directory, names = path.parent / document["frames"]["directory"], tuple(document["frames"]["files"])
         missing = [name for name in names if not (directory / name).is_file()]
         if missing:
@@ -416,8 +418,11 @@ def check_image_size(size: tuple[int, int], document: dict[str, Any], where: str
 
 
 def _read_head(path: Path) -> bytes:
-    with open(path, "rb") as stream:
-        return stream.read(24)
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(24)
+    except OSError as exc:
+        raise MotionFormatError(f"{path} cannot be read ({exc.strerror}): check the file's permissions") from None
 
 
 def _png_size(header: bytes, where: str) -> tuple[int, int]:

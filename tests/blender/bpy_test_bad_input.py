@@ -118,7 +118,20 @@ def test_source_image_of_another_shape(scene, broken) -> None:
 def test_missing_generated_frame(scene, broken) -> None:
     path, doc = broken
     (path.parent / doc["frames"]["directory"] / doc["frames"]["files"][3]).unlink()
-    assert_refused(write(path, doc), "1 generated frame\\(s\\) missing .*first: frame_00004.png.*keep the frames folder")
+    assert_refused(write(path, doc), "1 generated frame\\(s\\) missing .*first: frame_00004.png.*keep the frames folder",
+                   texture="FRAMES")
+
+
+def test_a_missing_frames_folder_matters_only_to_an_import_of_the_frames(scene, broken) -> None:
+    """The generated frames are large and only Texture = Generated frames plays them: without
+    their folder the rig (or the cache) still imports."""
+    path, doc = broken
+    shutil.rmtree(path.parent / doc["frames"]["directory"])
+    write(path, doc)
+    count = len(doc["frames"]["files"])
+    assert_refused(path, f"{count} generated frame\\(s\\) missing .*keep the frames folder", texture="FRAMES")
+    assert import_motion(path) == {"FINISHED"}
+    assert bpy.data.objects["FOMM broken"].parent is not None  # rigged, with the source image as its texture
 
 
 def test_unreadable_source_image_fails_after_building_started(scene, broken) -> None:

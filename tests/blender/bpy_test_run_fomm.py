@@ -233,6 +233,17 @@ def test_a_run_that_ends_in_edit_mode_says_where_the_motion_is(run_settings, add
     assert bpy.ops.import_scene.fomm_motion(filepath=run_settings.output) == {"FINISHED"}
 
 
+def test_a_run_that_rewrites_a_set_motion_file_says_so(run_settings, addon) -> None:
+    """A Motion File that is there already (an earlier run's, whose plane shows its texture) is
+    rewritten, and the run says so once it has imported."""
+    Path(run_settings.output).write_text("{}")
+    operator, context = start_modal(addon)
+    result = tick_until(operator, context, lambda result: result != {"PASS_THROUGH"}, timeout=300)
+    assert result == {"FINISHED"}, operator.reports
+    [(kind, message)] = operator.reports
+    assert kind == {"WARNING"} and "rewrote from_blender.json" in message and "planes imported from it before" in message
+
+
 def test_options_are_those_the_run_started_with(run_settings, addon) -> None:
     """Switching Deform to Flow cache during a run (the command was not asked for the flow)
     must not spoil the import: the run imports with the options it started with."""
@@ -291,6 +302,30 @@ def test_a_python_preference_that_is_no_python_is_explained(addon, manifest, tmp
     request = addon.runner.RunRequest(python=str(wrong), source=manifest["source"], driving=manifest["driving"], output="x.json")
     with pytest.raises(ValueError, match=expected):
         addon.runner.FommJob(request)
+
+
+def test_the_commands_warnings_are_kept_for_after_the_import(addon, manifest, tmp_path) -> None:
+    runner = addon.runner
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho 'fomm motion: warning: cut.mp4: only 9 of the 20 frames' >&2\necho other >&2\n")
+    python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    job = runner.FommJob(runner.RunRequest(
+        python=str(python), source=manifest["source"], driving=manifest["driving"], output=str(tmp_path / "x.json"),
+    ))  # fmt: skip
+    job.wait(30)
+    assert job.warnings() == ["fomm motion: warning: cut.mp4: only 9 of the 20 frames"]
+
+
+def test_a_python_folder_or_a_motion_folder_that_cannot_be_made_is_explained(addon, manifest, tmp_path) -> None:
+    runner = addon.runner
+    request = runner.RunRequest(python=str(tmp_path), source=manifest["source"], driving=manifest["driving"], output="x.json")
+    with pytest.raises(ValueError, match="is a folder: choose the python program in it"):
+        runner.FommJob(request)
+    (tmp_path / "notes.txt").write_text("a file")
+    request = runner.RunRequest(python=manifest["python"], source=manifest["source"], driving=manifest["driving"],
+                                output=str(tmp_path / "notes.txt" / "take" / "x.json"))  # fmt: skip
+    with pytest.raises(ValueError, match="cannot make the folder for the motion file .*: choose another Motion File"):
+        runner.FommJob(request)
 
 
 def test_a_running_job_cancels_at_once(addon, manifest, tmp_path) -> None:
