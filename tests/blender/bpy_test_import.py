@@ -46,6 +46,11 @@ def test_builds_textured_plane_rig_and_scene_timing(scene, synthetic) -> None:
     image = plane.active_material.node_tree.nodes.active.image
     assert tuple(image.size) == (256, 256)
     assert (scene.render.fps / scene.render.fps_base, scene.frame_start, scene.frame_end) == (10.0, 1, 6)
+    assert scene.frame_current == 1
+    scene.frame_start, scene.frame_end = 1001, 1100  # a shot's range, the playhead at its start
+    scene.frame_set(1001)
+    assert import_motion(path) == {"FINISHED"}
+    assert (scene.frame_start, scene.frame_end, scene.frame_current) == (1, 6, 1)  # the playhead comes along
     controls = [bone.name for bone in rig.data.bones if not bone.use_deform]
     assert controls == ["KP_00", "KP_01", "KP_02"]
     assert math.isclose(rig.rotation_euler.x, math.pi / 2, abs_tol=1e-6)  # upright by default: the XZ plane, facing -Y
@@ -65,6 +70,12 @@ def test_embedded_image_is_packed_into_the_blend_file(scene, manifest, tmp_path)
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "scene.blend"))
     image.unpack(method="WRITE_ORIGINAL")
     assert (tmp_path / "embedded.source.png").is_file(), image.filepath
+    # A second import of a file of that name (another folder's, another picture) unpacks to a file of its own.
+    assert import_motion(path) == {"FINISHED"}
+    second = bpy.data.objects["FOMM embedded.001"].active_material.node_tree.nodes.active.image
+    assert second.name == "embedded.source.png.001" and second.filepath_raw == "//embedded.source.001.png"
+    second.unpack(method="WRITE_ORIGINAL")
+    assert (tmp_path / "embedded.source.001.png").is_file() and (tmp_path / "embedded.source.png").is_file()
 
 
 def test_rig_reproduces_the_motion_at_every_frame(scene, synthetic) -> None:
