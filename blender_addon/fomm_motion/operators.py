@@ -27,7 +27,7 @@ TEXTURE_ITEMS = (
 )
 MOTION_ITEMS = (
     ("FILE", "As computed", "The motion as the file was computed (relative to the reference frame unless written with --absolute)"),
-    ("ABSOLUTE", "Absolute", "The driving keypoints as detected, not adapted to the source"),
+    ("ABSOLUTE", "Absolute", "The rig follows the driving keypoints as detected, not adapted to the source (the flow and frames stay as computed)"),
 )
 
 
@@ -152,7 +152,11 @@ class FommRunSettings(bpy.types.PropertyGroup, ImportOptions):
         description="Where to write the motion file, rewritten by each run (default: a new file next to the .blend, "
         "or in the temporary folder)",
     )
-    absolute: BoolProperty(name="Absolute Motion", description="Use the driving keypoints as they are, not relative to the first frame", default=False)
+    absolute: BoolProperty(
+        name="Absolute Motion", default=False,
+        description="Compute the motion (and the flow and frames) from the driving keypoints as they are, not relative "
+        "to the first frame (fomm motion --absolute)",
+    )
     max_frames: IntProperty(name="Max Frames", description="Use at most this many driving frames (0: all)", default=0, min=0)
 
     def request(self, python: str) -> RunRequest:
