@@ -202,19 +202,20 @@ def begin_progress(context: bpy.types.Context) -> bpy.types.Timer:
     return context.window_manager.event_timer_add(TIMER_STEP, window=context.window)
 
 
-def show_progress(context: bpy.types.Context, job: FommJob) -> None:
-    """Progress in the status bar; the sidebar panel draws its own bar from the job, so 3D
-    views are asked to redraw."""
-    context.workspace.status_text_set(status_text(job))
+def show_progress(context: bpy.types.Context, job: FommJob, workspace: bpy.types.WorkSpace) -> None:
+    """Progress in the status bar of ``workspace``, the one the run started in (the text is
+    the workspace's: written to whichever is active, it would stay behind in the first after a
+    switch); the sidebar panel draws its own bar from the job, so 3D views are asked to redraw."""
+    workspace.status_text_set(status_text(job))
     for area in context.screen.areas:
         if area.type == "VIEW_3D":
             area.tag_redraw()
 
 
-def end_progress(context: bpy.types.Context, timer: bpy.types.Timer) -> None:
-    """Undo :func:`begin_progress` and clear the status bar."""
+def end_progress(context: bpy.types.Context, timer: bpy.types.Timer, workspace: bpy.types.WorkSpace) -> None:
+    """Undo :func:`begin_progress` and clear the status bar of the run's workspace."""
     context.window_manager.event_timer_remove(timer)
-    context.workspace.status_text_set(None)
+    workspace.status_text_set(None)
 
 
 class FOMM_OT_run(bpy.types.Operator):
@@ -259,12 +260,12 @@ class FOMM_OT_run(bpy.types.Operator):
             return {"CANCELLED"}
         if event.type == "ESC" and not context.screen.is_animation_playing:  # that Esc stops the playback
             job.cancel()
-            show_progress(context, job)
+            show_progress(context, job, self._workspace)
             return {"RUNNING_MODAL"}
         if event.type == "TIMER":
             if not job.running:
                 return self._finish(context)
-            show_progress(context, job)
+            show_progress(context, job, self._workspace)
         return {"PASS_THROUGH"}
 
     def cancel(self, context):
@@ -296,11 +297,12 @@ class FOMM_OT_run(bpy.types.Operator):
             return None
         # The import options as they are now: changing the panel during the run changes the next run.
         self._options = {name: getattr(settings, name) for name in ImportOptions.__annotations__}
+        self._workspace = context.workspace  # whose status bar shows the run, whichever is active later
         return job
 
     def _stop_progress(self, context) -> None:
         if self._timer is not None:
-            end_progress(context, self._timer)
+            end_progress(context, self._timer, self._workspace)
             self._timer = None
 
     def _go_modal(self, context):

@@ -127,26 +127,30 @@ class StandIn:
 class StatusRecorder:
     """The workspace, with what the operator writes to the status bar also recorded."""
 
-    def __init__(self, workspace: bpy.types.WorkSpace, texts: list[str | None]) -> None:
-        self.workspace, self.texts = workspace, texts
+    def __init__(self, workspace: bpy.types.WorkSpace, texts: list[str | None], where: list[str]) -> None:
+        self.workspace, self.texts, self.where = workspace, texts, where
 
     def status_text_set(self, text: str | None) -> None:
         self.texts.append(text)
+        self.where.append(self.workspace.name)
         self.workspace.status_text_set(text)
 
 
 class WatchedContext:
-    """bpy.context, except that the status bar text is recorded on its way to Blender."""
+    """bpy.context, except that the status bar text is recorded on its way to Blender, with the
+    workspace it went to (``active``: the workspace the artist is in)."""
 
     def __init__(self) -> None:
         self.status: list[str | None] = []
+        self.written_to: list[str] = []
+        self.active = bpy.context.workspace
 
     def __getattr__(self, name: str):
         return getattr(bpy.context, name)
 
     @property
     def workspace(self) -> StatusRecorder:
-        return StatusRecorder(bpy.context.workspace, self.status)
+        return StatusRecorder(self.active, self.status, self.written_to)
 
 
 def tick_until(operator: StandIn, context: WatchedContext, done, timeout: float) -> set[str]:
@@ -182,6 +186,17 @@ def test_modal_run_shows_progress_then_imports(run_settings, addon, scene) -> No
     assert operator._timer is None and "job" not in addon.operators._jobs
     assert bpy.data.objects["FOMM from_blender"].parent is not None  # imported with its rig
     assert (scene.frame_start, scene.frame_end) == (1, 4)
+
+
+def test_the_status_bar_of_the_runs_workspace_is_used_after_a_switch(run_settings, addon) -> None:
+    """The text belongs to a workspace: after the artist switches, ticks and the final clear
+    still go to the one the run started in, or its text would stay there for good."""
+    operator, context = start_modal(addon)
+    started_in = context.active.name
+    context.active = next(space for space in bpy.data.workspaces if space.name != started_in)
+    result = tick_until(operator, context, lambda result: result != {"PASS_THROUGH"}, timeout=300)
+    assert result == {"FINISHED"}, operator.reports
+    assert context.status[-1] is None and set(context.written_to) == {started_in}
 
 
 def test_escape_cancels_the_modal_run_without_waiting(run_settings, addon, manifest) -> None:
