@@ -21,6 +21,9 @@ from .runtime import FrameProgress, check_framed, chunks, collect_image_sets, co
 from .types import FlowData, FommFlow, FommKeypoints, KeypointSet
 
 PICTURE_SIZES = ("model", "source")
+# Frames drawn at a time: each chunk's pictures exist a few times over while they are made and
+# converted, at up to the source's size (4 frames of 1080p: about 100 MB a copy).
+PREVIEW_CHUNK = 4
 
 
 class DrawKeypoints(io.ComfyNode):
@@ -61,7 +64,7 @@ class DrawKeypoints(io.ComfyNode):
         progress = FrameProgress(count)
 
         def drawn() -> Iterator[Tensor]:
-            for part in chunks(count, 16, progress):
+            for part in chunks(count, PREVIEW_CHUNK, progress):
                 frames = image_batch(images[part] if images.shape[0] > 1 else images, "images")
                 kp = keypoints.keypoints[part] if len(keypoints.keypoints) > 1 else keypoints.keypoints
                 n = part.stop - part.start
@@ -111,7 +114,7 @@ class VisualizeFlow(io.ComfyNode):
         def pictures() -> Iterator[tuple[Tensor, Tensor, Tensor]]:
             # Where a crop cut the picture the frames keep the source, unmoved: the pictures say so there
             # (white = no motion, white = visible, grey = still background) instead of leaving it black.
-            for part in chunks(len(flow), 16, progress):
+            for part in chunks(len(flow), PREVIEW_CHUNK, progress):
                 occlusion = flow.occlusion[part] if flow.occlusion is not None else torch.ones_like(flow.masks[part, :1])
                 yield (
                     maps_to_input(flow_to_color(flow.deformation[part], model_size).cpu(), framing, outside=1.0),
