@@ -501,13 +501,14 @@ def _encode_png(pixels: np.ndarray) -> bytes:
 
 
 # ------------------------------------------------------------------------------ read
-def read_motion(path: str | os.PathLike) -> Motion:
+def read_motion(path: str | os.PathLike, frames: bool = True) -> Motion:
     """Read and validate a motion file and the files it points to; raises
-    :class:`MotionFormatError` naming the problem."""
+    :class:`MotionFormatError` naming the problem. ``frames=False`` leaves the generated
+    frames out (not looked for, none in the result), for a reader that does not use them."""
     path = Path(path)
     try:
         document = parse(path.read_bytes())
-        files = linked_files(document, path)
+        files = linked_files(document, path, frames)
     except MotionFormatError as exc:
         raise MotionFormatError(f"{path}: {exc}") from None
     image = document["image"]

@@ -141,8 +141,6 @@ def _timed_frames(path: Path, stop: int | None = None) -> Iterator[tuple[float |
         while stop is None or decoded < stop:
             ok, image = capture.read()
             if not ok:
-                if decoded:
-                    _warn_if_cut_short(path, decoded, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
                 break
             decoded += 1
             yield capture.get(cv2.CAP_PROP_POS_MSEC), _rgb_uint8(image, path)
@@ -150,18 +148,6 @@ def _timed_frames(path: Path, stop: int | None = None) -> Iterator[tuple[float |
         capture.release()
     if decoded == 0 and path.suffix.lower() == ".gif":
         yield from itertools.islice(_frames_with_pillow(path), stop)
-
-
-def _warn_if_cut_short(path: Path, decoded: int, stated: int) -> None:
-    """Say so when decoding stops well before the frame count the file states (a truncated
-    download, a damaged copy): the result would otherwise just be shorter, its sound longer.
-    Some containers only estimate their count from the duration, hence the margin."""
-    if stated - decoded > max(2, stated // 50):
-        warnings.warn(
-            f"{path.name}: only {decoded} of the {stated} frames the file states could be decoded; it looks "
-            "truncated or damaged, so the rest is missing from the result",
-            stacklevel=2,
-        )
 
 
 def _constant_rate(

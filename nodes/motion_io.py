@@ -130,7 +130,7 @@ class LoadMotion(io.ComfyNode):
                 "then refresh the page (or press R) and pick it in FOMM Load Motion"
             )
         try:
-            motion = read_motion(path)
+            motion = read_motion(path, frames=False)  # its frames are not used here: a moved folder does not matter
         except (MotionFormatError, OSError) as exc:
             raise ValueError(f"cannot read motion file {motion_file}: {exc}") from None
         texture = torch.from_numpy(np.ascontiguousarray(motion.source_image[..., :3])).permute(2, 0, 1)[None].float() / 255

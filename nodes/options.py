@@ -76,7 +76,7 @@ def motion_inputs() -> list[io.Input]:
             "reference",
             options=list(REFERENCES),
             default=REFERENCE_FIRST,
-            tooltip="The driving frame whose pose corresponds to the source image: the first frame, the frame "
+            tooltip="Relative mode: the driving frame whose pose corresponds to the source image: the first frame, the frame "
             "given by reference_index, or the frame whose keypoints are closest to the source's.",
         ),
         io.Int.Input(

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from comfy_api.latest import io
 from einops import rearrange
 from torch import Tensor
 
 from fomm_model import Keypoints, normalize_keypoints
 from fomm_model.footage import RegionRenderer, rest_occlusion
-from fomm_model.framing import check_size, resize
+from fomm_model.framing import Framing, check_size, resize
 from fomm_model.framing import fit as fit_frames
 
 from .options import MODEL_TOOLTIP, MotionInputs, batch_size_input, fit_input, full_resolution_input, motion_inputs
@@ -161,9 +162,10 @@ class DenseMotion(io.ComfyNode):
                 io.Mask.Output(
                     display_name="keypoint_masks",
                     tooltip="K+1 masks per frame (frame-major: frame t, region k is t*(K+1)+k): region 0 is the "
-                    "still background, region k follows keypoint k. At the source's aspect and the model's "
-                    "resolution, as occlusion (the dense motion network computes them at a quarter of the "
-                    "model's frame size for the published models): scale them up where you use them.",
+                    "still background, region k follows keypoint k. At the source's aspect, as occlusion, and at "
+                    "the dense motion network's resolution, where the model computes them (a quarter of the "
+                    "model's: 64x36 for a 1920x1080 source and a 256x256 published model): scale them up where "
+                    "you use them.",
                 ),
             ],
         )
@@ -195,10 +197,7 @@ class DenseMotion(io.ComfyNode):
             visible = torch.ones(len(flow), 1, *compact.input_size)
         else:
             visible = maps_to_input(occlusion, compact, outside=1.0)  # a crop's borders keep the source
-        regions = torch.cat(  # where a crop cut the picture, the still background
-            [maps_to_input(masks[:, :1], compact, outside=1.0), maps_to_input(masks[:, 1:], compact, outside=0.0)], dim=1
-        )
-        regions = regions / regions.sum(dim=1, keepdim=True).clamp_min(1e-6)  # shares of each pixel again (bicubic, clamped)
+        regions = _regions_at_source_aspect(masks, compact, fomm.config.generator.dense_motion.scale_factor, batch_size)
         return io.NodeOutput(flow, to_comfy_mask(visible), to_comfy_mask(rearrange(regions, "n k h w -> (n k) 1 h w")))
 
 
@@ -259,6 +258,24 @@ class Generate(io.ComfyNode):
                     yield frame
 
         return io.NodeOutput(collect_images(frames(), len(flow)))
+
+
+def _regions_at_source_aspect(masks: Tensor, compact: Framing, scale: float, batch_size: int) -> Tensor:
+    """The dense motion network's K+1 region masks (n, K+1, h, w), in the model's padded or
+    cropped frame, -> the source's aspect at the network's own resolution (the detail they
+    have; ComfyUI caches every output, and K+1 maps a frame at the model's resolution would be
+    many times the occlusion's size). Where a crop cut the picture: the still background."""
+    height, width = compact.input_size
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    out = torch.empty(len(masks), masks.shape[1], *size)
+    for start in range(0, len(masks), batch_size):  # at the model's resolution on the way: a few frames at a time
+        part = masks[start : start + batch_size]
+        restored = torch.cat(
+            [maps_to_input(part[:, :1], compact, outside=1.0), maps_to_input(part[:, 1:], compact, outside=0.0)], dim=1
+        )
+        restored = F.interpolate(restored, size=size, mode="area")
+        out[start : start + batch_size] = restored / restored.sum(dim=1, keepdim=True).clamp_min(1e-6)  # shares again
+    return out
 
 
 def _occlusion_for_flow(occlusion: Tensor, flow: FlowData) -> Tensor:

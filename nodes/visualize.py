@@ -38,8 +38,8 @@ class DrawKeypoints(io.ComfyNode):
                 io.Image.Input(
                     "images",
                     tooltip="The images the keypoints were detected on. For moved keypoints: the frames FOMM "
-                    "Generate made from them, one per keypoint frame, or the source image (the first image of "
-                    "its batch). One image is repeated for every keypoint frame.",
+                    "Generate made from them (as many as keypoint frames), or the source image (a batch of any "
+                    "other count: its first image). One image is repeated for every keypoint frame.",
                 ),
                 FommKeypoints.Input("keypoints", tooltip="From FOMM Detect Keypoints, or moved_keypoints from FOMM Estimate Motion."),
             ],

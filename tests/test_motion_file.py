@@ -328,7 +328,7 @@ def test_reader_checks_the_image(tmp_path, motion) -> None:
 
 def test_a_linked_file_that_cannot_be_read_is_a_format_error(tmp_path) -> None:
     """Not an OSError's traceback in Blender: the message names the file and what to check."""
-    with pytest.raises(MotionFormatError, match=f"{tmp_path} cannot be read .*: check the file's permissions"):
+    with pytest.raises(MotionFormatError, match=f"{tmp_path} cannot be read .*: check that it is a file you may read"):
         motion_format._read_head(tmp_path)  # a folder: unreadable as a file, even for root
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -254,8 +255,9 @@ def _load_texture(data: MotionData, settings: ImportSettings) -> bpy.types.Image
         scratch.write_bytes(data.image_png)
         image = _load_image(scratch)
     image.name = name
-    if image.name != name:  # Blender numbered it (another import's: face.source.png.001): Unpack must not share its file
-        name = f"{data.name}.source.{image.name.rsplit('.', 1)[-1]}.png"
+    numbered = re.fullmatch(r".*\.(\d{3,})", image.name) if image.name != name else None
+    if numbered:  # Blender numbered it (another import's: face.source.png.001): Unpack must not share its file
+        name = f"{data.name}.source.{numbered.group(1)}.png"
     image.filepath_raw = f"//{name}"  # where Unpack writes it: packing from memory keeps this path
     image.pack(data=data.image_png, data_len=len(data.image_png))
     return image
@@ -589,7 +591,7 @@ def _set_scene_timing(scene: bpy.types.Scene, fps: float, frame_start: int, coun
     scene.frame_start = frame_start
     scene.frame_end = frame_start + count - 1
     if not scene.frame_start <= scene.frame_current <= scene.frame_end:  # else play starts outside the range
-        scene.frame_set(frame_start)
+        scene.frame_current = frame_start
 
 
 def _blend_relative(path: Path) -> str:

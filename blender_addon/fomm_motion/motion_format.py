@@ -422,7 +422,7 @@ def _read_head(path: Path) -> bytes:
         with open(path, "rb") as stream:
             return stream.read(24)
     except OSError as exc:
-        raise MotionFormatError(f"{path} cannot be read ({exc.strerror}): check the file's permissions") from None
+        raise MotionFormatError(f"{path} cannot be read ({exc.strerror}): check that it is a file you may read") from None
 
 
 def _png_size(header: bytes, where: str) -> tuple[int, int]:

@@ -218,6 +218,24 @@ def end_progress(context: bpy.types.Context, timer: bpy.types.Timer, workspace: 
     workspace.status_text_set(None)
 
 
+def _notes_for(request: RunRequest, motion_file: str) -> list[str]:
+    """What to tell the artist after a run about where its files went: a Motion File they set
+    that is there already is rewritten (planes imported from it show the new run); without a
+    saved .blend the files go to the temporary folder."""
+    if motion_file and Path(request.output).exists():
+        rewritten = "its texture and frames" if request.frames else "its texture"
+        return [
+            f"rewrote {Path(request.output).name} and {rewritten}: planes imported from it before now show this "
+            "run's (leave Motion File empty for a new file each run)"
+        ]
+    if not motion_file and not bpy.data.filepath:
+        return [
+            f"the motion file is in the temporary folder {Path(request.output).parent}, which may be emptied: save "
+            "the .blend before running to keep the files beside it"
+        ]
+    return []
+
+
 class FOMM_OT_run(bpy.types.Operator):
     """Run FOMM on the source image and driving video in the background, then import the motion"""
 
@@ -278,19 +296,9 @@ class FOMM_OT_run(bpy.types.Operator):
 
     def _start(self, context) -> FommJob | None:
         settings = context.scene.fomm_run
-        request = settings.request(preferences(context).python)
-        self._notes = []  # said after the import: what the artist should know about where the files went
-        if settings.output and Path(request.output).exists():
-            self._notes.append(
-                f"rewrote {Path(request.output).name} and its texture and frames: planes imported from it before "
-                "now show this run's (leave Motion File empty for a new file each run)"
-            )
-        elif not settings.output and not bpy.data.filepath:
-            self._notes.append(
-                f"the motion file is in the temporary folder {Path(request.output).parent}, which may be emptied: "
-                "save the .blend before running to keep the files beside it"
-            )
         try:
+            request = settings.request(preferences(context).python)
+            self._notes = _notes_for(request, settings.output)
             _jobs["job"] = job = FommJob(request)
         except (ValueError, OSError) as exc:
             self.report({"ERROR"}, f"Run FOMM: {exc}")
@@ -318,11 +326,14 @@ class FOMM_OT_run(bpy.types.Operator):
         if not job.succeeded:
             self.report({"WARNING"} if job.cancelled else {"ERROR"}, f"Run FOMM: {job.error()}")
             return {"CANCELLED"}
+        # What the artist should know besides: the command's warnings and where the files went, in
+        # one report (the status bar shows only the last one).
+        notes = "; ".join(job.warnings() + self._notes)
         if context.mode != "OBJECT":  # the artist went on editing while it ran: keep the motion for later
             self.report(
                 {"WARNING"},
                 f"Run FOMM: the motion is in {job.request.output}; import it with File > Import > FOMM Motion "
-                "in Object Mode (it finished in another mode)",
+                "in Object Mode (it finished in another mode)" + (f"; {notes}" if notes else ""),
             )
             return {"CANCELLED"}
         try:
@@ -331,8 +342,8 @@ class FOMM_OT_run(bpy.types.Operator):
         except RuntimeError as exc:  # the importer's own report, raised through bpy.ops as "Error: ..."
             self.report({"ERROR"}, str(exc).strip().removeprefix("Error:").strip())
             return {"CANCELLED"}
-        for note in job.warnings() + self._notes:  # the command's (a truncated driving video), then ours
-            self.report({"WARNING"}, f"Run FOMM: {note}")
+        if notes:
+            self.report({"WARNING"}, f"Run FOMM: {notes}")
         return result
 
 

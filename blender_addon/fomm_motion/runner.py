@@ -92,6 +92,8 @@ class RunRequest:
             found.append(f"driving video {self.driving or '(not set)'} not found")
         if not self.output:
             found.append("choose where to write the motion file")
+        elif Path(self.output).suffix.lower() != ".json":
+            found.append(f"the Motion File {self.output} is not named .json: name it like take.fomm.json")
         return found
 
 
@@ -114,6 +116,7 @@ class FommJob:
         self.cancelled = False
         self._cancelled_at: float | None = None
         self._errors: collections.deque[str] = collections.deque(maxlen=40)
+        self._warnings: list[str] = []
         self._process = subprocess.Popen(
             request.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             # The command's messages are UTF-8 whatever the system's code page (Windows), and a
@@ -188,10 +191,11 @@ class FommJob:
 
     def warnings(self) -> list[str]:
         """The command's warnings (``fomm motion: warning: ...``), once it has exited: a run that
-        succeeds may still have something to say (a truncated driving video)."""
+        succeeds may still have something to say (keypoints too close together to adapt the
+        movement scale, say)."""
         for reader in self._readers:
             reader.join(1)
-        return [line.strip() for line in self._errors if ": warning: " in line]
+        return list(self._warnings)
 
     def _read_progress(self) -> None:
         assert self._process.stdout is not None
@@ -207,3 +211,5 @@ class FommJob:
         assert self._process.stderr is not None
         for line in self._process.stderr:
             self._errors.append(line)
+            if ": warning: " in line:  # kept apart: the last 40 lines may no longer hold an early one
+                self._warnings.append(line.strip())

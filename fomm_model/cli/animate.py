@@ -201,9 +201,8 @@ def run_animate(args: argparse.Namespace) -> int:
 
 
 def _single_frame(driving: VideoReader) -> bool:
-    """Whether the driving input is one frame, counted where the file does not say."""
-    if driving.info.frame_count is not None:
-        return driving.info.frame_count == 1
+    """Whether the driving input is one frame: counted, as a file's own count may be missing
+    or an estimate (two frames decoded at most)."""
     return sum(1 for _ in itertools.islice(driving, 2)) == 1
 
 

@@ -131,7 +131,9 @@ def test_a_missing_frames_folder_matters_only_to_an_import_of_the_frames(scene, 
     count = len(doc["frames"]["files"])
     assert_refused(path, f"{count} generated frame\\(s\\) missing .*keep the frames folder", texture="FRAMES")
     assert import_motion(path) == {"FINISHED"}
-    assert bpy.data.objects["FOMM broken"].parent is not None  # rigged, with the source image as its texture
+    plane = bpy.data.objects["FOMM broken"]
+    image = plane.active_material.node_tree.nodes.active.image
+    assert plane.parent is not None and image.source == "FILE" and image.filepath.endswith(doc["source"]["image"]["path"])
 
 
 def test_unreadable_source_image_fails_after_building_started(scene, broken) -> None:

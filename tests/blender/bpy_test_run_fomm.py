@@ -256,7 +256,7 @@ def test_a_run_that_rewrites_a_set_motion_file_says_so(run_settings, addon) -> N
     result = tick_until(operator, context, lambda result: result != {"PASS_THROUGH"}, timeout=300)
     assert result == {"FINISHED"}, operator.reports
     [(kind, message)] = operator.reports
-    assert kind == {"WARNING"} and "rewrote from_blender.json" in message and "planes imported from it before" in message
+    assert kind == {"WARNING"} and "rewrote from_blender.json and its texture:" in message and "planes imported from it" in message
 
 
 def test_options_are_those_the_run_started_with(run_settings, addon) -> None:
@@ -331,10 +331,13 @@ def test_the_commands_warnings_are_kept_for_after_the_import(addon, manifest, tm
     assert job.warnings() == ["fomm motion: warning: cut.mp4: only 9 of the 20 frames"]
 
 
-def test_a_python_folder_or_a_motion_folder_that_cannot_be_made_is_explained(addon, manifest, tmp_path) -> None:
+def test_a_python_folder_or_a_motion_file_that_cannot_be_written_is_explained(addon, manifest, tmp_path) -> None:
     runner = addon.runner
     request = runner.RunRequest(python=str(tmp_path), source=manifest["source"], driving=manifest["driving"], output="x.json")
     with pytest.raises(ValueError, match="is a folder: choose the python program in it"):
+        runner.FommJob(request)
+    request = runner.RunRequest(python=manifest["python"], source=manifest["source"], driving=manifest["driving"], output="x.mp4")
+    with pytest.raises(ValueError, match="the Motion File x.mp4 is not named .json: name it like take.fomm.json"):
         runner.FommJob(request)
     (tmp_path / "notes.txt").write_text("a file")
     request = runner.RunRequest(python=manifest["python"], source=manifest["source"], driving=manifest["driving"],
