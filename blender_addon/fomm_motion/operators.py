@@ -243,7 +243,6 @@ class FOMM_OT_run(bpy.types.Operator):
     bl_label = "Run FOMM"
 
     _timer = None  # set while the modal loop runs
-    _notes: list[str] = []  # warnings for after the import, set when the run starts
 
     @classmethod
     def poll(cls, context):

@@ -191,8 +191,8 @@ class FommJob:
 
     def warnings(self) -> list[str]:
         """The command's warnings (``fomm motion: warning: ...``), once it has exited: a run that
-        succeeds may still have something to say (keypoints too close together to adapt the
-        movement scale, say)."""
+        succeeds may still have something to say (keypoints in a line, so that the movement scale
+        cannot be adapted, say)."""
         for reader in self._readers:
             reader.join(1)
         return list(self._warnings)
