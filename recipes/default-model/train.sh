@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the embedded default model, fomm_model/weights/default.safetensors, from scratch:
 #   bash recipes/default-model/train.sh
-# It writes the synthetic training data, trains in seventeen phases with `fomm train`, exports the
+# It writes the synthetic training data, trains in twenty-five phases with `fomm train`, exports the
 # inference weights, and scores them on videos of an unseen seed. Each phase resumes where it
 # stopped (--resume) when run again.
 #   1. config.yaml, batch 8, 7000 steps (of the config's 8000): about 4 hours on a 2-core CPU
@@ -36,7 +36,14 @@
 #      22 minutes on a 2-core CPU.
 #  16. finetune-11.yaml once more, from phase 15's weights: 22 minutes on a 2-core CPU.
 #  17. finetune-11.yaml once more, from phase 16's weights: 22 minutes on a 2-core CPU.
-# torch uses a GPU when it sees one; phases 2, 3, 6, 7, 9 and 10 on a CPU take days.
+#  18. finetune-11.yaml once more, from phase 17's weights: 22 minutes on a 2-core CPU.
+#  19-21. finetune-12.yaml, finetune-13.yaml and finetune-14.yaml: phase 18's model at batch 64
+#      with 1e-4, then 1e-5, then 1e-6, 1698, 894 and 507 steps, each from the phase before's
+#      weights: 3.7, 1.9 and 1.1 minutes on one H200 (sharing it with a second run).
+#  22-24. The same three once more from phase 21's weights, 718, 280 and 118 steps: 1.5, 0.6
+#      and 0.3 minutes on the same H200.
+#  25. finetune-11.yaml once more, from phase 24's weights: 21 minutes on a 2-core CPU.
+# torch uses a GPU when it sees one; phases 2, 3, 6, 7, 9, 10 and 19 to 24 on a CPU take days.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS=${STEPS:-7000}          # phase 1 length (8000 finishes its schedule)
@@ -87,7 +94,15 @@ transplant runs/default-model-14/half.safetensors $R/finetune-11.yaml runs/defau
 phase runs/default-model-15 $R/finetune-11.yaml --checkpoint runs/default-model-15-start.safetensors
 phase runs/default-model-16 $R/finetune-11.yaml --checkpoint runs/default-model-15/model.safetensors
 phase runs/default-model-17 $R/finetune-11.yaml --checkpoint runs/default-model-16/model.safetensors
+phase runs/default-model-18 $R/finetune-11.yaml --checkpoint runs/default-model-17/model.safetensors
+phase runs/default-model-19 $R/finetune-12.yaml --checkpoint runs/default-model-18/model.safetensors --max-steps 1698
+phase runs/default-model-20 $R/finetune-13.yaml --checkpoint runs/default-model-19/model.safetensors --max-steps 894
+phase runs/default-model-21 $R/finetune-14.yaml --checkpoint runs/default-model-20/model.safetensors --max-steps 507
+phase runs/default-model-22 $R/finetune-12.yaml --checkpoint runs/default-model-21/model.safetensors --max-steps 718
+phase runs/default-model-23 $R/finetune-13.yaml --checkpoint runs/default-model-22/model.safetensors --max-steps 280
+phase runs/default-model-24 $R/finetune-14.yaml --checkpoint runs/default-model-23/model.safetensors --max-steps 118
+phase runs/default-model-25 $R/finetune-11.yaml --checkpoint runs/default-model-24/model.safetensors
 
-fomm convert runs/default-model-17/model.safetensors fomm_model/weights/default.safetensors --inference-only --half
+fomm convert runs/default-model-25/model.safetensors fomm_model/weights/default.safetensors --inference-only --half
 [ -d data/synthetic-heldout ] || fomm make-synthetic data/synthetic-heldout --num-videos 41 --test-videos 40 --seed 1
-fomm reconstruct --checkpoint default --data data/synthetic-heldout --out runs/default-model-17/heldout
+fomm reconstruct --checkpoint default --data data/synthetic-heldout --out runs/default-model-25/heldout
