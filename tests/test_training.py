@@ -518,7 +518,7 @@ def test_fine_tuning_without_a_config_uses_the_one_the_checkpoint_was_trained_wi
     # its config trains no GAN: the discriminator is neither worth a warning nor exported as if trained
     assert "starts from random weights" not in err and not fm.read_checkpoint(tmp_path / "a" / "model.safetensors").has_discriminator
     assert fm.load_model(tmp_path / "a" / "model.safetensors").discriminator is None
-    recipe = RunConfig.from_yaml(Path(__file__).parents[1] / "recipes" / "default-model" / "finetune-11.yaml")
+    recipe = RunConfig.from_yaml(Path(__file__).parents[1] / "recipes" / "default-model" / "finetune-15.yaml")
     first = RunConfig.from_yaml(tmp_path / "a" / "config.yaml")
     assert first == dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, root_dir=str(data)))
     # what it exported carries it on, and so does a run folder
