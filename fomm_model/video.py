@@ -22,6 +22,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
@@ -136,7 +139,7 @@ def _timed_frames(path: Path, stop: int | None = None) -> Iterator[tuple[float |
     """:func:`decode_video`'s frames with their presentation times in milliseconds (None
     where the decoder gives none)."""
     decoded = 0
-    capture = cv2.VideoCapture(str(path))
+    capture = _open_capture(path)
     try:
         while stop is None or decoded < stop:
             ok, image = capture.read()
@@ -188,7 +191,7 @@ def _constant_rate(
 
 def stated_frame_count(path: str | os.PathLike) -> int | None:
     """The number of frames a video file's container states, or None when it says nothing."""
-    capture = cv2.VideoCapture(str(path))
+    capture = _open_capture(path)
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     capture.release()
     return count if count > 0 else None
@@ -196,7 +199,7 @@ def stated_frame_count(path: str | os.PathLike) -> int | None:
 
 def stated_fps(path: str | os.PathLike) -> float | None:
     """The frame rate a video file states, or None."""
-    capture = cv2.VideoCapture(str(path))
+    capture = _open_capture(path)
     fps = capture.get(cv2.CAP_PROP_FPS)
     capture.release()
     return fps if fps and np.isfinite(fps) and fps > 0 else None
@@ -352,8 +355,8 @@ class VideoReader:
         first = next(iter(self), None)
         if first is None:
             raise MediaError(
-                f"cannot open {path} as a video: no frames could be read (the file is empty, damaged or in an "
-                "unsupported format)"
+                f"cannot open {path} as a video: no frames could be read ({ffmpeg_says(path)}the file is empty, "
+                "damaged or in an unsupported format)"
             )
         count = self._count()
         if count is not None and max_frames is not None:
@@ -540,14 +543,17 @@ class VideoWriter:
                 "write .avi, or a name without a media suffix for a folder of PNG frames"
             )
         for rate in _writable_rates(self.fps, codec):
-            with _quiet_opencv():  # each refusal logs an error and a fallback's failure
+            # each refusal logs an error and a fallback's failure; for .webm OpenCV also prints that
+            # its FFmpeg has no tag for the codec in that container, before it does without one
+            with _quiet_opencv(), _held_ffmpeg_messages() as said:
                 writer = cv2.VideoWriter(str(self._temporary), cv2.VideoWriter_fourcc(*codec), rate, (width, height))
             if writer.isOpened():
                 self.fps = rate
                 return writer
         others = [suffix for suffix in (".mp4", ".avi") if suffix != self.path.suffix.lower()]
+        reason = f" ({_last_message(said)})" if said else ""
         raise MediaError(
-            f"OpenCV cannot write {width}x{height} {self.path.suffix} video here; try {' or '.join(others)}, "
+            f"OpenCV cannot write {width}x{height} {self.path.suffix} video here{reason}; try {' or '.join(others)}, "
             "or a name without a media suffix for a folder of PNG frames"
         )
 
@@ -579,7 +585,7 @@ def _writable_rates(fps: float, codec: str) -> list[float]:
     store. OpenCV hands the encoder a rate as a fraction over a power of ten, and MPEG-4 part 2
     refuses numerators above 65535: 200/3 fps (a variable-frame-rate video's average, say)
     becomes 66667/1000, while 66.67 fps (6667/100; 0.2 s of drift an hour) is written. Those
-    are skipped rather than tried, as FFmpeg prints its refusal where no one can silence it."""
+    are skipped rather than tried, so no encoder is opened only to refuse."""
     rates = [fps]
     for decimals in (3, 2, 1, 0):
         rounded = round(fps, decimals)
@@ -602,6 +608,60 @@ def _opencv_rate_fraction(fps: float) -> tuple[int, int]:
     return numerator // common, denominator // common
 
 
+# FFmpeg, inside OpenCV, writes its messages (and OpenCV its own FFmpeg notes) straight to the
+# process's stderr, beneath Python's logging and OpenCV's log level. While a file is opened they
+# are held at the file descriptor: a file that opens needs none of them, and for one that does
+# not, the last says why, in the error raised (:func:`ffmpeg_says`) instead of above it.
+_FFMPEG_LINE = re.compile(r"^(\[[^\]]+ @ 0x[0-9a-fA-F]+\] |OpenCV: FFMPEG: )")
+_STDERR_HELD = threading.Lock()  # one holder at a time: the descriptor is the process's
+
+
+@contextlib.contextmanager
+def _held_ffmpeg_messages() -> Iterator[list[str]]:
+    """Hold what is written to the process's stderr while the block runs. The list yielded
+    gets FFmpeg's lines when the block ends; any other line (another thread's log, say) is
+    written back to stderr then, late but not lost."""
+    said: list[str] = []
+    with _STDERR_HELD, tempfile.TemporaryFile() as sink:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no stderr to hold (pythonw, a closed descriptor)
+            yield said
+            return
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            others = []
+            for line in sink.read().decode(errors="replace").splitlines():
+                (said if _FFMPEG_LINE.match(line) else others).append(line)
+            if others:
+                os.write(2, "".join(f"{line}\n" for line in others).encode())
+
+
+def _open_capture(path: str | os.PathLike) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` without FFmpeg's messages (see :func:`ffmpeg_says`)."""
+    with _held_ffmpeg_messages():
+        return cv2.VideoCapture(str(path))
+
+
+def _last_message(said: Sequence[str]) -> str:
+    return "FFmpeg: " + _FFMPEG_LINE.sub("", said[-1]).strip()
+
+
+def ffmpeg_says(path: str | os.PathLike) -> str:
+    """What FFmpeg says when it opens ``path``, its last line as "FFmpeg: ...; ", or "" when it
+    says nothing: for the error about a video that cannot be read, where it names the reason
+    ("moov atom not found": a recording cut off before it was finished)."""
+    with _held_ffmpeg_messages() as said:
+        cv2.VideoCapture(str(path)).release()
+    return f"{_last_message(said)}; " if said else ""
+
+
 @contextlib.contextmanager
 def _quiet_opencv() -> Iterator[None]:
     level = cv2.utils.logging.getLogLevel()
@@ -618,7 +678,7 @@ def _check_complete(video: Path, frames: int, target: Path) -> None:
     counts no frames (avi) or with its last frames missing (webm): the file must state
     ``frames`` frames and its last one must decode. Cheap: one seek, one frame decoded."""
     with _quiet_opencv():
-        capture = cv2.VideoCapture(str(video))
+        capture = _open_capture(video)
         try:
             stated = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
             last = stated == frames and capture.set(cv2.CAP_PROP_POS_FRAMES, frames - 1) and capture.read()[0]

@@ -176,6 +176,38 @@ def test_unreadable_inputs_are_explained(tmp_path: Path, frames: torch.Tensor) -
         read_video(tmp_path / "missing.mp4")
 
 
+def test_a_cut_off_recording_is_explained_in_the_error_and_not_above_it(tmp_path: Path, frames: torch.Tensor, capfd) -> None:
+    """FFmpeg prints why a file cannot be opened straight to stderr, once for every time it
+    is opened: that reason belongs in the one error, and nothing else is printed."""
+    whole = write_video(tmp_path / "whole.mp4", frames).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(whole[: whole.index(b"moov") - 4])  # a recording stopped before its index
+    capfd.readouterr()
+    with pytest.raises(MediaError, match=r"no frames could be read \(FFmpeg: moov atom not found; "):
+        read_video(tmp_path / "cut.mp4")
+    from fomm_model.training.data import read_video as read_training_video
+
+    with pytest.raises(MediaError, match=r"cut.mp4: no frames could be decoded \(FFmpeg: moov atom not found; "):
+        read_training_video(tmp_path / "cut.mp4")
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi", ".webm"])
+def test_writing_and_reading_a_video_prints_nothing(tmp_path: Path, frames: torch.Tensor, suffix: str, capfd) -> None:
+    """OpenCV's FFmpeg has no tag for VP9 in WebM and said so on every .webm written."""
+    capfd.readouterr()
+    assert len(list(read_video(write_video(tmp_path / f"clip{suffix}", frames)))) == 6
+    assert capfd.readouterr().err == ""
+
+
+def test_lines_others_write_while_a_file_opens_are_not_lost(capfd) -> None:
+    from fomm_model.video import _held_ffmpeg_messages
+
+    with _held_ffmpeg_messages() as said:
+        os.write(2, b"[mov,mp4 @ 0x55d94fa3ab00] moov atom not found\nanother thread's log line\n")
+    assert said == ["[mov,mp4 @ 0x55d94fa3ab00] moov atom not found"]
+    assert capfd.readouterr().err == "another thread's log line\n"
+
+
 def test_interrupted_write_leaves_nothing_under_the_final_name(tmp_path: Path, frames: torch.Tensor) -> None:
     target = tmp_path / "out.mp4"
     with pytest.raises(KeyboardInterrupt):

@@ -34,6 +34,7 @@ from ..video import (
     MediaError,
     decode_image,
     decode_video,
+    ffmpeg_says,
     frame_files,
     stated_frame_count,
 )
@@ -109,7 +110,7 @@ def _folder_frames(path: Path) -> list[Path]:
 
 
 def _undecodable(path: Path) -> VideoReadError:
-    return VideoReadError(f"{path}: no frames could be decoded (corrupt, empty, or a codec OpenCV's FFmpeg lacks)")
+    return VideoReadError(f"{path}: no frames could be decoded ({ffmpeg_says(path)}corrupt, empty, or a codec OpenCV's FFmpeg lacks)")
 
 
 def read_video(path: str | Path, frame_shape: Sequence[int] | None = None) -> np.ndarray:
