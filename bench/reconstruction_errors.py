@@ -9,7 +9,8 @@ background, which the no-motion baseline gets exactly) and those that do at some
 object and what it uncovers), each as its share of the overall L1. Two figures show what the
 generator costs with no motion at all: the L1 of each video's first frame animated with its
 own keypoints, and the mean occlusion map there (1 would mean the source is used as it is
-everywhere; below 1, the generator paints). Make the held-out data with
+everywhere; below 1, the generator paints), and for a generator that blends the warped
+source the mean of its source weight there. Make the held-out data with
 ``fomm make-synthetic data/synthetic-heldout --num-videos 41 --test-videos 40 --seed 1``.
 """
 
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from heldout import model_and_videos
 
-from fomm_model.footage import upsample
+from fomm_model.geometry import upsample
 from fomm_model.training.reconstruct import reconstruct_video
 
 # A pixel "moves" when some frame differs from the first by more than this (of 1) in a channel:
@@ -33,6 +34,7 @@ def main() -> None:
     identity = torch.zeros(2, dtype=torch.float64)  # first frames' L1 on static, on moving pixels
     blurred = torch.zeros(2, dtype=torch.float64)  # the same for a 5x5 box blur of the first frame
     occlusion = torch.zeros(3, dtype=torch.float64)  # rest occlusion's mean: over the frame, static, moving
+    weight = torch.zeros(3, dtype=torch.float64)  # the same for the generator's source weight
     with torch.no_grad():
         for index in range(count):
             video = videos[index]["video"].permute(1, 0, 2, 3).contiguous()  # (T, 3, H, W)
@@ -54,6 +56,9 @@ def main() -> None:
             if rest is not None:
                 rest = upsample(rest, tuple(source.shape[2:]), model.align_corners)[0, 0]
                 occlusion += torch.stack([rest.mean(), rest[~moving].mean(), rest[moving].mean()]) / count
+            if "source_weight" in itself:
+                kept = itself["source_weight"][0, 0]
+                weight += torch.stack([kept.mean(), kept[~moving].mean(), kept[moving].mean()]) / count
     pixels = sum(total[2] for total in sums.values()).item()
     overall = sum(total[0] for total in sums.values()).item() / pixels
     baseline = sum(total[1] for total in sums.values()).item() / pixels
@@ -76,6 +81,11 @@ def main() -> None:
         print(
             f"  its occlusion map (at rest): mean {occlusion[0]:.3f} over the frame,"
             f" {occlusion[1]:.3f} on static pixels, {occlusion[2]:.3f} on moving ones"
+        )
+    if model.generator.blends_source:
+        print(
+            f"  its generator's source weight (at rest): mean {weight[0]:.3f} over the frame,"
+            f" {weight[1]:.3f} on static pixels, {weight[2]:.3f} on moving ones"
         )
 
 

@@ -14,6 +14,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,6 +346,11 @@ def convert_checkpoint(
     if target.suffix == ".safetensors":
         write_safetensors(target, sds, config, training)
     elif target.name.endswith((".pth.tar", ".pth", ".pt")):
+        if config.generator.blend_warped_source:
+            warnings.warn(
+                f"{target}: this model's generator blends the warped source (blend_warped_source), which the "
+                "original first-order-model code does not have: the file loads in this package only"
+            )
         # The original's Logger.load_cpk returns checkpoint["epoch"] in every mode: always give one.
         write_original(target, sds, {"epoch": int(checkpoint.extra.get("epoch", 0)), **training}, config if known else None)
     else:

@@ -69,6 +69,11 @@ class GeneratorConfig:
     num_bottleneck_blocks: int = 6
     estimate_occlusion_map: bool = True
     dense_motion: DenseMotionConfig = field(default_factory=DenseMotionConfig)
+    # Not in the original (which always decodes every pixel): the decoder also predicts a
+    # per-pixel weight for the source image warped by the flow, and the frame is the blend of
+    # the two, so pixels that merely move keep the source's sharpness. The embedded default
+    # model uses it; the published models do not have it (and their configs do not name it).
+    blend_warped_source: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,8 @@ class ModelConfig:
         kp = dataclasses.asdict(self.kp_detector)
         gen = dataclasses.asdict(self.generator)
         gen["dense_motion_params"] = gen.pop("dense_motion")
+        if not gen["blend_warped_source"]:  # an extension of ours: original-schema configs stay as they were
+            del gen["blend_warped_source"]
         params: dict[str, Any] = {
             "common_params": {
                 "num_kp": self.num_kp,

@@ -126,6 +126,7 @@ def _generator(
         num_bottleneck_blocks=_count(state, r"bottleneck\.r(\d+)\."),
         estimate_occlusion_map="dense_motion_network.occlusion.weight" in state,
         dense_motion=dense_motion,
+        blend_warped_source="blend.weight" in state,
     )
 
 

@@ -10,8 +10,9 @@ The model only sees its trained frame size (256x256 for the published models). A
   resolution: the full-resolution source region is warped with the upsampled dense flow,
   and the generated frame is used only where the occlusion map says the source cannot show
   the content (``out = visible * warped_source + (1 - visible) * generated``, ``visible``
-  the occlusion relative to the source's own at rest, see :func:`relative_visibility`), so
-  detail of a 1024x1024 or 4K source survives instead of a blurry 256x256 upscale;
+  the occlusion relative to the source's own at rest, see :func:`relative_visibility`; for
+  a generator that blends the warped source itself, its own ``source_weight`` and decoded
+  frame), so detail of a 1024x1024 or 4K source survives instead of a blurry 256x256 upscale;
 * pastes the region back into the full source with a feathered mask.
 
 Frames stream one at a time; the full-resolution work is done per frame so that memory
@@ -20,14 +21,13 @@ stays bounded by one output frame, whatever the batch size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from .framing import Box, FitMode, Framing, check_size, fit, paste, paste_mask, resize
-from .geometry import warp
+from .geometry import upsample, warp_sharp
 from .images import check_pixels
 from .keypoints import Keypoints
 from .model import FirstOrderModel
@@ -147,7 +147,7 @@ class RegionRenderer:
     def __init__(self, model: FirstOrderModel, region: Tensor, framing: Framing, full_resolution: bool):
         self.model = model
         self.framing = framing
-        self.rest_occlusion: Tensor | None = None  # found on the first pipeline batch (render_batch)
+        self.rest_weight: Tensor | None = None  # found on the first pipeline batch (render_batch)
         self.canvas: Tensor | None = None
         if full_resolution:
             th, tw = framing.target_size
@@ -162,22 +162,25 @@ class RegionRenderer:
             self.outside = (framing.content_mask()[0], kept, resize(kept[None], self.framing.scaled_size))
         self.align_corners = model.align_corners
 
-    def render(
-        self, prediction: Tensor, deformation: Tensor, occlusion_map: Tensor | None, rest_occlusion: Tensor | None = None
-    ) -> Tensor:
-        """Frames (n, C, h, w) of the region (CPU) from the model's ``prediction``
-        (n, C, H, W), ``deformation`` (n, H', W', 2), ``occlusion_map`` and, for full
-        resolution, the source's :func:`rest_occlusion`."""
+    def render(self, outputs: Mapping[str, Tensor], rest_weight: Tensor | None = None) -> Tensor:
+        """Frames (n, C, h, w) of the region (CPU) from the model's outputs for n frames:
+        ``prediction`` (n, C, H, W), ``deformation`` (n, H', W', 2), ``occlusion_map`` (or
+        None), and for a generator that blends the warped source ``decoded`` and
+        ``source_weight``; for full resolution also the source's :func:`rest_weight`."""
+        prediction = outputs["prediction"]
         background = 0.0 if self.outside is None else self.outside[2]
         if self.canvas is None:
             frames = self.framing.restore(prediction.float().cpu(), background)
         else:
             device = self.canvas.device
-            canvas = self.canvas.expand(prediction.shape[0], -1, -1, -1)
-            occlusion = None if occlusion_map is None else occlusion_map.to(device)
-            rest = None if rest_occlusion is None else rest_occlusion.to(device)
+            picture, weight = blend_inputs(outputs)
             frames = render_full_resolution(
-                canvas, prediction.to(device), deformation.to(device), occlusion, self.align_corners, rest
+                self.canvas.expand(prediction.shape[0], -1, -1, -1),
+                picture.to(device),
+                outputs["deformation"].to(device),
+                None if weight is None else weight.to(device),
+                self.align_corners,
+                None if rest_weight is None else rest_weight.to(device),
             )
             frames = self.framing.restore(frames.float().cpu(), background)
         if self.outside is not None:
@@ -188,78 +191,72 @@ class RegionRenderer:
     def render_batch(self, batch: AnimatedBatch, frames: slice = slice(None)) -> Tensor:
         """:meth:`render` on the ``frames`` of a pipeline batch."""
         outputs = batch.outputs
-        occlusion = outputs.get("occlusion_map")
-        if self.canvas is not None and occlusion is not None and self.rest_occlusion is None:
-            self.rest_occlusion = rest_occlusion(self.model, batch.source, batch.kp_source)
-        return self.render(
-            outputs["prediction"][frames],
-            outputs["deformation"][frames],
-            None if occlusion is None else occlusion[frames],
-            self.rest_occlusion,
-        )
+        if self.canvas is not None and blend_inputs(outputs)[1] is not None and self.rest_weight is None:
+            self.rest_weight = rest_weight(self.model, batch.source, batch.kp_source)
+        return self.render({name: value[frames] for name, value in outputs.items()}, self.rest_weight)
+
+
+def blend_inputs(outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+    """What full-resolution rendering mixes with the warped source, and by which weight: for a
+    generator that blends the warped source itself, its ``decoded`` frame and its own
+    ``source_weight``; otherwise the ``prediction`` and the ``occlusion_map`` (or None)."""
+    if "source_weight" in outputs:
+        return outputs["decoded"], outputs["source_weight"]
+    return outputs["prediction"], outputs.get("occlusion_map")
 
 
 def render_full_resolution(
     image: Tensor,
     prediction: Tensor,
     deformation: Tensor,
-    occlusion_map: Tensor | None,
+    weight: Tensor | None,
     align_corners: bool,
-    rest_occlusion: Tensor | None = None,
+    rest_weight: Tensor | None = None,
 ) -> Tensor:
     """Warp a high-resolution ``image`` (N, C, H, W) with a low-resolution ``deformation``
     and fill what it cannot show from the (upscaled) generated ``prediction``.
 
-    The blend weight is the occlusion map, or with ``rest_occlusion`` (the source's own,
-    :func:`rest_occlusion`) the :func:`relative_visibility`. Without an occlusion map
-    (models trained without one) the warped image is the result.
+    The blend ``weight`` is what :func:`blend_inputs` names (the occlusion map, or the
+    source weight of a generator that blends the warped source, whose ``decoded`` frame is
+    then the ``prediction`` to pass), or with ``rest_weight`` (the source's own,
+    :func:`rest_weight`) the :func:`relative_visibility`. Without a weight (models trained
+    without an occlusion map) the warped image is the result.
     """
     height, width = image.shape[-2:]
-    flow = upsample(deformation.permute(0, 3, 1, 2), (height, width), align_corners).permute(0, 2, 3, 1)
-    warped = warp(image, flow, align_corners)
-    if occlusion_map is None:
+    warped = warp_sharp(image, deformation, align_corners)
+    if weight is None:
         return warped
-    if rest_occlusion is not None:
-        occlusion_map = relative_visibility(occlusion_map, rest_occlusion)
-    visible = upsample(occlusion_map, (height, width), align_corners)
+    if rest_weight is not None:
+        weight = relative_visibility(weight, rest_weight)
+    visible = upsample(weight, (height, width), align_corners)
     return visible * warped + (1 - visible) * resize(prediction, (height, width))
 
 
-def rest_occlusion(model: FirstOrderModel, source: Tensor, kp_source: Keypoints) -> Tensor | None:
-    """The occlusion map (1, 1, h, w) of ``source`` moved to its own keypoints: how visible
-    the model rates each place when nothing moves (None for models without a map)."""
+def rest_weight(model: FirstOrderModel, source: Tensor, kp_source: Keypoints) -> Tensor | None:
+    """The full-resolution blend weight (1, 1, h, w) of ``source`` moved to its own keypoints,
+    what :func:`relative_visibility` measures against: the generator's ``source_weight`` for
+    a model that blends the warped source, else the occlusion map (None for models without
+    either): how far the model trusts the source at each place when nothing moves."""
+    if model.generator.blends_source:
+        return model.generate(source, kp_source, kp_source[:1])["source_weight"]
     return model.dense_motion(source, kp_source, kp_source[:1]).get("occlusion_map")
 
 
-def relative_visibility(occlusion_map: Tensor, rest: Tensor) -> Tensor:
-    """``occlusion_map`` relative to the source's at rest, clamped to [0, 1].
+def relative_visibility(weight: Tensor, rest: Tensor) -> Tensor:
+    """A blend ``weight`` relative to the source's at rest, clamped to [0, 1].
 
     The occlusion map scales the generator's features and is rarely 1, even for a still
-    frame: the embedded default model's averages 0.78 at rest. Used directly as the blend
+    frame: the embedded default model's averaged 0.78 at rest. Used directly as the blend
     weight it mixes a quarter of the blurry generated frame into every pixel; what marks a
     place the source cannot show is the map falling below its rest level. A still frame
     thus gives back the source pixel for pixel, and on 40 held-out puppet videos (128x128)
-    the L1 to the real frames drops from 0.0292 to 0.0286 (``bench/full_resolution_l1.py``).
+    the L1 to the real frames dropped from 0.0292 to 0.0286 (``bench/full_resolution_l1.py``).
     Comparing each pixel with the rest level of the source place it is fetched from (the
     rest map warped by the flow) measured the same as this plain comparison with an earlier
-    version of the model (0.0289 both), so the plain comparison is kept.
+    version of the model (0.0289 both), so the plain comparison is kept. A generator's own
+    source weight is not 1 at rest either, and is measured against its rest level the same way.
     """
-    return (occlusion_map / rest.clamp_min(1e-3)).clamp(0.0, 1.0)
-
-
-def upsample(maps: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
-    """Bilinear resize of (N, C, h, w) maps defined on the model's coordinate grid.
-
-    The dense motion grid puts -1 and +1 on the centres of its border cells; with
-    ``align_corners=True`` (the published models' convention) interpolating with the same
-    convention keeps that, so a still flow upsamples to the exact identity at any
-    resolution and a still source stays pixel-sharp. (The original's ``deformed`` output
-    and :func:`fomm_model.geometry.resize_flow` use align_corners=False, which smears the
-    outer half cell.)
-    """
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps, size=size, mode="bilinear", align_corners=align_corners)
+    return (weight / rest.clamp_min(1e-3)).clamp(0.0, 1.0)
 
 
 @dataclass(frozen=True)

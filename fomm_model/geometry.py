@@ -59,6 +59,30 @@ def warp(image: Tensor, grid: Tensor, align_corners: bool, padding_mode: str = "
     )
 
 
+def upsample(maps: Tensor, size: tuple[int, int], align_corners: bool) -> Tensor:
+    """Bilinear resize of (N, C, h, w) maps defined on the model's coordinate grid.
+
+    The dense motion grid puts -1 and +1 on the centres of its border cells; with
+    ``align_corners=True`` (the published models' convention) interpolating with the same
+    convention keeps that, so a still flow upsamples to the exact identity at any
+    resolution and a still source stays pixel-sharp. (The original's ``deformed`` output
+    and :func:`resize_flow` use align_corners=False, which smears the
+    outer half cell.)
+    """
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=align_corners)
+
+
+def warp_sharp(image: Tensor, deformation: Tensor, align_corners: bool) -> Tensor:
+    """Backward-warp ``image`` with a coarser ``deformation``, the flow resized by
+    :func:`upsample` (on the model's grid) rather than as :func:`warp` resizes it, so a still
+    flow gives back the image pixel for pixel."""
+    height, width = image.shape[-2:]
+    flow = upsample(deformation.permute(0, 3, 1, 2), (height, width), align_corners).permute(0, 2, 3, 1)
+    return warp(image, flow, align_corners)
+
+
 def resize_flow(grid: Tensor, height: int, width: int) -> Tensor:
     """Bilinearly resize a (B, h, w, 2) sampling grid to (B, height, width, 2)."""
     channels_first = grid.permute(0, 3, 1, 2)

@@ -93,7 +93,8 @@ class FirstOrderModel(nn.Module):
         """Render the source moved to the driving keypoints, for a batch of driving frames.
 
         Returns ``prediction``, ``mask``, ``sparse_deformed``, ``occlusion_map`` (when the
-        model has one), ``deformed`` and ``deformation``. A batch-1 source (and its
+        model has one), ``deformed``, ``deformation`` and, for a model whose generator blends
+        the warped source, ``decoded`` and ``source_weight``. A batch-1 source (and its
         keypoints) is broadcast to the driving batch.
         """
         self.check_images(source, "source")
@@ -164,13 +165,14 @@ class FirstOrderModel(nn.Module):
             encoded.image, kp_driving, encoded.keypoints.expand(len(kp_driving)), downscaled_source=encoded.downscaled
         )
         features = generator.warp_features(encoded.features, out["deformation"], out.get("occlusion_map"))
-        with autocast(device, precision):
-            prediction = generator.decode(features.contiguous(memory_format=_conv_layout(device)))
-        out["prediction"] = prediction.to(dtype).contiguous()
         if with_deformed:
             batch = len(kp_driving)
             image = encoded.image if len(encoded) == batch else encoded.image.expand(batch, -1, -1, -1)
             out["deformed"] = warp(image, out["deformation"], self.align_corners)
+        warped = generator.warp_source(encoded.image, out["deformation"])
+        with autocast(device, precision):
+            decoded = generator.decode(features.contiguous(memory_format=_conv_layout(device)), warped)
+        out.update({name: value.to(dtype).contiguous() for name, value in decoded.items()})
         return out
 
     @torch.no_grad()
@@ -195,18 +197,31 @@ class FirstOrderModel(nn.Module):
         ``source`` is the image (N, C, H, W), or what :meth:`encode_source` made of it:
         rendering a long flow chunk by chunk then encodes the source once, not per chunk.
         """
+        return self.render_outputs(source, deformation, occlusion_map)["prediction"]
+
+    @torch.no_grad()
+    def render_outputs(
+        self, source: Tensor | EncodedSource, deformation: Tensor, occlusion_map: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """:meth:`render` with all the decoder makes: ``prediction`` and, for a model whose
+        generator blends the warped source (``blend_warped_source``), ``decoded`` and
+        ``source_weight``, which full-resolution rendering needs."""
         if deformation.ndim != 4 or deformation.shape[-1] != 2:
             raise ValueError(f"deformation must be (N, h, w, 2), got {tuple(deformation.shape)}")
         if self.config.generator.estimate_occlusion_map and occlusion_map is None:
             raise ValueError("this model was trained with an occlusion map: pass the one from dense_motion")
         device, dtype = self.device, self.dtype
+        generator = self.generator
         if isinstance(source, EncodedSource):
-            features = source.features.to(device, dtype)
+            image, features = source.image.to(device, dtype), source.features.to(device, dtype)
         else:
             self.check_images(source, "source")
-            features = self.generator.encode(source.to(device, dtype))
+            image = source.to(device, dtype)
+            features = generator.encode(image)
+        deformation = deformation.to(device, dtype)
         occlusion = None if occlusion_map is None else occlusion_map.to(device, dtype)
-        return self.generator.decode(self.generator.warp_features(features, deformation.to(device, dtype), occlusion))
+        warped = generator.warp_source(image, deformation)
+        return generator.decode(generator.warp_features(features, deformation, occlusion), warped)
 
     def animate(
         self,

@@ -109,7 +109,9 @@ def side_by_side(columns: list[Tensor], border: bool = True) -> Tensor:
 def visualize_generation(
     source: Tensor, driving: Tensor, kp_source: Keypoints, kp_driving: Keypoints, out: dict[str, Tensor]
 ) -> Tensor:
-    """The original visualiser's strip: source+kp | driving+kp | deformed | occlusion | prediction."""
+    """The original visualiser's strip: source+kp | driving+kp | deformed | occlusion |
+    prediction, with the generator's ``source_weight`` before the prediction for a model
+    that blends the warped source (white: the warped source's pixel)."""
     size = tuple(driving.shape[-2:])
     n = driving.shape[0]
     columns = [
@@ -120,5 +122,7 @@ def visualize_generation(
         columns.append(out["deformed"])
     if "occlusion_map" in out:
         columns.append(gray_to_rgb(out["occlusion_map"], size))
+    if "source_weight" in out:
+        columns.append(gray_to_rgb(out["source_weight"], size))
     columns.append(out["prediction"])
     return side_by_side(columns)

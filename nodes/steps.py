@@ -15,7 +15,7 @@ from einops import rearrange
 from torch import Tensor
 
 from fomm_model import Keypoints, normalize_keypoints
-from fomm_model.footage import RegionRenderer, rest_occlusion
+from fomm_model.footage import RegionRenderer, rest_weight
 from fomm_model.framing import Framing, check_size, resize
 from fomm_model.framing import fit as fit_frames
 
@@ -186,7 +186,7 @@ class DenseMotion(io.ComfyNode):
         deformation = torch.cat([p["deformation"] for p in parts])
         masks = torch.cat([p["mask"] for p in parts])
         occlusion = torch.cat([p["occlusion_map"] for p in parts]) if "occlusion_map" in parts[0] else None
-        rest = None if occlusion is None else rest_occlusion(fomm, fitted, kp_source)
+        rest = rest_weight(fomm, fitted, kp_source)
         if rest is not None:
             rest = rest.to("cpu", torch.float32)
         flow = FlowData(deformation, occlusion, masks, framing, model.key, rest)
@@ -219,7 +219,9 @@ class Generate(io.ComfyNode):
                     optional=True,
                     tooltip="Optional replacement occlusion (1 = source visible), at the size FOMM Dense Motion "
                     "gives it or at the source's size, one per frame or one for all. Unconnected: the flow's own occlusion is used. With full_resolution the "
-                    "blend weight is it divided by the source's occlusion at rest (clamped to 1), as for the flow's own.",
+                    "blend weight is it divided by the source's occlusion at rest (clamped to 1), as for the flow's own; "
+                    "a model that blends the warped source itself, like the embedded default, uses its generator's "
+                    "own weight against that weight at rest.",
                 ),
                 full_resolution_input(),
                 batch_size_input(),
@@ -250,10 +252,14 @@ class Generate(io.ComfyNode):
             for part in chunks(len(flow), batch_size, progress):
                 maps = None if visibility is None else visibility[part] if len(visibility) > 1 else visibility
                 deformation = flow.deformation[part]
-                generated = fomm.render(encoded, deformation, maps)
-                for i in range(len(generated)):  # one frame at a time: full-resolution frames are large
+                generated = fomm.render_outputs(encoded, deformation, maps)
+                for i in range(len(deformation)):  # one frame at a time: full-resolution frames are large
                     frame_maps = None if maps is None else maps[i : i + 1] if len(maps) > 1 else maps
-                    frame = renderer.render(generated[i : i + 1], deformation[i : i + 1], frame_maps, flow.rest_occlusion)
+                    outputs = {name: value[i : i + 1] for name, value in generated.items()}
+                    outputs |= {"deformation": deformation[i : i + 1]}
+                    if frame_maps is not None:
+                        outputs["occlusion_map"] = frame_maps
+                    frame = renderer.render(outputs, flow.rest_weight)
                     progress.update(part.start + i + 1)  # per frame (and Cancel): at full resolution each takes seconds
                     yield frame
 

@@ -90,9 +90,9 @@ class FlowData:
     ``deformation`` (N, h, w, 2) backward sampling grid; ``occlusion`` (N, 1, h, w) or None for
     models without one; ``masks`` (N, K+1, h, w) soft assignment of each pixel to the
     background (0) or a keypoint's motion. ``framing`` is the source image's;
-    ``rest_occlusion`` (1, 1, h, w) the source's occlusion when nothing moves, which
-    full-resolution rendering measures the occlusion against
-    (``fomm_model.footage.relative_visibility``).
+    ``rest_weight`` (1, 1, h, w) the source's full-resolution blend weight when nothing
+    moves, which full-resolution rendering measures the frames' weight against
+    (``fomm_model.footage.rest_weight``, ``relative_visibility``).
     """
 
     deformation: Tensor
@@ -100,7 +100,7 @@ class FlowData:
     masks: Tensor
     framing: Framing
     model_key: str | None
-    rest_occlusion: Tensor | None = None
+    rest_weight: Tensor | None = None
 
     def __len__(self) -> int:
         return self.deformation.shape[0]

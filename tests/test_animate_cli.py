@@ -48,9 +48,11 @@ def test_video_in_video_out(files, tmp_path: Path, capsys: pytest.CaptureFixture
     assert "frame/s" in captured.err  # the progress bar's rate
     result = read_video(out)
     assert result.info.fps == pytest.approx(12.5) and result.info.size == (96, 128) and len(list(result)) == 12
-    height, width = frame_size(animation_model())
+    model = animation_model()
+    height, width = frame_size(model)
+    columns = 6 if model.generator.blends_source else 5  # the generator's source weight too
     visualization = read_video(tmp_path / "vis.mp4")
-    assert visualization.info.size == (height, 5 * width) and len(list(visualization)) == 12
+    assert visualization.info.size == (height, columns * width) and len(list(visualization)) == 12
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

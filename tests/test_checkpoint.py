@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import zipfile
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from safetensors import safe_open
 
 import fomm_model as fm
-from fomm_model.checkpoint import CheckpointError
+from fomm_model.checkpoint import CheckpointError, write_safetensors
 from fomm_model.cli import main as cli
 
 from conftest import parity_cases
@@ -181,6 +182,19 @@ def test_inference_only_half_export(tmp_path: Path) -> None:
     error = (model.detect_keypoints(source).value - reference.detect_keypoints(source).value).abs().max()
     assert 0 < error < 1e-2
     assert small.stat().st_size < 0.6 * ORIGINAL.stat().st_size
+
+
+def test_a_model_that_blends_the_warped_source_converts_with_a_warning_for_the_original_code(tmp_path: Path) -> None:
+    config = fm.resolve_config(CASE / "config.yaml")
+    config = config.replace(generator=dataclasses.replace(config.generator, blend_warped_source=True), discriminator=None)
+    model = fm.build_model(config)
+    st = tmp_path / "blend.safetensors"
+    write_safetensors(st, {n: getattr(model, n).state_dict() for n in ("kp_detector", "generator")}, config)
+    with pytest.warns(UserWarning, match="blend_warped_source.*original first-order-model code does not have"):
+        back = fm.convert_checkpoint(st, tmp_path / "blend.pth.tar")
+    assert fm.load_model(back).config == config
+    weights = fm.read_checkpoint(back).state_dicts  # without the config entry, the weights say it too
+    assert fm.infer_model_config(weights["kp_detector"], weights["generator"]).generator.blend_warped_source
 
 
 def test_written_files_have_ordinary_permissions(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,11 @@ def test_not_a_config(tmp_path: Path) -> None:
 def test_json_round_trip() -> None:
     config = fm.resolve_config("taichi-adv-256").replace(frame_shape=(384, 512))
     assert fm.ModelConfig.from_json(config.to_json()) == config
+    # our extension is named only where it is used: an original config stays the original schema
+    assert "blend_warped_source" not in config.to_model_params()["generator_params"]
+    blends = config.replace(generator=dataclasses.replace(config.generator, blend_warped_source=True))
+    assert blends.to_model_params()["generator_params"]["blend_warped_source"] is True
+    assert fm.ModelConfig.from_json(blends.to_json()) == blends
 
 
 def test_size_rules() -> None:
@@ -94,6 +100,8 @@ def test_a_stated_frame_shape_must_fit_the_networks() -> None:
         dict(generator=fm.GeneratorConfig(block_expansion=16, max_features=32, num_down_blocks=3, num_bottleneck_blocks=2, estimate_occlusion_map=False, dense_motion=fm.DenseMotionConfig(block_expansion=8, max_features=64, num_blocks=3, scale_factor=1))),
         dict(discriminator=fm.DiscriminatorConfig(scales=(1, 0.5), block_expansion=8, max_features=64, num_blocks=3, sn=False, use_kp=True)),
         dict(kp_detector=fm.KeypointDetectorConfig(block_expansion=8, max_features=64, num_blocks=4, scale_factor=1 / 3)),
+        dict(generator=fm.GeneratorConfig(block_expansion=8, max_features=128, blend_warped_source=True,
+                                          dense_motion=fm.DenseMotionConfig(block_expansion=8, max_features=64))),
     ],
 )
 def test_inference_of_unpublished_architectures(changes: dict) -> None:
@@ -114,6 +122,7 @@ def test_inference_of_unpublished_architectures(changes: dict) -> None:
         assert {k: v.shape for k, v in getattr(rebuilt, name).state_dict().items()} == expected
     assert inferred.kp_detector == config.kp_detector
     assert inferred.generator.dense_motion == config.generator.dense_motion
+    assert inferred.generator.blend_warped_source == config.generator.blend_warped_source
     assert inferred.discriminator == config.discriminator
     assert (inferred.num_kp, inferred.estimate_jacobian) == (config.num_kp, config.estimate_jacobian)
 

@@ -150,5 +150,5 @@ def test_frames_pasted_back_where_a_crop_cut_have_no_seam(size: tuple[int, int])
     region = torch.full((3, *size), 0.5)
     _, framing = fit(region[None], (128, 128), "crop")
     renderer = RegionRenderer(fm.load_model("default"), region, framing, full_resolution=False)
-    frames = renderer.render(torch.full((2, 3, 128, 128), 0.5), torch.zeros(2, 32, 32, 2), None)
+    frames = renderer.render({"prediction": torch.full((2, 3, 128, 128), 0.5), "deformation": torch.zeros(2, 32, 32, 2)})
     assert frames.shape == (2, 3, *size) and (frames - 0.5).abs().max() < 1e-3

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import fomm_model as fm
+from fomm_model.footage import render_full_resolution
+from fomm_model.geometry import make_coordinate_grid, warp, warp_sharp
 from fomm_model.pipeline import animate_frames
 
 SMALL = fm.ModelConfig(
@@ -165,6 +167,40 @@ def test_dense_motion_then_render_equals_generate(model: fm.FirstOrderModel) -> 
     assert (torch.cat(chunks) - frames).abs().max() < 1e-6
     with pytest.raises(ValueError, match="occlusion"):
         model.render(source, motion["deformation"])
+
+
+def test_a_generator_that_blends_the_warped_source() -> None:
+    """blend_warped_source: the frame is the decoded frame and the source warped by the flow
+    (on the model's grid), mixed by the generator's own weight, on every path that renders."""
+    generator = fm.GeneratorConfig(**{**SMALL.generator.__dict__, "blend_warped_source": True})
+    model = fm.build_model(SMALL.replace(generator=generator))
+    with torch.no_grad():
+        model.generator.blend.bias.fill_(0.7)  # not an even blend, so that the weight's side is tested
+        model.generator.blend.weight.normal_(0, 0.01)
+    source, driving = torch.rand(1, 3, 64, 96), torch.rand(3, 3, 64, 96)
+    kp_source, kp_driving = model.detect_keypoints(source), model.detect_keypoints(driving)
+    out = model.generate(source, kp_source, kp_driving)
+    weight = out["source_weight"]
+    assert weight.shape == (3, 1, 64, 96) and 0 < weight.min() and weight.max() < 1
+    assert (weight - torch.sigmoid(torch.tensor(0.7))).abs().mean() < 0.05
+    warped = warp_sharp(source.expand(3, -1, -1, -1), out["deformation"], model.align_corners)
+    expected = weight * warped + (1 - weight) * out["decoded"]
+    assert (out["prediction"] - expected).abs().max() < 1e-6
+    motion = model.dense_motion(source, kp_source, kp_driving)
+    rendered = model.render_outputs(model.encode_source(source), motion["deformation"], motion["occlusion_map"])
+    assert (rendered["prediction"] - out["prediction"]).abs().max() < 1e-6
+    assert (model.render(source, motion["deformation"], motion["occlusion_map"]) - out["prediction"]).abs().max() < 1e-6
+    assert (model.animate(source, driving, relative=False) - out["prediction"]).abs().max() < 1e-5
+    # full resolution at the model's own size is the model's frame: the same formula, the same warp
+    full = render_full_resolution(source.expand(3, -1, -1, -1), out["decoded"], out["deformation"], weight, True)
+    assert (full - out["prediction"]).abs().max() < 1e-6
+    # a still flow at the dense motion network's size warps the source pixel for pixel (the
+    # original's resize of the flow, as for ``deformed``, smears the border)
+    still = make_coordinate_grid(32, 48)[None]
+    assert (warp_sharp(source, still, True) - source).abs().max() < 1e-4
+    assert (warp(source, still, True) - source).abs().max() > 0.01
+    with pytest.raises(ValueError, match="warped_source"):
+        model.generator.decode(model.generator.encode(source))
 
 
 def test_every_public_name_loads() -> None:

@@ -131,6 +131,24 @@ def test_an_antialiasing_kernel_is_kept_only_where_it_is_the_configs_own(tmp_pat
             assert torch.equal(new, fresh)
 
 
+def test_a_generator_that_blends_the_warped_source_starts_as_an_even_blend_of_the_old_frame(tmp_path):
+    """How phase 31 began: every trained weight kept, the new weight head at zero (a weight of
+    one half everywhere), so the decoded frame is the source model's frame."""
+    old, new, out, report = _transplanted(tmp_path, {"blend_warped_source": True})
+    assert all(torch.equal(new["generator"][k], v) for k, v in old["generator"].items())
+    assert not new["generator"]["blend.weight"].any() and not new["generator"]["blend.bias"].any()
+    assert "zeroed (even blend): blend (" in report and "fresh" not in report
+    blended, plain = fm.load_model(out), fm.load_model(tmp_path / "source.safetensors")
+    assert blended.config.generator.blend_warped_source
+    source, driving = torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    kp_source = plain.detect_keypoints(source)
+    kp_driving = plain.detect_keypoints(driving)
+    out_blended = blended.generate(source, kp_source, kp_driving)
+    out_plain = plain.generate(source, kp_source, kp_driving)
+    assert torch.allclose(out_blended["decoded"], out_plain["prediction"], atol=1e-6)
+    assert torch.allclose(out_blended["source_weight"], torch.full_like(out_blended["source_weight"], 0.5))
+
+
 def test_a_keypoint_detector_that_does_not_fit_is_refused(tmp_path):
     done = _transplant(tmp_path, {"num_down_blocks": 1}, {"num_kp": 6})
     assert done.returncode != 0 and "its keypoint detector does not fit" in done.stderr

@@ -282,9 +282,10 @@ def test_animate_pairs_writes_each_pairs_video_and_strip(data: Path, tmp_path: P
     strip = torch.from_numpy(np.array(Image.open(out / "png" / f"{driving_name}-{source_name}.png"))).float() / 255
     assert strip.shape == (128, 6 * 128, 3)
     assert torch.allclose(strip, rearrange(expected, "t c h w -> h (t w) c"), atol=1 / 255 + 1e-6)
-    # The video shows source | driving | deformed | occlusion | prediction for every driving frame.
+    # The video shows source | driving | deformed | occlusion | the generator's source weight |
+    # prediction for every driving frame (the weight: the embedded generator blends the warped source).
     frames = list(read_video(out / f"{driving_name}-{source_name}.mp4"))
-    assert len(frames) == 6 and frames[0].shape == (3, 128, 5 * 128)
+    assert len(frames) == 6 and frames[0].shape == (3, 128, 6 * 128)
 
 
 def test_evaluations_leave_out_a_video_with_a_damaged_frame(data: Path, tmp_path: Path, capsys) -> None:
@@ -518,7 +519,7 @@ def test_fine_tuning_without_a_config_uses_the_one_the_checkpoint_was_trained_wi
     # its config trains no GAN: the discriminator is neither worth a warning nor exported as if trained
     assert "starts from random weights" not in err and not fm.read_checkpoint(tmp_path / "a" / "model.safetensors").has_discriminator
     assert fm.load_model(tmp_path / "a" / "model.safetensors").discriminator is None
-    recipe = RunConfig.from_yaml(Path(__file__).parents[1] / "recipes" / "default-model" / "finetune-15.yaml")
+    recipe = RunConfig.from_yaml(Path(__file__).parents[1] / "recipes" / "default-model" / "finetune-18.yaml")
     first = RunConfig.from_yaml(tmp_path / "a" / "config.yaml")
     assert first == dataclasses.replace(recipe, dataset=dataclasses.replace(recipe.dataset, root_dir=str(data)))
     # what it exported carries it on, and so does a run folder

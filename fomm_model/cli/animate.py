@@ -87,7 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     output.add_argument("--full-resolution", action="store_true",
                         help="warp the full-resolution source and use generated pixels only where it is occluded")  # fmt: skip
     output.add_argument("--visualize", metavar="VIS", help="also write the side-by-side view (source, driving, "
-                        "deformed, occlusion, result) at the model's size to this video")  # fmt: skip
+                        "deformed, occlusion, the generator's source weight where it has one, result) at the "
+                        "model's size to this video")  # fmt: skip
     output.add_argument("--fps", type=float, help="output frame rate (default: the driving video's, 25 for frames)")
     output.add_argument("--batch-size", type=int, default=8, help="frames per model call (default: 8)")
     output.add_argument("--precision", choices=PRECISIONS, default="fp32", help="decoder precision (default: fp32)")

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "embedded model never saw), animate the still with the video's motion using the embedded "
         "default model, and write source.png, driving.mp4, result.mp4 (at the source's resolution: "
         "fomm animate --full-resolution) and visualization.mp4 (source | driving with keypoints | "
-        "deformed source | occlusion | the model's own output).",
+        "deformed source | occlusion | the generator's weight for the warped source | the model's own output).",
     )
     parser.add_argument("--out", type=Path, default=Path("fomm-demo"), help="output folder (default: fomm-demo)")
     parser.add_argument("--checkpoint", default="default", help='model to animate with (default: "default")')

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import GeneratorConfig
-from ..geometry import resize_map, warp
+from ..geometry import resize_map, warp, warp_sharp
 from ..keypoints import Keypoints
 from .blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, width
 from .dense_motion import DenseMotionNetwork
@@ -14,6 +14,10 @@ from .dense_motion import DenseMotionNetwork
 
 class OcclusionAwareGenerator(nn.Module):
     """Encoder -> feature warp (x occlusion) -> residual bottleneck -> decoder.
+
+    With ``blend_warped_source`` (our extension, see :class:`GeneratorConfig`) a second head
+    beside the decoder's last convolution weighs, per pixel, the source image warped by the
+    flow against the decoded frame.
 
     The forward pass is split into :meth:`encode` (depends on the source only),
     :meth:`motion` and :meth:`decode` so that an animation can encode the source once and
@@ -41,7 +45,13 @@ class OcclusionAwareGenerator(nn.Module):
         for j in range(config.num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{j}", ResBlock2d(width(be, n, cap), kernel_size=(3, 3), padding=(1, 1)))
         self.final = nn.Conv2d(be, num_channels, kernel_size=(7, 7), padding=(3, 3))
+        self.blend = nn.Conv2d(be, 1, kernel_size=(7, 7), padding=(3, 3)) if config.blend_warped_source else None
         self.num_channels = num_channels
+
+    @property
+    def blends_source(self) -> bool:
+        """Whether :meth:`decode` needs the warped source image."""
+        return self.blend is not None
 
     @property
     def align_corners(self) -> bool:
@@ -67,11 +77,24 @@ class OcclusionAwareGenerator(nn.Module):
             out = out * resize_map(occlusion_map, *out.shape[-2:])
         return out
 
-    def decode(self, features: Tensor) -> Tensor:
+    def decode(self, features: Tensor, warped_source: Tensor | None = None) -> dict[str, Tensor]:
+        """Decode warped features into ``prediction``.
+
+        A generator that :attr:`blends_source` needs ``warped_source`` (:meth:`warp_source`)
+        and also returns ``decoded``, its own frame, and ``source_weight`` (N, 1, H, W):
+        prediction = source_weight * warped_source + (1 - source_weight) * decoded.
+        Full-resolution rendering puts a larger warped source in the same formula.
+        """
         out = self.bottleneck(features)
         for block in self.up_blocks:
             out = block(out)
-        return torch.sigmoid(self.final(out))
+        decoded = torch.sigmoid(self.final(out))
+        if self.blend is None:
+            return {"prediction": decoded}
+        if warped_source is None:
+            raise ValueError("this generator blends the source image warped by the flow: pass warped_source")
+        weight = torch.sigmoid(self.blend(out))
+        return {"prediction": decoded + weight * (warped_source - decoded), "decoded": decoded, "source_weight": weight}
 
     def forward(
         self,
@@ -84,7 +107,8 @@ class OcclusionAwareGenerator(nn.Module):
         with_deformed: bool = True,
     ) -> dict[str, Tensor]:
         """Returns ``mask``, ``sparse_deformed``, ``occlusion_map`` (when estimated),
-        ``deformation``, ``deformed`` (the source warped at full resolution) and ``prediction``.
+        ``deformation``, ``deformed`` (the source warped at full resolution), ``prediction``
+        and, when the generator :attr:`blends_source`, ``decoded`` and ``source_weight``.
 
         A batch-1 ``source`` is broadcast to the driving batch; ``source_features`` and
         ``downscaled_source`` let callers pass the source-only work precomputed.
@@ -100,5 +124,16 @@ class OcclusionAwareGenerator(nn.Module):
                 out["deformation"],
                 self.align_corners,
             )
-        out["prediction"] = self.decode(features)
+        out.update(self.decode(features, self.warp_source(source, out["deformation"])))
         return out
+
+    def warp_source(self, source: Tensor, deformation: Tensor) -> Tensor | None:
+        """The source image (a batch of one is broadcast) warped for :meth:`decode`'s blend,
+        None for a generator that does not blend: with the flow upsampled on the model's grid,
+        as full-resolution rendering warps a larger source, so a still flow gives the source
+        back pixel for pixel (``deformed`` keeps the original's resize of the flow)."""
+        if not self.blends_source:
+            return None
+        if source.shape[0] != deformation.shape[0]:
+            source = source.expand(deformation.shape[0], -1, -1, -1)
+        return warp_sharp(source, deformation, self.align_corners)

@@ -8,7 +8,9 @@ that does not fit is refused). Every generator tensor whose name and shape match
 from the end (with one down block fewer, FROM's last up block, which makes full-resolution
 features, is the new last one). The rest keeps its fresh initialisation, except that a
 fresh residual block starts as the identity (its last convolution zero), so the copied
-layers around it see their input from the first step instead of noise. The fixed
+layers around it see their input from the first step instead of noise, and a fresh
+``blend`` head (``blend_warped_source``) starts at zero: every pixel half the warped source,
+half the decoded frame, the decoded one being FROM's frame. The fixed
 anti-aliasing kernels are made for CONFIG's scales (FROM's copy is kept only where it is the
 same kernel, as rounded in an fp16 file), so a dense motion network at another
 ``scale_factor`` keeps every trained weight with a kernel for its new scale. Prints what was
@@ -97,7 +99,9 @@ def main(source: str, config: str, out: str, motion: str | None = None) -> None:
         sys.exit(f"{motion or source}: its keypoint detector does not fit {config}'s{hint}")
     state = model.generator.state_dict()
     shift = _up_block_count(old["generator"]) - len(model.generator.up_blocks)
-    kinds: dict[str, Counter] = {"copied": Counter(), "zeroed (identity)": Counter(), "fresh": Counter()}
+    kinds: dict[str, Counter] = {
+        "copied": Counter(), "zeroed (identity)": Counter(), "zeroed (even blend)": Counter(), "fresh": Counter()
+    }
     fixed = _antialias_kernels(model.generator)
     used = set()
     for name, value in state.items():
@@ -118,6 +122,9 @@ def main(source: str, config: str, out: str, motion: str | None = None) -> None:
         elif name.startswith("bottleneck.") and ".conv2." in name:
             state[name] = torch.zeros_like(value)
             kinds["zeroed (identity)"][_module(name)] += value.numel()
+        elif name.startswith("blend."):
+            state[name] = torch.zeros_like(value)
+            kinds["zeroed (even blend)"][_module(name)] += value.numel()
         else:
             kinds["fresh"][_module(name)] += value.numel()
     unused = Counter(_module(key) for key, value in old["generator"].items()

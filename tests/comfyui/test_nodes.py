@@ -49,8 +49,11 @@ def moving_video(frames: int, height: int, width: int) -> torch.Tensor:
 
 # The step nodes reach the frames through other calls than FOMM Animate (the flow made in one
 # node and applied in the next, in chunks of their own), so their fp32 sums run in another order:
-# a few pixels differ by about 2e-5.
-STEPS_ATOL = 5e-5
+# a few pixels differ by about 2e-5. The embedded model's generator also blends the source
+# warped by the flow (since phase 31), sampled with zeros outside the picture: where the flow
+# reaches across the border, that last-bit difference of the flow moves a few pixels by up to
+# about 2.5e-4 (12 of 196608 values in the largest case here).
+STEPS_ATOL = 5e-4
 
 
 def run_steps(n: ModuleType, model, source, driving, full_resolution: bool = False, fit: str = "pad", **motion) -> dict:
