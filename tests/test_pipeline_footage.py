@@ -131,14 +131,14 @@ def test_full_resolution_keeps_the_detail_of_a_large_source(model) -> None:
 
 def test_a_still_video_gives_back_the_source_with_the_default_model() -> None:
     """The embedded model's blend weight (its generator's source weight; before phase 31 its
-    occlusion map, which averaged 0.74) is below 1 when nothing moves; used directly it would
-    mix blur into every pixel of a still photo."""
+    occlusion map, which averaged 0.74) is not 1 everywhere when nothing moves; used directly
+    it would mix blur into a still photo (here by up to 0.015 of a pixel's value)."""
     model = fm.load_model("default")
     source = torch.from_numpy(render_video(11, "test", 0, num_frames=1, size=512)[0]).permute(2, 0, 1).float() / 255
     frames = list(animate_footage(model, source, source[None].repeat(3, 1, 1, 1), options=FootageOptions(full_resolution=True)))
     small = fit(source[None], model.config.frame_shape)[0]
     rest = rest_weight(model, small, model.detect_keypoints(small))
-    assert rest is not None and rest.mean() < 0.95
+    assert rest is not None and rest.min() < 0.95
     assert max((frame - source).abs().max().item() for frame in frames) < 1 / 255
 
 

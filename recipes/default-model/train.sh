@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the embedded default model, fomm_model/weights/default.safetensors, from scratch:
 #   bash recipes/default-model/train.sh
-# It writes the synthetic training data, trains in thirty-two phases with `fomm train`, exports the
+# It writes the synthetic training data, trains in thirty-four phases with `fomm train`, exports the
 # inference weights, and scores them on videos of an unseen seed. Each phase resumes where it
 # stopped (--resume) when run again.
 #   1. config.yaml, batch 8, 7000 steps (of the config's 8000): about 4 hours on a 2-core CPU
@@ -47,10 +47,11 @@
 #      1200 steps from phase 25's weights: 55 minutes on a 2-core CPU (2 threads).
 #  27-30. finetune-16.yaml (the same at 3e-5), then finetune-15.yaml, twice over, 400 steps
 #      each from the phase before's weights: 17 to 18 minutes each on a 2-core CPU (2 threads).
-#  31. finetune-17.yaml: the generator also weighs, per pixel, the source warped by the flow
-#      against its decoded frame (blend_warped_source), started by transplant.py from phase
-#      30's weights; 400 steps at 3e-5, then
-#  32. finetune-18.yaml, the same at 1e-5, 400 steps: 18 minutes each on a 2-core CPU.
+#  31-34. finetune-17.yaml: the generator also weighs, per pixel, the source warped by the
+#      flow against its decoded frame (blend_warped_source), started by transplant.py from
+#      phase 30's weights; 400 steps at 3e-5, then finetune-18.yaml, the same at 1e-5, 400
+#      steps; twice over, each from the phase before's weights: about 20 minutes each on a
+#      2-core CPU (2 threads).
 # torch uses a GPU when it sees one; phases 2, 3, 6, 7, 9, 10 and 19 to 24 on a CPU take days.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -118,7 +119,9 @@ phase runs/default-model-30 $R/finetune-15.yaml --checkpoint runs/default-model-
 transplant runs/default-model-30/model.safetensors $R/finetune-17.yaml runs/default-model-31-start.safetensors
 phase runs/default-model-31 $R/finetune-17.yaml --checkpoint runs/default-model-31-start.safetensors --max-steps 400
 phase runs/default-model-32 $R/finetune-18.yaml --checkpoint runs/default-model-31/model.safetensors --max-steps 400
+phase runs/default-model-33 $R/finetune-17.yaml --checkpoint runs/default-model-32/model.safetensors --max-steps 400
+phase runs/default-model-34 $R/finetune-18.yaml --checkpoint runs/default-model-33/model.safetensors --max-steps 400
 
-fomm convert runs/default-model-32/model.safetensors fomm_model/weights/default.safetensors --inference-only --half
+fomm convert runs/default-model-34/model.safetensors fomm_model/weights/default.safetensors --inference-only --half
 [ -d data/synthetic-heldout ] || fomm make-synthetic data/synthetic-heldout --num-videos 41 --test-videos 40 --seed 1
-fomm reconstruct --checkpoint default --data data/synthetic-heldout --out runs/default-model-32/heldout
+fomm reconstruct --checkpoint default --data data/synthetic-heldout --out runs/default-model-34/heldout

@@ -149,8 +149,13 @@ def test_full_resolution_is_the_librarys_and_keeps_the_source_sharp(n: ModuleTyp
     """full_resolution on FOMM Animate and FOMM Generate: the same frames as fomm animate
     --full-resolution (fomm_model.footage, one implementation), at the source's size; with a
     still driving video the result is the source itself where the model sees it unoccluded,
-    much closer to it than the plain output (a 128x128 frame scaled up)."""
+    much closer to it than the plain output (a 128x128 frame scaled up, which loses the
+    source's fine texture)."""
     source = comfy_images(1, 300, 420, seed=5)  # larger than the model's frames, another aspect
+    # detail a few pixels across: lost at the model's 128x128, kept by full resolution
+    texture = torch.rand(1, 1, 60, 84, generator=torch.Generator().manual_seed(7))
+    texture = torch.nn.functional.interpolate(texture, size=(300, 420), mode="bicubic").permute(0, 2, 3, 1)
+    source = (0.7 * source + 0.3 * texture).clamp(0, 1)
     driving = moving_video(4, 64, 96)
     steps = run_steps(n, model, source, driving, full_resolution=True)
     animate = n.Animate.execute(model, source, driving, "pad", True, True, True, "first", 0, True, 3).args[0]
