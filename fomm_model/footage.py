@@ -8,11 +8,12 @@ The model only sees its trained frame size (256x256 for the published models). A
   :class:`~fomm_model.framing.Box`, or the whole picture) and fits it to the model size;
 * renders the result either plainly (the generated frame scaled back up) or at full
   resolution: the full-resolution source region is warped with the upsampled dense flow,
-  and the generated frame is used only where the occlusion map says the source cannot show
-  the content (``out = visible * warped_source + (1 - visible) * generated``, ``visible``
-  the occlusion relative to the source's own at rest, see :func:`relative_visibility`; for
-  a generator that blends the warped source itself, its own ``source_weight`` and decoded
-  frame), so detail of a 1024x1024 or 4K source survives instead of a blurry 256x256 upscale;
+  and the generated frame is used only where the model says the source cannot show the
+  content (``out = visible * warped_source + (1 - visible) * generated``, ``visible`` the
+  blend weight relative to the source's own at rest, see :func:`relative_visibility`: the
+  occlusion map, or for a generator that blends the warped source itself its own
+  ``source_weight``, with its decoded frame as ``generated``), so detail of a 1024x1024 or
+  4K source survives instead of a blurry 256x256 upscale;
 * pastes the region back into the full source with a feathered mask.
 
 Frames stream one at a time; the full-resolution work is done per frame so that memory
